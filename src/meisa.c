@@ -1,0 +1,31 @@
+/*
+ * meisa.c
+ *		Module entry point: _PG_init asks every module to define its settings
+ *		(and the delivery module to register its background worker), then
+ *		reserves the "meisa." settings prefix.
+ */
+#include "meisa.h"
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* Defines every meisa setting and, when preloaded, the background worker. */
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	contacts_init();
+	template_init();
+	outbox_init();
+	sequence_init();
+	automation_init();
+	delivery_init();
+
+	MarkGUCPrefixReserved("meisa");
+}
