@@ -85,6 +85,21 @@ extern bool sequence_unenroll(int64 contact_id, const char *sequence_name);
 /* ---- token.c */
 /* meisa.unsubscribe_base_url followed by a signed token for the contact. */
 extern char *unsubscribe_url(int64 contact_id);
+/* The contact id a valid unsubscribe token names; ERROR 22023 when invalid. */
+extern int64 unsubscribe_token_contact(const char *token);
+
+/* ---- mime.c */
+/* ERROR 22023 naming 'field' when a header value holds CR, LF or NUL. */
+extern void mime_check_header_value(const char *value, const char *field);
+
+/* ---- mustache.c: the template engine (see mustache.h for more) */
+/* Looks up a partial by name; NULL when there is none (renders as empty). */
+typedef const char *(*mustache_partial_fn) (const char *name, void *arg);
+/* ERROR 22023 naming 'field' and the line when 'tmpl' is not a valid template. */
+extern void mustache_validate(const char *tmpl, const char *field);
+/* Renders 'tmpl' with 'data' (may be NULL); partials come from 'partial' (may be NULL). */
+extern char *mustache_render_jsonb(const char *tmpl, Jsonb *data,
+								   mustache_partial_fn partial, void *arg);
 
 /* ---- worker.c */
 /* Wakes the delivery worker when the current transaction commits. */

@@ -10,3 +10,17 @@ void
 template_init(void)
 {
 }
+
+/* Checks a template's syntax (skeleton: accepts everything). */
+void
+mustache_validate(const char *tmpl, const char *field)
+{
+}
+
+/* Renders a template (skeleton: returns it unchanged). */
+char *
+mustache_render_jsonb(const char *tmpl, Jsonb *data,
+					  mustache_partial_fn partial, void *arg)
+{
+	return pstrdup(tmpl);
+}
