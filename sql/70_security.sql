@@ -40,8 +40,8 @@ SELECT count(*) AS public_usable_relations
  WHERE c.relkind IN ('r', 'v', 'm', 'p')
    AND has_table_privilege('regress_meisa_nobody', c.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER');
 SELECT count(*) AS public_usable_sequences
-  FROM pg_class c WHERE c.relkind = 'S' AND c.relnamespace = 'meisa'::regnamespace
-   AND has_sequence_privilege('regress_meisa_nobody', c.oid, 'USAGE,SELECT,UPDATE');
+  FROM pg_class c WHERE c.relnamespace = 'meisa'::regnamespace
+   AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('regress_meisa_nobody', c.oid, 'USAGE,SELECT,UPDATE') END;
 SELECT has_schema_privilege('regress_meisa_nobody', 'meisa', 'USAGE') AS public_schema_usage;
 SET ROLE regress_meisa_nobody;
 SELECT meisa_upsert('{"email": "nobody@example.com"}');
@@ -57,9 +57,9 @@ RESET ROLE;
 SET ROLE regress_meisa_app;
 SELECT meisa_upsert('{"email": "app@example.com", "first_name": "Ann"}') ->> 'created' AS app_created;
 SELECT meisa_track('login', '{"email": "app@example.com"}') > 0 AS app_tracked;
-SELECT meisa_add_tag('app@example.com', 'beta') IS NULL AS add_tag_called;
+SELECT count(*) AS add_tag_called FROM (SELECT meisa_add_tag('app@example.com', 'beta')) x;
 SELECT meisa_trigger_email('sec_receipt', '{"email": "app@example.com", "data_variables": {"item": "tea"}}') > 0 AS app_triggered;
-SELECT meisa_unsubscribe('app@example.com') IS NULL AS unsubscribe_called;
+SELECT count(*) AS unsubscribe_called FROM (SELECT meisa_unsubscribe('app@example.com')) x;
 SELECT email, reason FROM meisa.unsubscribed_emails ORDER BY email;
 -- ... but contacts, events, messages and the rules are out of reach
 SELECT count(*) FROM meisa.contacts;
@@ -178,20 +178,24 @@ INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
    '[{"add_tag": "paid"}, {"set_field": {"custom_fields.level": "gold"}}, {"notify": {"channel": "sales", "message": "{{email}} upgraded"}}]'),
   ('sec_on_event', 'custom_event', NULL, '[{"add_tag": "active"}]');
 SET search_path = public, pg_catalog;
-SELECT meisa_upsert('{"email": " Victim@Example.COM ", "external_id": "sec-2", "custom_fields": {"plan": "free"}}') ->> 'created' AS victim_created;
+-- (the statements below avoid the planted operators themselves: only what
+-- runs inside meisa may be tempted)
+SELECT pg_catalog.jsonb_object_field_text(meisa_upsert('{"email": " Victim@Example.COM ", "external_id": "sec-2", "custom_fields": {"plan": "free"}}'), 'created') AS victim_created;
 SELECT meisa_upsert('{"email": "victim@example.com", "custom_fields": {"plan": "pro"}}') -> 'changed' AS victim_changed;
 SELECT meisa_track('purchase', '{"email": "victim@example.com", "properties": {"amount": 5}, "event_id": "sec-ev-1"}') > 0 AS victim_tracked;
-SELECT meisa_add_tag('victim@example.com', 'vip') IS NULL AS victim_tagged;
-SELECT meisa_remove_tag('victim@example.com', 'vip') IS NULL AS victim_untagged;
+SELECT count(*) AS victim_tagged FROM (SELECT meisa_add_tag('victim@example.com', 'vip')) x;
+SELECT count(*) AS victim_untagged FROM (SELECT meisa_remove_tag('victim@example.com', 'vip')) x;
 SELECT meisa_trigger_email('sec_receipt', '{"email": "victim@example.com", "data_variables": {"item": "pen"}}') > 0 AS victim_mailed;
 SELECT meisa.render('Hi {{name}}', '{"name": "Vic"}') AS victim_render;
-SELECT meisa.jsonb_diff('{"a": 1}', '{"a": 2}') AS victim_diff;
-UPDATE meisa.contacts SET first_name = 'Vic', tags = tags || '{sql_tag}' WHERE email = 'victim@example.com';
-SELECT meisa_unsubscribe('victim@example.com') IS NULL AS victim_unsubscribed;
-SELECT meisa_resubscribe('victim@example.com') IS NULL AS victim_resubscribed;
+SELECT meisa.jsonb_diff('{"a": 1, "b": "x"}', '{"a": 2, "b": "x"}') AS victim_diff;
+UPDATE meisa.contacts SET first_name = 'Vic', tags = pg_catalog.array_cat(tags, '{sql_tag}')
+ WHERE email OPERATOR(pg_catalog.=) 'victim@example.com';
+SELECT count(*) AS victim_unsubscribed FROM (SELECT meisa_unsubscribe('victim@example.com')) x;
+SELECT count(*) AS victim_resubscribed FROM (SELECT meisa_resubscribe('victim@example.com')) x;
 SELECT meisa_run_due(pg_catalog.now() + interval '1 day') >= 0 AS victim_run_due;
+SELECT count(*) AS victim_delivered FROM (SELECT meisa_deliver(10)) x;
 SET ROLE regress_meisa_app;
-SELECT meisa_upsert('{"email": "victim2@example.com", "custom_fields": {"plan": "pro"}}') ->> 'created' AS app_victim_created;
+SELECT pg_catalog.jsonb_object_field_text(meisa_upsert('{"email": "victim2@example.com", "custom_fields": {"plan": "pro"}}'), 'created') AS app_victim_created;
 SELECT meisa_upsert('{"email": "victim2@example.com", "custom_fields": {"plan": "free"}}') -> 'changed' AS app_victim_changed;
 RESET ROLE;
 RESET search_path;

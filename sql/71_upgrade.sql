@@ -80,7 +80,7 @@ SELECT s.oid::regclass AS identity_sequence,
   FROM pg_class s JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype IN ('i', 'a')
   JOIN pg_class t ON t.oid = d.refobjid, pg_extension e
  WHERE e.extname = 'meisa' AND s.relkind = 'S' AND t.relnamespace = 'meisa'::regnamespace
- ORDER BY identity_sequence::text;
+ ORDER BY s.oid::regclass::text;
 
 -- data written under 1.0 is intact and the API keeps working
 SELECT email, external_id, first_name, tags FROM meisa.contacts ORDER BY id;
@@ -92,11 +92,11 @@ SELECT a.name, count(r.*) AS runs FROM meisa.automations a
  GROUP BY a.name ORDER BY 1;
 
 -- meisa.check_invariants(): healthy data has no violations ...
-SELECT * FROM meisa.check_invariants();
+SELECT invariant, violations FROM meisa.check_invariants();
 -- ... and a planted violation is reported
 INSERT INTO meisa.messages (contact_id, to_email, kind, subject, status, message_id)
 SELECT id, email, 'marketing', 'planted', 'sending', '<planted@meisa>' FROM meisa.contacts WHERE email = 'after@example.com';
-SELECT * FROM meisa.check_invariants();
+SELECT invariant, violations FROM meisa.check_invariants();
 DELETE FROM meisa.messages WHERE subject = 'planted';
 
 -- privileges after the update: PUBLIC nothing, admin may check invariants

@@ -368,7 +368,7 @@ class Fuzzer:
           ON CONFLICT DO NOTHING;
           INSERT INTO meisa.sequences (name) VALUES ('fz_seq') ON CONFLICT DO NOTHING;
           INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
-          SELECT id, 1, '0', 'fz_mk' FROM meisa.sequences WHERE name = 'fz_seq'
+          SELECT id, 1, interval '0', 'fz_mk' FROM meisa.sequences WHERE name = 'fz_seq'
           ON CONFLICT DO NOTHING;
         """)
         # a valid unsubscribe token, to mutate

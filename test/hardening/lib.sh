@@ -116,7 +116,7 @@ qf() {
 # Starts the SMTP sink that stores mail in a Maildir: smtp_start PORT MAILDIR
 smtp_start() {
   local port=$1 maildir=$2
-  mkdir -p "$maildir"
+  mkdir -p "$(dirname "$maildir")"
   /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir" \
     >"$maildir.log" 2>&1 &
   STARTED_PIDS+=($!)

@@ -17,9 +17,9 @@ INSERT INTO meisa.templates (key, kind, subject, html, text) VALUES
 
 INSERT INTO meisa.sequences (name) VALUES ('onboarding');
 INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
-SELECT id, 1, '0', 'welcome' FROM meisa.sequences WHERE name = 'onboarding'
+SELECT id, 1, interval '0', 'welcome' FROM meisa.sequences WHERE name = 'onboarding'
 UNION ALL
-SELECT id, 2, '1 second', 'day2' FROM meisa.sequences WHERE name = 'onboarding';
+SELECT id, 2, interval '1 second', 'day2' FROM meisa.sequences WHERE name = 'onboarding';
 
 INSERT INTO meisa.automations (name, trigger, trigger_filter, conditions, actions, position) VALUES
   ('welcome', 'contact_created', NULL, NULL, '[{"enroll": "onboarding"}]', 1),
