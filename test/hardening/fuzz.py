@@ -37,12 +37,12 @@ import psycopg2.extensions
 COMMON = {"22023", "22P02", "54000", "54001", "22021", "22P05", "22003"}
 ALLOWED = {
     "upsert": COMMON | {"23505"},           # identity conflict
-    "track": COMMON | {"23505"},            # identity conflict
+    "track": COMMON | {"23505", "P0002"},   # identity conflict; unknown external_id
     "trigger_email": COMMON | {"23505", "42704"},   # unknown template
-    "add_tag": COMMON | {"23505"},
+    "add_tag": COMMON | {"23505", "P0002"},   # P0002: no contact has that email
     "render": COMMON,
     "jsonb_diff": COMMON,
-    "unsubscribe": COMMON | {"42704"},
+    "unsubscribe": COMMON | {"42704", "P0002"},   # P0002: no contact has that email
     # direct table writes: the table's constraints answer too
     "automation": COMMON | {"23505", "23514", "23502", "42704"},
     "template": COMMON | {"23505", "23514", "23502"},
@@ -55,7 +55,8 @@ NAMES = {
     "22003": "numeric_value_out_of_range", "23505": "unique_violation",
     "23514": "check_violation", "23502": "not_null_violation",
     "42704": "undefined_object", "57014": "query_canceled (timeout: a hang)",
-    "XX000": "internal_error", "42883": "undefined_function",
+    "XX000": "internal_error", "42883": "undefined_function", "P0002": "no_data_found",
+    "22007": "invalid_datetime_format", "22008": "datetime_field_overflow",
 }
 
 WEIRD_STRINGS = [
@@ -144,9 +145,9 @@ class Gen:
     def email(self, i):
         r = self.r
         k = r.random()
-        if k < 0.5:
+        if k < 0.65:
             return "fz%dx@fuzz.test" % i
-        if k < 0.7:
+        if k < 0.75:
             return r.choice(EMAILS)
         if k < 0.85:
             return self.string(30) + "fz%dx@fuzz.test" % i
@@ -166,10 +167,19 @@ class Gen:
                 s[min(pos, len(s) - 1)] = chr(r.randint(1, 0x7f))
         return "".join(s)
 
+    def valid_scalar(self):
+        r = self.r
+        return r.choice(["free", "pro", "standard", "churned", "Zoë", "日本", r.randint(-100, 100),
+                         r.uniform(-1e3, 1e3), True, False, "2024-05-01T10:00:00Z", "x" * r.randint(0, 300)])
+
     def custom_fields(self):
         r = self.r
         k = r.random()
-        if k < 0.1:
+        if k < 0.55:
+            return {r.choice(["plan", "n", "posts_generated", "onboarding_completed", "timezone", "score",
+                              "Name_2", "_x"]): r.choice([self.valid_scalar(), None])
+                    for _ in range(r.randint(0, 4))}
+        if k < 0.6:
             return self.value()
         if k < 0.15:
             return {"f%d" % j: j for j in range(r.choice([100, 500, 1000, 5000]))}
@@ -189,20 +199,22 @@ class Gen:
         if r.random() < 0.4:
             p["external_id"] = r.choice(["fzext%d" % i, self.string(20), self.number(), None, ["x"]])
         for key in ("first_name", "last_name"):
-            if r.random() < 0.4:
-                p[key] = r.choice([self.string(), "Ann\r\nBcc: injected@evil.test", self.scalar()])
+            if r.random() < 0.5:
+                p[key] = r.choice(["Ann", "Zoë", "李", "O'Brien", "\u202eevil", "Ann\r\nBcc: injected@evil.test",
+                                   "x" * 500, self.string(), self.scalar()])
         if r.random() < 0.6:
             p["custom_fields"] = self.custom_fields()
         if r.random() < 0.3:
             p["tag_names"] = r.choice([
+                ["vip", "beta"], ["news", "日本", "émoji😀"], ["vip"],
                 [self.string(20) for _ in range(r.randint(0, 5))],
                 ["t%d" % j for j in range(r.choice([100, 1000, 10000]))],
                 self.value(), "vip", ["vip", "vip"], [None], [1, 2], ["x" * 300]])
         if r.random() < 0.2:
-            p["subscribed"] = self.scalar()
-        if r.random() < 0.1:
+            p["subscribed"] = r.choice([True, False, self.scalar()])
+        if r.random() < 0.05:
             p[self.string(10)] = self.value()
-        return self.mutate_obj(p) if r.random() < 0.2 else p
+        return self.mutate_obj(p) if r.random() < 0.1 else p
 
     def mutate_obj(self, v, depth=0):
         """Structural mutation: replace, drop or add a node somewhere."""
@@ -318,6 +330,10 @@ class Fuzzer:
         """Executes one input; classifies the outcome."""
         conn = conn or self.conn
         self.counts[target] += 1
+        if params:
+            # libpq sends C strings: a NUL byte cannot travel as text (JSON
+            # documents carry it as the escape \u0000, which json.dumps writes)
+            params = tuple(p.replace("\x00", "<NUL>") if isinstance(p, str) else p for p in params)
         try:
             cur = conn.cursor()
             cur.execute(sql, params)

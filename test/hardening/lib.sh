@@ -87,7 +87,9 @@ pg_start() {
 # Starts an existing cluster directory.
 pg_ctl_start() {
   local dir=$1
-  as_pg "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null 2>&1 \
+  # PG_LD_PRELOAD (asan.sh): a sanitizer runtime preloaded into the server only
+  as_pg env LD_PRELOAD="${PG_LD_PRELOAD:-}" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
+    "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null 2>&1 \
     || { echo "pg_ctl start failed:"; tail -20 "$dir/server.log"; return 1; }
 }
 
