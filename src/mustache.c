@@ -150,17 +150,9 @@ PG_FUNCTION_INFO_V1(meisa_validate_template);
 Datum
 meisa_validate_template(PG_FUNCTION_ARGS)
 {
-	text	   *tmpl = PG_GETARG_TEXT_PP(0);
+	char	   *tmpl = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	MemoryContext cxt;
-	MemoryContext old;
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "meisa template check",
-								ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	(void) mustache_parse(VARDATA_ANY(tmpl), VARSIZE_ANY_EXHDR(tmpl),
-						  psprintf("\"%s\"", field));
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+	mustache_validate(tmpl, field);
 	PG_RETURN_BOOL(true);
 }
