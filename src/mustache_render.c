@@ -299,7 +299,7 @@ get_partial(RenderState *st, MustacheNode *n)
 
 	for (e = st->partials; e; e = e->next)
 		if (e->indentlen == n->len && strcmp(e->name, n->name) == 0 &&
-			memcmp(e->indent, n->text, n->len) == 0)
+			(n->len == 0 || memcmp(e->indent, n->text, n->len) == 0))
 			return e->tmpl;
 
 	e = palloc0(sizeof(PartialEntry));
