@@ -95,6 +95,9 @@ SELECT count(*) AS wrong
 SELECT count(*) AS wrong
   FROM generate_series(1, 300) i
  WHERE meisa.render('{{>p}}', jsonb_build_object('i', i), jsonb_build_object('p', '{{i}}/' || i)) <> i || '/' || i;
+-- the cache keeps at most 64 compiled templates per backend
+SELECT count(*) AS cached, sum(total_bytes) < 32 * 1024 * 1024 AS under_32mb
+  FROM pg_backend_memory_contexts WHERE parent = 'meisa template cache';
 
 -- a realistic email
 SELECT meisa.render($t$<h1>Welcome, {{#first_name}}{{first_name}}{{/first_name}}{{^first_name}}there{{/first_name}}!</h1>

@@ -448,7 +448,8 @@ mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 /* ---- the per-backend cache of compiled templates */
 
 #define CACHE_SIZE 64
-#define CACHE_MAX_SOURCE (256 * 1024)
+#define CACHE_MAX_SOURCE (256 * 1024)	/* larger texts are not cached */
+#define CACHE_MAX_BYTES (32 * 1024 * 1024)	/* compiled bytes of all entries */
 
 typedef struct CacheEntry
 {
@@ -457,12 +458,29 @@ typedef struct CacheEntry
 	char	   *src;			/* NULL: empty slot */
 	MemoryContext cxt;
 	MustacheTemplate *tmpl;
+	Size		bytes;			/* memory of cxt */
 	uint64		used;
 } CacheEntry;
 
 static CacheEntry cache[CACHE_SIZE];
 static uint64 cache_clock = 0;
+static Size cache_bytes = 0;
 static MemoryContext cache_cxt = NULL;
+
+/*
+ * Empties cache slot i.  The template may still be in use by a render in
+ * progress: its memory goes to the caller's context, freed once done.
+ */
+static void
+cache_evict(int i)
+{
+	MemoryContextSetParent(cache[i].cxt, CurrentMemoryContext);
+	cache_bytes -= cache[i].bytes;
+	cache[i].src = NULL;
+	cache[i].cxt = NULL;
+	cache[i].tmpl = NULL;
+	cache[i].bytes = 0;
+}
 
 /* Compiles through the cache; see mustache.h. */
 MustacheTemplate *
@@ -475,6 +493,7 @@ mustache_compile_cached(const char *src, int len, const char *what)
 	MemoryContext old;
 	MustacheTemplate *t;
 	char	   *copy;
+	Size		bytes;
 
 	if (len > CACHE_MAX_SOURCE)
 		return mustache_parse(src, len, what);
@@ -502,19 +521,31 @@ mustache_compile_cached(const char *src, int len, const char *what)
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	t = mustache_parse(src, len, what);
-	copy = pnstrdup(src, len);
+	copy = palloc(len);
+	memcpy(copy, src, len);
 	MemoryContextSwitchTo(old);
+
+	bytes = MemoryContextMemAllocated(cxt, true);
+	if (bytes > CACHE_MAX_BYTES / 4)
+		return t;				/* too big to keep: lives in the caller's context */
 
 	if (cache_cxt == NULL)
 		cache_cxt = AllocSetContextCreate(TopMemoryContext, "meisa template cache",
 										  ALLOCSET_DEFAULT_SIZES);
 	if (cache[victim].src != NULL)
+		cache_evict(victim);
+	/* keep the whole cache under its memory bound, oldest entries first */
+	while (cache_bytes + bytes > CACHE_MAX_BYTES)
 	{
-		/*
-		 * The evicted template may still be in use by a render in progress:
-		 * hand it to the caller's context, which frees it once done.
-		 */
-		MemoryContextSetParent(cache[victim].cxt, CurrentMemoryContext);
+		int			oldest = -1;
+
+		for (i = 0; i < CACHE_SIZE; i++)
+			if (cache[i].src != NULL &&
+				(oldest < 0 || cache[i].used < cache[oldest].used))
+				oldest = i;
+		if (oldest < 0)
+			break;
+		cache_evict(oldest);
 	}
 	MemoryContextSetParent(cxt, cache_cxt);
 	cache[victim].hash = h;
@@ -522,6 +553,8 @@ mustache_compile_cached(const char *src, int len, const char *what)
 	cache[victim].src = copy;
 	cache[victim].cxt = cxt;
 	cache[victim].tmpl = t;
+	cache[victim].bytes = bytes;
 	cache[victim].used = ++cache_clock;
+	cache_bytes += bytes;
 	return t;
 }
