@@ -41,6 +41,7 @@ typedef struct RenderState
 	mustache_partial_fn partial;
 	void	   *arg;
 	PartialEntry *partials;
+	bool		escape_html;	/* false: {{x}} renders like {{{x}}} */
 } RenderState;
 
 static void render_nodes(RenderState *st, MustacheNode *n);
@@ -390,7 +391,7 @@ render_nodes(RenderState *st, MustacheNode *n)
 					JsonbValue	v;
 
 					if (lookup(st, n, &v))
-						emit_value(st, &v, n->type == MN_VAR);
+						emit_value(st, &v, n->type == MN_VAR && st->escape_html);
 					break;
 				}
 			case MN_SECTION:
@@ -416,7 +417,7 @@ render_nodes(RenderState *st, MustacheNode *n)
 /* Renders a compiled template; see mustache.h. */
 char *
 mustache_render(MustacheTemplate *tmpl, Jsonb *data,
-				mustache_partial_fn partial, void *arg)
+				mustache_partial_fn partial, void *arg, bool escape_html)
 {
 	RenderState st;
 
@@ -426,6 +427,7 @@ mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 	st.stack = palloc(sizeof(JsonbValue) * st.maxstack);
 	st.partial = partial;
 	st.arg = arg;
+	st.escape_html = escape_html;
 	if (data != NULL)
 	{
 		JsonbValue	root;
