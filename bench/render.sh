@@ -142,14 +142,20 @@ $p${"footer": "<div class=\"footer\">\n  <p class=\"muted\">{{data.shop.name}}, 
 SQL
 psql -d bench -At -c "SELECT 'template: ' || octet_length(html) || ' bytes, rendered: ' || octet_length(meisa.render(html, data, partials)) || ' bytes' FROM bench_email"
 n=20000
-t=$(psql -d bench -At <<SQL
+best=0
+for run in 1 2 3; do
+  t=$(psql -d bench -At <<SQL
 \timing on
 SELECT count(*) FROM generate_series(1, $n) g, bench_email
  WHERE meisa.render(CASE WHEN g > 0 THEN html END, data, partials) IS NOT NULL;
 SQL
-)
-ms=$(echo "$t" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
-echo "$n renders in one statement: ${ms} ms = $(awk -v n=$n -v ms="$ms" 'BEGIN{printf "%.0f", n/(ms/1000)}') renders/s (1 backend)"
+  )
+  ms=$(echo "$t" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+  rate=$(awk -v n=$n -v ms="$ms" 'BEGIN{printf "%.0f", n/(ms/1000)}')
+  echo "run $run: $n renders in one statement: ${ms} ms = $rate renders/s (1 backend)"
+  [ "$rate" -gt "$best" ] && best=$rate
+done
+echo "best: $best renders/s in one backend ($(awk -v r=$best 'BEGIN{printf "%.1f", 1e6/r}') us per render)"
 echo 'SELECT meisa.render(html, data, partials) FROM bench_email;' > "$work/render.sql"
 echo 'SELECT html, data, partials FROM bench_email;' > "$work/plain.sql"
 tps() { as_pg "$bin/pgbench" -h 127.0.0.1 -p $port -n -M prepared -c 2 -j 2 -T "$secs" -f "$1" bench 2>/dev/null \

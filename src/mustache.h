@@ -44,6 +44,7 @@ typedef struct MustacheTemplate
 {
 	MustacheNode *nodes;
 	int			max_nesting;	/* deepest static section nesting */
+	int			srclen;			/* bytes of the source text */
 } MustacheTemplate;
 
 /* Settings (defined in mustache.c). */

@@ -13,7 +13,6 @@
  */
 #include "mustache.h"
 
-#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -422,7 +421,11 @@ mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 	RenderState st;
 
 	memset(&st, 0, sizeof(st));
-	initStringInfo(&st.out);
+	/* room for the text plus some interpolated data, within the size limit */
+	st.out.maxlen = (int) Min((int64) tmpl->srclen + tmpl->srclen / 2 + 256,
+							  (int64) mustache_max_render_size + 1);
+	st.out.data = palloc(st.out.maxlen);
+	resetStringInfo(&st.out);
 	st.maxstack = 16;
 	st.stack = palloc(sizeof(JsonbValue) * st.maxstack);
 	st.partial = partial;
@@ -455,7 +458,6 @@ mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 
 typedef struct CacheEntry
 {
-	uint32		hash;
 	int			len;
 	char	   *src;			/* NULL: empty slot */
 	MemoryContext cxt;
@@ -488,7 +490,6 @@ cache_evict(int i)
 MustacheTemplate *
 mustache_compile_cached(const char *src, int len, const char *what)
 {
-	uint32		h;
 	int			i;
 	int			victim = 0;
 	MemoryContext cxt;
@@ -500,13 +501,12 @@ mustache_compile_cached(const char *src, int len, const char *what)
 	if (len > CACHE_MAX_SOURCE)
 		return mustache_parse(src, len, what);
 
-	h = hash_bytes((const unsigned char *) src, len);
 	for (i = 0; i < CACHE_SIZE; i++)
 	{
 		CacheEntry *e = &cache[i];
 
-		if (e->src != NULL && e->hash == h && e->len == len &&
-			memcmp(e->src, src, len) == 0)
+		/* texts of another length never compare; memcmp stops at the first difference */
+		if (e->src != NULL && e->len == len && memcmp(e->src, src, len) == 0)
 		{
 			e->used = ++cache_clock;
 			return e->tmpl;
@@ -550,7 +550,6 @@ mustache_compile_cached(const char *src, int len, const char *what)
 		cache_evict(oldest);
 	}
 	MemoryContextSetParent(cxt, cache_cxt);
-	cache[victim].hash = h;
 	cache[victim].len = len;
 	cache[victim].src = copy;
 	cache[victim].cxt = cxt;
