@@ -63,6 +63,30 @@ SELECT meisa_trigger_email('receipt', '{"email": "bounced@example.com", "idempot
 -- an idempotency key at the limit is fine
 SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'idempotency_key', repeat('i', 255))) > 0 AS ok;
 
+-- template data: the contact's data at top level (custom_fields, tags ...)
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES
+  ('profile', 'transactional', 'Hi {{first_name}}',
+   'plan={{custom_fields.plan}} tags={{#tags}}[{{.}}]{{/tags}} id={{#id}}yes{{/id}} data={{data.x}}');
+UPDATE meisa.contacts SET custom_fields = '{"plan": "pro"}', tags = '{beta,vip}' WHERE email = 'ann@example.com';
+SELECT meisa_trigger_email('profile', '{"email": "ann@example.com", "data_variables": {"x": "<1>"}}') AS profile_id \gset
+SELECT subject, text FROM meisa.messages WHERE id = :profile_id;
+
+-- an unknown address: the contact is created through meisa_upsert (the same
+-- path as the API: normalised, validated, contact_created fires)
+INSERT INTO meisa.automations (name, trigger, actions)
+VALUES ('tag new contacts', 'contact_created', '[{"add_tag": "new"}]');
+SELECT meisa_trigger_email('receipt', '{"email": " New.User@Example.com"}') AS new_id \gset
+SELECT c.email, c.subscribed, c.tags, m.to_email, m.status
+  FROM meisa.messages m JOIN meisa.contacts c ON c.id = m.contact_id WHERE m.id = :new_id;
+-- an invalid unknown address is rejected by that path, and nothing is left
+SELECT meisa_trigger_email('receipt', '{"email": "not an address"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS contacts FROM meisa.contacts WHERE email LIKE 'not%';
+-- an unknown template never creates a contact
+SELECT meisa_trigger_email('nope', '{"email": "ghost@example.com"}');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS ghosts FROM meisa.contacts WHERE email = 'ghost@example.com';
+
 SELECT count(*) AS messages_before_errors FROM meisa.messages;
 -- errors: unknown template (42704), marketing template (42704)
 SELECT meisa_trigger_email('nope', '{"email": "ann@example.com"}');

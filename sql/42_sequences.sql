@@ -33,6 +33,14 @@ INSERT INTO meisa.sequences (name, send_start, send_end) VALUES ('x', '17:00', '
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO meisa.sequences (name, exit_conditions) VALUES ('x', '["activated"]');
 \echo :LAST_ERROR_SQLSTATE
+-- exit_conditions use the condition language, checked on write; they test the
+-- contact's current state, so change and event tests are rejected
+INSERT INTO meisa.sequences (name, exit_conditions) VALUES ('x', '{"has_tag": "activated", "field": "email"}');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO meisa.sequences (name, exit_conditions) VALUES ('x', '{"field": "custom_fields.plan", "changed_to": "pro"}');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO meisa.sequences (name, exit_conditions) VALUES ('x', '{"any": [{"has_tag": "a"}, {"field": "nope", "eq": 1}]}');
+\echo :LAST_ERROR_SQLSTATE
 UPDATE meisa.sequences SET timezone = 'Nowhere' WHERE name = 'onboarding';
 \echo :LAST_ERROR_SQLSTATE
 -- updated_at follows updates
@@ -49,6 +57,9 @@ SELECT id, 3, '-1 day', 's2' FROM meisa.sequences WHERE name = 'onboarding';
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO meisa.sequence_steps (sequence_id, position, template, conditions)
 SELECT id, 3, 's2', '"yes"' FROM meisa.sequences WHERE name = 'onboarding';
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO meisa.sequence_steps (sequence_id, position, template, conditions)
+SELECT id, 3, 's2', '{"event": "properties.x", "eq": 1}' FROM meisa.sequences WHERE name = 'onboarding';
 \echo :LAST_ERROR_SQLSTATE
 INSERT INTO meisa.sequence_steps (sequence_id, position, template)
 SELECT id, 3, 'no_such_template' FROM meisa.sequences WHERE name = 'onboarding';
@@ -84,7 +95,6 @@ SELECT meisa_enroll('ann@example.com', 'onboarding');
 SELECT meisa_enroll('bob@example.com', 'trial') IS NOT NULL AS bob_first;
 SELECT meisa_enroll('bob@example.com', 'trial') IS NOT NULL AS bob_while_active;
 SELECT meisa_unenroll('bob@example.com', 'trial');
-\echo :LAST_ERROR_SQLSTATE
 SELECT meisa_enroll('bob@example.com', 'trial') IS NOT NULL AS bob_reentered;
 SELECT s.name, e.status, count(*) FROM meisa.enrollments e JOIN meisa.sequences s ON s.id = e.sequence_id
  GROUP BY 1, 2 ORDER BY 1, 2;

@@ -115,7 +115,8 @@ contact_state_lookup(int64 contact_id, ContactState *cs)
 								1, types);
 	}
 	values[0] = Int64GetDatum(contact_id);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	/* not read-only: a contact created earlier in this command must be seen */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: contact lookup failed");
 	if (SPI_processed == 0)
 	{
