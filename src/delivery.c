@@ -117,7 +117,8 @@ static const char *const query_sql[Q_COUNT] = {
 	"UPDATE meisa.messages SET status = 'failed', last_error = $3, lease_until = NULL, "
 	"updated_at = pg_catalog.now() WHERE id = $1 AND status = 'sending' AND attempts = $2",
 	/* Q_SUPPRESSED: $1 id, $2 attempts, $3 reason */
-	"UPDATE meisa.messages SET status = 'suppressed', last_error = 'suppressed when sending: contact ' || $3, "
+	"UPDATE meisa.messages SET status = 'suppressed', attempts = attempts - 1, "
+	"last_error = 'suppressed when sending: contact ' || $3, "
 	"lease_until = NULL, updated_at = pg_catalog.now() "
 	"WHERE id = $1 AND status = 'sending' AND attempts = $2",
 	/* Q_RELEASE: $1 id, $2 attempts, $3 delay seconds: back to the queue, not attempted */
