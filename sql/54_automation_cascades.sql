@@ -9,6 +9,7 @@ DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
 RESET client_min_messages;
 
+DROP FUNCTION IF EXISTS runs();
 CREATE FUNCTION runs() RETURNS TABLE (name text, trigger text, status text, actions_done int, depth int, error text)
   LANGUAGE sql AS $$ SELECT a.name, r.trigger, r.status, r.actions_done, r.depth, r.error
     FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.depth, r.id $$;
