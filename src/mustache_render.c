@@ -127,7 +127,7 @@ push(RenderState *st, const JsonbValue *v)
 	st->stack[st->nstack++] = *v;
 }
 
-/* True when v is a Jsonb container of the given kind. */
+/* True when v is a Jsonb object. */
 static inline bool
 is_object(const JsonbValue *v)
 {
