@@ -115,7 +115,8 @@ contact_state_lookup(int64 contact_id, ContactState *cs)
 								1, types);
 	}
 	values[0] = Int64GetDatum(contact_id);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	/* not read-only: a contact created earlier in this command must be seen */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: contact lookup failed");
 	if (SPI_processed == 0)
 	{
@@ -333,7 +334,7 @@ sender_address(const TemplateRow *t)
 /* The message queued earlier with (trigger_key, idempotency_key), or 0. */
 int64
 outbox_idempotent_message(const char *trigger_key, const char *idem,
-							char **status, char **last_error)
+						  char **status, char **last_error, char **to_email)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[2];
@@ -345,7 +346,7 @@ outbox_idempotent_message(const char *trigger_key, const char *idem,
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
-		plan = outbox_keep_plan("SELECT id, status, last_error FROM meisa.messages"
+		plan = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
 								" WHERE trigger_key IS NOT DISTINCT FROM $1"
 								" AND idempotency_key OPERATOR(pg_catalog.=) $2",
 								2, types);
@@ -363,6 +364,8 @@ outbox_idempotent_message(const char *trigger_key, const char *idem,
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*status = spi_text(0, 2);
 	*last_error = spi_text(0, 3);
+	if (to_email)
+		*to_email = spi_text(0, 4);
 	SPI_freetuptable(SPI_tuptable);
 	return id;
 }
@@ -496,7 +499,7 @@ outbox_queue_contact(const ContactState *cs, const char *template_key,
 
 		SPI_freetuptable(SPI_tuptable);
 		id = outbox_idempotent_message(src->trigger_key, src->idempotency_key,
-										 &status, &last_error);
+										 &status, &last_error, NULL);
 		if (id == 0)
 			elog(ERROR, "meisa: message with idempotency key \"%s\" vanished",
 				 src->idempotency_key);

@@ -58,10 +58,11 @@ extern int64 outbox_queue_contact(const ContactState *cs,
 
 /*
  * The message queued earlier with (trigger_key, idempotency_key), or 0;
- * sets *status and *last_error from it.
+ * sets *status, *last_error and (unless NULL) *to_email from it.
  */
 extern int64 outbox_idempotent_message(const char *trigger_key, const char *idem,
-									   char **status, char **last_error);
+									   char **status, char **last_error,
+									   char **to_email);
 
 /* Checks a template key (22023 naming the field when malformed). */
 extern void template_check_key(const char *key, const char *field);

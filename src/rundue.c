@@ -391,7 +391,9 @@ store_outcomes(RunItem *items, int n)
 								" current_step = u.step, next_run_at = u.next_run_at,"
 								" exit_reason = u.exit_reason, last_error = u.last_error,"
 								" updated_at = pg_catalog.now()"
-								" FROM pg_catalog.unnest($1, $2, $3, $4, $5, $6)"
+								" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+								"  pg_catalog.unnest($3), pg_catalog.unnest($4),"
+								"  pg_catalog.unnest($5), pg_catalog.unnest($6))"
 								"  AS u(id, status, step, next_run_at, exit_reason, last_error)"
 								" WHERE e.id OPERATOR(pg_catalog.=) u.id", 6, types);
 	}

@@ -22,8 +22,10 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "condition.h"
 #include "outbox.h"
 
 PG_FUNCTION_INFO_V1(meisa_enroll);
@@ -373,11 +375,17 @@ touch_updated_at(TriggerData *td, HeapTuple tup)
 	return heap_modify_tuple_by_cols(tup, desc, 1, &att, &now, &isnull);
 }
 
-/* Rejects a conditions value that is present but not a JSON object. */
+/*
+ * Checks a conditions value with the automation engine's compiler: an object
+ * of the condition language testing the contact's current state (no
+ * "event" or "changed*" tests); ERROR 22023 pointing at the offending part.
+ */
 static void
-check_conditions_object(Datum d, bool isnull, const char *field, const char *owner)
+check_conditions(Datum d, bool isnull, const char *field, const char *owner)
 {
 	Jsonb	   *jb;
+	MemoryContext cxt,
+				old;
 
 	if (isnull)
 		return;
@@ -387,6 +395,12 @@ check_conditions_object(Datum d, bool isnull, const char *field, const char *own
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s of %s must be a JSON object", field, owner),
 				 errhint("Use the condition language, e.g. {\"has_tag\": \"activated\"}.")));
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "meisa condition check",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	condition_compile_or_error(jb, field, 0);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 }
 
 /* BEFORE INSERT OR UPDATE trigger on meisa.sequences: validates the row. */
@@ -466,7 +480,7 @@ meisa_sequence_check(PG_FUNCTION_ARGS)
 				 errdetail("A send window opens and closes on the same local day.")));
 
 	d = column_value(tup, desc, "exit_conditions", &isnull);
-	check_conditions_object(d, isnull, "exit_conditions", owner);
+	check_conditions(d, isnull, "exit_conditions", owner);
 
 	return PointerGetDatum(touch_updated_at(td, tup));
 }
@@ -504,6 +518,6 @@ meisa_sequence_step_check(PG_FUNCTION_ARGS)
 					 errmsg("delay of %s must not be negative", owner)));
 	}
 	d = column_value(tup, desc, "conditions", &isnull);
-	check_conditions_object(d, isnull, "conditions", owner);
+	check_conditions(d, isnull, "conditions", owner);
 	return PointerGetDatum(tup);
 }

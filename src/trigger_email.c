@@ -49,6 +49,19 @@ jbv_type_name(JsonbValue *v)
 	}
 }
 
+/* Tells the caller that message 'id' was recorded as suppressed, and why. */
+static void
+notice_suppressed(int64 id, const char *to_email, const char *reason)
+{
+	ereport(NOTICE,
+			(errmsg("message %lld to \"%s\" was suppressed: the address %s",
+					(long long) id, to_email ? to_email : "",
+					strcmp(reason, "bounced") == 0 ? "hard-bounced" :
+					strcmp(reason, "complained") == 0 ? "complained" : reason),
+			 errdetail("The message is recorded with status \"suppressed\" and last_error \"%s\".",
+					   reason)));
+}
+
 /* The id of the contact with this email (trimmed, lower-cased), or 0. */
 static int64
 contact_id_by_email(const char *email)
@@ -248,14 +261,13 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 	{
 		char	   *status = NULL;
 		char	   *last_error = NULL;
+		char	   *to_email = NULL;
 
-		id = outbox_idempotent_message(trigger_key, idem, &status, &last_error);
+		id = outbox_idempotent_message(trigger_key, idem, &status, &last_error, &to_email);
 		if (id != 0)
 		{
 			if (status && strcmp(status, "suppressed") == 0)
-				ereport(NOTICE,
-						(errmsg("message %lld was suppressed: %s", (long long) id,
-								last_error ? last_error : "suppressed")));
+				notice_suppressed(id, to_email, last_error ? last_error : "suppressed");
 			SPI_finish();
 			PG_RETURN_INT64(id);
 		}
@@ -273,13 +285,7 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 	src.idempotency_key = idem;
 	id = outbox_queue_contact(&cs, trigger_key, data, &src, &reason);
 	if (reason)
-		ereport(NOTICE,
-				(errmsg("message %lld to \"%s\" was suppressed: the address %s",
-						(long long) id, cs.email,
-						strcmp(reason, "bounced") == 0 ? "hard-bounced" :
-						strcmp(reason, "complained") == 0 ? "complained" : reason),
-				 errdetail("The message is recorded with status \"suppressed\" and last_error \"%s\".",
-						   reason)));
+		notice_suppressed(id, cs.email, reason);
 	SPI_finish();
 	PG_RETURN_INT64(id);
 }
