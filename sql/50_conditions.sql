@@ -3,7 +3,10 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t50 CASCADE;
+CREATE SCHEMA t50;
 RESET client_min_messages;
+SET search_path = t50, public;
 SET timezone = 'UTC';
 
 CREATE TEMP TABLE c AS SELECT '{"id": 0, "email": "ann@example.com", "first_name": "Ann",

@@ -5,7 +5,10 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t52 CASCADE;
+CREATE SCHEMA t52;
 RESET client_min_messages;
+SET search_path = t52, public;
 
 INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('tips', 'marketing', 'Tips', 'Hi');
 INSERT INTO meisa.sequences (name) VALUES ('welcome'), ('other');

@@ -7,7 +7,10 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t54 CASCADE;
+CREATE SCHEMA t54;
 RESET client_min_messages;
+SET search_path = t54, public;
 
 CREATE FUNCTION runs() RETURNS TABLE (name text, trigger text, status text, actions_done int, depth int, error text)
   LANGUAGE sql AS $$ SELECT a.name, r.trigger, r.status, r.actions_done, r.depth, r.error
