@@ -86,6 +86,15 @@ SELECT mark();
 UPDATE meisa.contacts SET tags = '{}' WHERE email = 'bob@example.com';
 SELECT name, email, trigger, status, actions_done, depth FROM new_runs();
 SELECT mark();
+-- tag_removed from another automation's action
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES
+  ('demote', 'tag_added', 'demote', '[{"remove_tag": "vip"}]');
+UPDATE meisa.contacts SET tags = tags || '{vip}' WHERE email = 'bob@example.com';
+SELECT mark();
+SELECT meisa_add_tag('bob@example.com', 'demote');
+SELECT name, email, trigger, status, actions_done, depth FROM new_runs();
+SELECT mark();
+DELETE FROM meisa.automations WHERE name = 'demote';
 -- tag_added from meisa_upsert tag_names: one firing per tag
 SELECT meisa_upsert('{"email": "dan@example.com", "tag_names": ["a", "vip"]}') ->> 'created' AS created;
 SELECT name, email, trigger, status, actions_done, depth FROM new_runs();
