@@ -35,6 +35,18 @@ CREATE TRIGGER contacts_normalize BEFORE INSERT OR UPDATE ON meisa.contacts
     FOR EACH ROW EXECUTE FUNCTION meisa.contacts_before();
 CREATE TRIGGER contacts_changes AFTER INSERT OR UPDATE ON meisa.contacts
     FOR EACH ROW EXECUTE FUNCTION meisa.contacts_after();
+-- meisa.activity has no foreign key (see 10_tables.sql): it goes with its contact here.
+CREATE FUNCTION meisa.contacts_deleted() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, meisa, pg_temp
+    AS $$
+BEGIN
+    DELETE FROM meisa.activity a WHERE a.contact_id = OLD.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER contacts_deleted AFTER DELETE ON meisa.contacts
+    FOR EACH ROW EXECUTE FUNCTION meisa.contacts_deleted();
 
 -- API: Public. Create or update a contact.
 CREATE FUNCTION meisa_upsert(payload jsonb) RETURNS jsonb

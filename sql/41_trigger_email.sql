@@ -35,7 +35,7 @@ SELECT message_id ~ ('^<[0-9a-f]{24}\.' || id || '@mail\.acme\.io>$') AS message
 -- without a sender domain the Message-ID uses meisa.local; the email is
 -- matched trimmed and case-insensitively; unsubscribe_url is template data
 SELECT meisa_trigger_email('receipt', '{"email": "  ANN@Example.com ", "data_variables": {"order": 7, "total": "9.90"}}') AS receipt_id \gset
-SELECT to_email, subject, text ~ '^Total 9\.90 \(.+\)$' AS text_ok, from_address IS NULL AS no_from,
+SELECT to_email, subject, text ~ '^Total 9\.90 \(.*\)$' AS text_ok, from_address IS NULL AS no_from,
        message_id ~ ('^<[0-9a-f]{24}\.' || id || '@meisa\.local>$') AS message_id_ok
   FROM meisa.messages WHERE id = :receipt_id;
 -- Message-IDs are unique

@@ -124,7 +124,18 @@ column_changed(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup, int att)
 	o = heap_getattr(oldtup, att, desc, &onull);
 	if (onull || nnull)
 		return onull != nnull;
-	return !datumIsEqual(o, n, fa->attbyval, fa->attlen);
+	if (datumIsEqual(o, n, fa->attbyval, fa->attlen))
+		return false;
+	if (fa->attlen == -1)
+	{
+		/* same bytes under different headers (short, toasted) are no change */
+		struct varlena *a = PG_DETOAST_DATUM_PACKED(o);
+		struct varlena *b = PG_DETOAST_DATUM_PACKED(n);
+
+		return VARSIZE_ANY_EXHDR(a) != VARSIZE_ANY_EXHDR(b) ||
+			memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) != 0;
+	}
+	return true;
 }
 
 /* Normalises a text[] of tags; returns NULL when it is already normal. */
