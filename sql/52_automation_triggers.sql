@@ -139,3 +139,11 @@ INSERT INTO meisa.automations (name, trigger, trigger_filter, actions, position)
 SELECT meisa_add_tag('eve@example.com', 'order');
 SELECT name, trigger, depth FROM new_runs() WHERE name <> 'on any tag';
 SELECT count(*) AS failed_runs FROM runs WHERE status = 'failed';
+-- plain SQL: INSERT ... ON CONFLICT DO UPDATE and a multi-row UPDATE fire per contact
+SELECT mark();
+INSERT INTO meisa.contacts (email, custom_fields) VALUES ('eve@example.com', '{"plan": "team"}'), ('fay@example.com', '{}')
+  ON CONFLICT (email) DO UPDATE SET custom_fields = meisa.contacts.custom_fields || excluded.custom_fields;
+SELECT name, email, trigger, depth FROM new_runs() WHERE name <> 'on any tag' ORDER BY email, name;
+SELECT mark();
+UPDATE meisa.contacts SET custom_fields = custom_fields || '{"plan": "enterprise"}' WHERE email IN ('ann@example.com', 'bob@example.com');
+SELECT name, email, trigger, depth FROM new_runs() WHERE name <> 'on any tag' ORDER BY email, name;
