@@ -17,9 +17,6 @@ CREATE FUNCTION meisa.normalize_email(email text) RETURNS text
 CREATE FUNCTION meisa.normalize_tag(tag text) RETURNS text
     LANGUAGE c STABLE PARALLEL SAFE     -- depends on meisa.max_tag_length
     AS 'MODULE_PATHNAME', 'meisa_normalize_tag';
-CREATE FUNCTION meisa.token_contact_id(token text) RETURNS bigint
-    LANGUAGE c STABLE STRICT
-    AS 'MODULE_PATHNAME', 'meisa_token_contact';
 
 -- API: Private. The contact as template/condition data (contact_data_jsonb).
 CREATE FUNCTION meisa.contact_data(contact_id bigint) RETURNS jsonb
@@ -131,7 +128,7 @@ BEGIN
     IF pg_catalog.strpos($1, '@') > 0 THEN
         cid := meisa.contact_id_by_email($1);
     ELSE
-        cid := meisa.token_contact_id($1);
+        cid := meisa.unsubscribe_token_contact($1);   -- 60_delivery.sql
     END IF;
     UPDATE meisa.contacts c
        SET subscribed = false, unsubscribe_reason = $2, unsubscribed_at = pg_catalog.now()
