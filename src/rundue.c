@@ -44,6 +44,7 @@ typedef struct RunStep
 	Interval	delay;
 	char	   *template_key;
 	Jsonb	   *conditions;		/* NULL = always */
+	TemplateRow *template;		/* loaded on first use in this run */
 } RunStep;
 
 /* A sequence with its steps (ordered by position), as loaded for one run. */
@@ -216,9 +217,24 @@ schedule_after(RunItem *it, RunSequence *rs, int idx, TimestampTz at)
 	}
 }
 
+/* Loads a step's template into 'cxt' for the rest of the run; ERROR if gone. */
+static TemplateRow *
+load_template(const char *key, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TemplateRow *t = template_lookup(key);
+
+	MemoryContextSwitchTo(old);
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("template \"%s\" does not exist", key)));
+	return t;
+}
+
 /* Advances one enrolment (may throw: the caller holds a subtransaction). */
 static void
-run_one(RunItem *it, RunSequence *rs, TimestampTz at)
+run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 {
 	RunStep    *step = NULL;
 	int			idx;
@@ -282,7 +298,9 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at)
 	src.enrollment_id = it->id;
 	src.sequence_id = rs->id;
 	src.step_position = step->position;
-	outbox_queue_contact(&it->cs, step->template_key, NULL, &src, &reason);
+	if (step->template == NULL)
+		step->template = load_template(step->template_key, runcxt);
+	outbox_queue_template(&it->cs, step->template, NULL, &src, &reason);
 	if (reason)
 	{
 		/* constant strings: 'reason' lives in the per-item context */
@@ -316,7 +334,7 @@ record_failure(RunItem *it, ErrorData *edata, TimestampTz at)
  */
 static bool
 run_in_subxact(RunItem *items, int n, HTAB *seqs, TimestampTz at,
-			   MemoryContext itemcxt, ErrorData **error)
+			   MemoryContext runcxt, MemoryContext itemcxt, ErrorData **error)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -335,7 +353,7 @@ run_in_subxact(RunItem *items, int n, HTAB *seqs, TimestampTz at,
 
 			CHECK_FOR_INTERRUPTS();
 			prev = MemoryContextSwitchTo(itemcxt);
-			run_one(&items[i], rs, at);
+			run_one(&items[i], rs, at, runcxt);
 			MemoryContextSwitchTo(prev);
 			MemoryContextReset(itemcxt);
 		}
@@ -557,14 +575,14 @@ meisa_run_due(PG_FUNCTION_ARGS)
 			pass_rows += n;
 
 			/* optimistic: the whole batch in one subtransaction */
-			if (!run_in_subxact(items, n, seqs, at, itemcxt, &error))
+			if (!run_in_subxact(items, n, seqs, at, runcxt, itemcxt, &error))
 			{
 				/* something failed: redo one enrolment per subtransaction */
 				FreeErrorData(error);
 				for (i = 0; i < n; i++)
 				{
 					error = NULL;
-					if (!run_in_subxact(&items[i], 1, seqs, at, itemcxt, &error))
+					if (!run_in_subxact(&items[i], 1, seqs, at, runcxt, itemcxt, &error))
 						record_failure(&items[i], error, at);
 				}
 			}

@@ -283,7 +283,7 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 	src.required_kind = "transactional";
 	src.trigger_key = trigger_key;
 	src.idempotency_key = idem;
-	id = outbox_queue_contact(&cs, trigger_key, data, &src, &reason);
+	id = outbox_queue_template(&cs, t, data, &src, &reason);
 	if (reason)
 		notice_suppressed(id, cs.email, reason);
 	SPI_finish();
