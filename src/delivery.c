@@ -1,0 +1,748 @@
+/*
+ * delivery.c
+ *		The delivery cycle: claim, send, settle.  A batch of due messages is
+ *		claimed in one short transaction (status 'sending', attempts + 1, a
+ *		lease until now + meisa.lease_time, FOR UPDATE SKIP LOCKED so several
+ *		workers or nodes never take the same row) and committed; each message
+ *		is then checked against suppression again, assembled (mime.c), sent
+ *		outside any transaction over one SMTP connection (smtp.c), and settled
+ *		in a new transaction: sent, retried later with exponential backoff,
+ *		failed, or suppressed.  A 5xx to RCPT TO marks the contact bounced.
+ *		Rows whose lease expired (a crash between claim and settle) are queued
+ *		again and resent with the same Message-ID: at least once, never lost.
+ *		meisa_deliver() runs the same cycle inside the caller's transaction.
+ */
+#include "delivery.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "commands/trigger.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/pmsignal.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(meisa_deliver);
+PG_FUNCTION_INFO_V1(meisa_mime);
+PG_FUNCTION_INFO_V1(meisa_messages_check_write);
+
+/* A message taken from meisa.messages, copied out of SPI memory. */
+typedef struct DeliveryMsg
+{
+	int64		id;
+	int64		contact_id;		/* 0 = none */
+	char	   *to_email;
+	char	   *from_address;	/* NULL = meisa.from_address */
+	char	   *reply_to;
+	char	   *kind;
+	char	   *subject;
+	char	   *html;
+	char	   *text;
+	char	   *message_id;
+	int32		attempts;
+	TimestampTz created_at;
+	/* assembled for sending */
+	char	   *data;
+	char	   *envelope_from;
+} DeliveryMsg;
+
+/* The columns every query below returns for a message, in this order. */
+#define MSG_COLUMNS "m.id, m.contact_id, m.to_email, m.from_address, m.reply_to, m.kind, " \
+	"m.subject, m.html, m.text, m.message_id, m.attempts, m.created_at"
+
+enum
+{
+	Q_REQUEUE,
+	Q_CLAIM,
+	Q_LOAD,
+	Q_SUPP_ID,
+	Q_SUPP_EMAIL,
+	Q_SENT,
+	Q_RETRY,
+	Q_FAILED,
+	Q_SUPPRESSED,
+	Q_RELEASE,
+	Q_BOUNCE,
+	Q_NEXT_DUE,
+	Q_COUNT
+};
+
+static const char *const query_sql[Q_COUNT] = {
+	/* Q_REQUEUE: expired leases go back to the queue */
+	"UPDATE meisa.messages m SET status = 'queued', lease_until = NULL, updated_at = pg_catalog.now() "
+	"WHERE m.id IN (SELECT x.id FROM meisa.messages x WHERE x.status = 'sending' "
+	"AND x.lease_until < pg_catalog.now() FOR UPDATE SKIP LOCKED)",
+	/* Q_CLAIM: $1 limit, $2 default sender set, $3 secret set, $4 lease seconds */
+	"WITH c AS (SELECT x.id FROM meisa.messages x WHERE x.status = 'queued' "
+	"AND x.next_attempt_at <= pg_catalog.now() "
+	"AND (x.from_address IS NOT NULL OR $2) AND (x.kind <> 'marketing' OR $3) "
+	"ORDER BY x.next_attempt_at, x.id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+	"UPDATE meisa.messages m SET status = 'sending', attempts = m.attempts + 1, "
+	"lease_until = pg_catalog.now() + $4 * interval '1 second', updated_at = pg_catalog.now() "
+	"FROM c WHERE m.id = c.id RETURNING " MSG_COLUMNS,
+	/* Q_LOAD: $1 id */
+	"SELECT " MSG_COLUMNS " FROM meisa.messages m WHERE m.id = $1",
+	/* Q_SUPP_ID: $1 contact id, $2 kind */
+	"SELECT CASE WHEN c.bounced_at IS NOT NULL THEN 'bounced' "
+	"WHEN c.complained_at IS NOT NULL THEN 'complained' "
+	"WHEN $2 = 'marketing' AND NOT c.subscribed THEN 'unsubscribed' END "
+	"FROM meisa.contacts c WHERE c.id = $1",
+	/* Q_SUPP_EMAIL: $1 address, $2 kind */
+	"SELECT CASE WHEN c.bounced_at IS NOT NULL THEN 'bounced' "
+	"WHEN c.complained_at IS NOT NULL THEN 'complained' "
+	"WHEN $2 = 'marketing' AND NOT c.subscribed THEN 'unsubscribed' END "
+	"FROM meisa.contacts c WHERE c.email = pg_catalog.lower($1)",
+	/* Q_SENT: $1 id, $2 attempts (the lease we hold) */
+	"UPDATE meisa.messages SET status = 'sent', sent_at = pg_catalog.now(), lease_until = NULL, "
+	"last_error = NULL, updated_at = pg_catalog.now() "
+	"WHERE id = $1 AND status = 'sending' AND attempts = $2",
+	/* Q_RETRY: $1 id, $2 attempts, $3 error, $4 delay seconds, $5 give-up age seconds */
+	"UPDATE meisa.messages SET "
+	"status = CASE WHEN created_at + $5 * interval '1 second' <= pg_catalog.now() THEN 'failed' ELSE 'queued' END, "
+	"last_error = CASE WHEN created_at + $5 * interval '1 second' <= pg_catalog.now() "
+	"THEN 'gave up after ' || attempts || ' attempts: ' || $3 ELSE $3 END, "
+	"next_attempt_at = pg_catalog.now() + $4 * interval '1 second', lease_until = NULL, "
+	"updated_at = pg_catalog.now() WHERE id = $1 AND status = 'sending' AND attempts = $2",
+	/* Q_FAILED: $1 id, $2 attempts, $3 error */
+	"UPDATE meisa.messages SET status = 'failed', last_error = $3, lease_until = NULL, "
+	"updated_at = pg_catalog.now() WHERE id = $1 AND status = 'sending' AND attempts = $2",
+	/* Q_SUPPRESSED: $1 id, $2 attempts, $3 reason */
+	"UPDATE meisa.messages SET status = 'suppressed', attempts = attempts - 1, "
+	"last_error = 'suppressed when sending: contact ' || $3, "
+	"lease_until = NULL, updated_at = pg_catalog.now() "
+	"WHERE id = $1 AND status = 'sending' AND attempts = $2",
+	/* Q_RELEASE: $1 id, $2 attempts, $3 delay seconds: back to the queue, not attempted */
+	"UPDATE meisa.messages SET status = 'queued', attempts = attempts - 1, lease_until = NULL, "
+	"next_attempt_at = GREATEST(next_attempt_at, pg_catalog.now() + $3 * interval '1 second'), "
+	"updated_at = pg_catalog.now() WHERE id = $1 AND status = 'sending' AND attempts = $2",
+	/* Q_BOUNCE: $1 contact id (same effect as a hard bounce reported by the provider) */
+	"UPDATE meisa.contacts SET bounced_at = pg_catalog.now(), subscribed = false, "
+	"unsubscribe_reason = 'bounced', unsubscribed_at = pg_catalog.now(), updated_at = pg_catalog.now() "
+	"WHERE id = $1 AND bounced_at IS NULL",
+	/* Q_NEXT_DUE: $1 default sender set, $2 secret set */
+	"SELECT LEAST((SELECT min(x.next_attempt_at) FROM meisa.messages x WHERE x.status = 'queued' "
+	"AND (x.from_address IS NOT NULL OR $1) AND (x.kind <> 'marketing' OR $2)), "
+	"(SELECT min(y.lease_until) FROM meisa.messages y WHERE y.status = 'sending'))"
+};
+
+static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 1, 2};
+static const Oid query_types[Q_COUNT][5] = {
+	{0},
+	{INT4OID, BOOLOID, BOOLOID, FLOAT8OID},
+	{INT8OID},
+	{INT8OID, TEXTOID},
+	{TEXTOID, TEXTOID},
+	{INT8OID, INT4OID},
+	{INT8OID, INT4OID, TEXTOID, FLOAT8OID, FLOAT8OID},
+	{INT8OID, INT4OID, TEXTOID},
+	{INT8OID, INT4OID, TEXTOID},
+	{INT8OID, INT4OID, FLOAT8OID},
+	{INT8OID},
+	{BOOLOID, BOOLOID},
+};
+
+static SPIPlanPtr plans[Q_COUNT];
+
+/* When the next message may be sent under meisa.max_send_rate (across batches). */
+static TimestampTz rate_next_send = 0;
+static MemoryContext xact_saved_ctx = NULL;
+
+/* Starts a transaction with SPI connected and a snapshot (worker only). */
+void
+delivery_xact_begin(const char *activity)
+{
+	xact_saved_ctx = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/* Commits it and returns to the memory context current before the begin. */
+void
+delivery_xact_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (xact_saved_ctx)
+		MemoryContextSwitchTo(xact_saved_ctx);
+}
+
+/* Runs saved plan q with the given arguments; returns the SPI result code. */
+static int
+run_query(int q, Datum *values, const char *nulls, bool read_only, long limit)
+{
+	int			rc;
+
+	if (plans[q] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(query_sql[q], query_nargs[q], (Oid *) query_types[q]);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for a meisa delivery query: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plans[q] = p;
+	}
+	rc = SPI_execute_plan(plans[q], values, nulls, read_only, limit);
+	if (rc < 0)
+		elog(ERROR, "meisa delivery query failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/* Column i (1-based) of the current SPI row as a string in ctx, NULL when null. */
+static char *
+col_text(HeapTuple tup, TupleDesc desc, int i, MemoryContext ctx)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, i, &isnull);
+	MemoryContext old;
+	char	   *s;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(ctx);
+	s = TextDatumGetCString(d);
+	MemoryContextSwitchTo(old);
+	return s;
+}
+
+/* Copies one SPI row of MSG_COLUMNS into m, strings in ctx. */
+static void
+msg_from_row(DeliveryMsg *m, HeapTuple tup, TupleDesc desc, MemoryContext ctx)
+{
+	bool		isnull;
+
+	memset(m, 0, sizeof(*m));
+	m->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	m->contact_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	if (isnull)
+		m->contact_id = 0;
+	m->to_email = col_text(tup, desc, 3, ctx);
+	m->from_address = col_text(tup, desc, 4, ctx);
+	m->reply_to = col_text(tup, desc, 5, ctx);
+	m->kind = col_text(tup, desc, 6, ctx);
+	m->subject = col_text(tup, desc, 7, ctx);
+	m->html = col_text(tup, desc, 8, ctx);
+	m->text = col_text(tup, desc, 9, ctx);
+	m->message_id = col_text(tup, desc, 10, ctx);
+	m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+	m->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 12, &isnull));
+}
+
+/* The sender of a message: its own from_address or meisa.from_address. */
+static const char *
+msg_sender(const DeliveryMsg *m)
+{
+	if (m->from_address && m->from_address[0] != '\0')
+		return m->from_address;
+	if (meisa_from_address && meisa_from_address[0] != '\0')
+		return meisa_from_address;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("message %lld has no sender address", (long long) m->id),
+			 errhint("Set meisa.from_address, or \"from\" on the template.")));
+	return NULL;
+}
+
+/* Assembles the RFC 5322 bytes of a message (and its envelope sender). */
+static char *
+msg_mime(DeliveryMsg *m)
+{
+	MimeMessage mm;
+	char	   *name;
+	char	   *addr;
+
+	memset(&mm, 0, sizeof(mm));
+	mm.from = msg_sender(m);
+	mm.reply_to = m->reply_to;
+	mm.to = m->to_email;
+	mm.subject = m->subject;
+	mm.html = m->html;
+	mm.text = m->text;
+	mm.message_id = m->message_id;
+	mm.date = m->created_at;
+	if (m->kind && strcmp(m->kind, "marketing") == 0 && m->contact_id != 0)
+		mm.unsubscribe_url = psprintf("%s%s",
+									  meisa_unsubscribe_base_url ? meisa_unsubscribe_base_url : "",
+									  unsubscribe_token_make(m->contact_id,
+															 (int64) timestamptz_to_time_t(m->created_at)));
+	mime_parse_mailbox(mm.from, "from_address", &name, &addr);
+	m->envelope_from = addr;
+	return mime_build(&mm);
+}
+
+/* ---- guarded steps: errors are caught in a subtransaction */
+
+typedef void (*guarded_fn) (void *arg);
+
+/* Runs fn in a subtransaction; NULL on success, else the error message. */
+static char *
+run_guarded(guarded_fn fn, void *arg)
+{
+	MemoryContext oldctx = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	uint32		holdoff = InterruptHoldoffCount;
+	char	   *volatile err = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldctx);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldctx);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(oldctx);
+		ed = CopyErrorData();
+		FlushErrorState();
+		/* an ERROR resets the interrupt holdoff; the caller's still holds */
+		InterruptHoldoffCount = holdoff;
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldctx);
+		CurrentResourceOwner = oldowner;
+		err = ed->message ? ed->message : pstrdup("unknown error");
+	}
+	PG_END_TRY();
+	return err;
+}
+
+typedef struct BuildArg
+{
+	DeliveryMsg *m;
+	MemoryContext ctx;
+} BuildArg;
+
+/* Guarded step: assembles the message into the batch context. */
+static void
+build_step(void *arg)
+{
+	BuildArg   *b = (BuildArg *) arg;
+	MemoryContext old = MemoryContextSwitchTo(b->ctx);
+
+	b->m->data = msg_mime(b->m);
+	MemoryContextSwitchTo(old);
+}
+
+/* Guarded step: marks the contact bounced. */
+static void
+bounce_step(void *arg)
+{
+	Datum		v[1];
+
+	v[0] = Int64GetDatum(*(int64 *) arg);
+	run_query(Q_BOUNCE, v, NULL, false, 0);
+}
+
+/* ---- settling */
+
+/* Runs a settle query for message m with an optional text and delay. */
+static void
+settle(int q, const DeliveryMsg *m, const char *text, double delay)
+{
+	Datum		v[5];
+
+	v[0] = Int64GetDatum(m->id);
+	v[1] = Int32GetDatum(m->attempts);
+	switch (q)
+	{
+		case Q_SENT:
+			break;
+		case Q_RETRY:
+			v[2] = CStringGetTextDatum(text);
+			v[3] = Float8GetDatum(delay);
+			v[4] = Float8GetDatum((double) meisa_retry_give_up_after);
+			break;
+		case Q_FAILED:
+		case Q_SUPPRESSED:
+			v[2] = CStringGetTextDatum(text);
+			break;
+		case Q_RELEASE:
+			v[2] = Float8GetDatum(delay);
+			break;
+	}
+	run_query(q, v, NULL, false, 0);
+	if (SPI_processed == 0)
+		elog(DEBUG1, "meisa: message %lld was no longer ours to settle", (long long) m->id);
+}
+
+/* Exponential backoff after 'attempts' tries, capped at meisa.retry_backoff_max. */
+static double
+backoff_seconds(int attempts)
+{
+	double		d = (double) meisa_retry_backoff_base * pow(2.0, Max(attempts - 1, 0));
+
+	return Min(d, (double) meisa_retry_backoff_max);
+}
+
+/* The suppression reason for a message now, NULL when it may be sent. */
+static char *
+suppression_reason(const DeliveryMsg *m, MemoryContext ctx)
+{
+	Datum		v[2];
+
+	if (m->contact_id != 0)
+	{
+		v[0] = Int64GetDatum(m->contact_id);
+		v[1] = CStringGetTextDatum(m->kind);
+		run_query(Q_SUPP_ID, v, NULL, true, 1);
+	}
+	else
+	{
+		v[0] = CStringGetTextDatum(m->to_email);
+		v[1] = CStringGetTextDatum(m->kind);
+		run_query(Q_SUPP_EMAIL, v, NULL, true, 1);
+	}
+	if (SPI_processed == 0)
+		return NULL;
+	return col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, ctx);
+}
+
+/* True when meisa.smtp_url is set; otherwise logs once why nothing is sent. */
+bool
+delivery_configured(void)
+{
+	static bool logged = false;
+
+	if (meisa_smtp_url && meisa_smtp_url[0] != '\0')
+	{
+		logged = false;
+		return true;
+	}
+	if (!am_delivery_worker)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("meisa.smtp_url is not set: no message is delivered"),
+				 errhint("Set meisa.smtp_url, e.g. 'smtp://localhost:25'.")));
+	else if (!logged)
+		ereport(LOG,
+				(errmsg("meisa delivery worker: meisa.smtp_url is not set; messages stay queued")));
+	logged = true;
+	return false;
+}
+
+/* Logs a problem with the SMTP server (WARNING for a SQL caller). */
+static void
+report_smtp_problem(const char *what)
+{
+	ereport(am_delivery_worker ? LOG : WARNING,
+			(errmsg("meisa: SMTP server unavailable, messages stay queued: %s", what)));
+}
+
+/*
+ * Delivers up to 'max' due messages.  With own_transactions (the worker, no
+ * transaction open), claims, sends and settles in separate transactions;
+ * otherwise everything runs in the caller's transaction.  Returns the number
+ * of messages sent.
+ */
+int
+delivery_run_batch(int max, bool own_transactions, bool *more)
+{
+	MemoryContext batch_ctx;
+	MemoryContext oldctx;
+	DeliveryMsg *msgs;
+	int			n = 0;
+	volatile int sent = 0;
+	int			i;
+	Datum		v[4];
+	bool		have_from = meisa_from_address && meisa_from_address[0] != '\0';
+	bool		have_secret = meisa_secret && meisa_secret[0] != '\0';
+	TimestampTz lease_end;
+	long		margin_ms;
+	SmtpSession *volatile session = NULL;
+
+	*more = false;
+	if (!delivery_configured())
+		return 0;
+
+	batch_ctx = AllocSetContextCreate(CurrentMemoryContext, "meisa delivery batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	oldctx = MemoryContextSwitchTo(batch_ctx);
+
+	/* claim */
+	if (own_transactions)
+		delivery_xact_begin("meisa delivery: claiming");
+	run_query(Q_REQUEUE, NULL, NULL, false, 0);
+	v[0] = Int32GetDatum(max);
+	v[1] = BoolGetDatum(have_from);
+	v[2] = BoolGetDatum(have_secret);
+	v[3] = Float8GetDatum((double) meisa_lease_time);
+	run_query(Q_CLAIM, v, NULL, false, 0);
+	msgs = MemoryContextAllocZero(batch_ctx, sizeof(DeliveryMsg) * Max(SPI_processed, 1));
+	for (i = 0; i < (int) SPI_processed; i++)
+		msg_from_row(&msgs[i], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, batch_ctx);
+	n = (int) SPI_processed;
+	if (own_transactions)
+		delivery_xact_commit();
+	MemoryContextSwitchTo(batch_ctx);
+	*more = (n == max);
+	lease_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) meisa_lease_time * 1000);
+	margin_ms = Min((long) meisa_smtp_timeout * 1000, (long) meisa_lease_time * 500);
+
+	/*
+	 * From here every claimed message is settled or released before a
+	 * cancel or SIGTERM is honoured: they are checked for between messages
+	 * and abort a transfer in progress (smtp.c), and nothing is left
+	 * 'sending' by a clean exit.
+	 */
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		int			stop_at = n;	/* first message not attempted */
+		double		release_delay = 0;
+
+		session = smtp_session_open();
+		for (i = 0; i < n; i++)
+		{
+			DeliveryMsg *m = &msgs[i];
+			char	   *reason;
+			char	   *err;
+			SmtpResult	r;
+			BuildArg	ba;
+
+			if (ProcDiePending || QueryCancelPending ||
+				(am_delivery_worker && !PostmasterIsAlive()) ||
+				GetCurrentTimestamp() > TimestampTzPlusMilliseconds(lease_end, -margin_ms))
+			{
+				stop_at = i;
+				break;
+			}
+
+			/* suppression again, then assemble */
+			if (own_transactions)
+				delivery_xact_begin("meisa delivery: checking");
+			reason = suppression_reason(m, batch_ctx);
+			if (reason)
+			{
+				settle(Q_SUPPRESSED, m, reason, 0);
+				if (own_transactions)
+					delivery_xact_commit();
+				continue;
+			}
+			ba.m = m;
+			ba.ctx = batch_ctx;
+			err = run_guarded(build_step, &ba);
+			if (err)
+			{
+				char	   *e = MemoryContextStrdup(batch_ctx, err);
+
+				settle(Q_FAILED, m, psprintf("invalid message: %s", e), 0);
+				if (own_transactions)
+					delivery_xact_commit();
+				continue;
+			}
+			if (own_transactions)
+				delivery_xact_commit();
+
+			/* keep meisa.max_send_rate */
+			if (meisa_max_send_rate > 0)
+			{
+				TimestampTz now = GetCurrentTimestamp();
+
+				while (rate_next_send > now && !ProcDiePending && !QueryCancelPending)
+				{
+					long		secs;
+					int			usecs;
+
+					TimestampDifference(now, rate_next_send, &secs, &usecs);
+					pg_usleep(Min(secs * 1000000L + usecs, 100000L));
+					now = GetCurrentTimestamp();
+				}
+				if (ProcDiePending || QueryCancelPending)
+				{
+					stop_at = i;
+					break;
+				}
+				rate_next_send = Max(now, rate_next_send) +
+					(TimestampTz) (1000000.0 / meisa_max_send_rate);
+			}
+
+			/* send, outside any transaction in the worker */
+			pgstat_report_activity(STATE_RUNNING, "meisa delivery: sending");
+			smtp_send(session, m->envelope_from, m->to_email, m->data, strlen(m->data), &r);
+			pgstat_report_activity(STATE_IDLE, NULL);
+
+			if (own_transactions)
+				delivery_xact_begin("meisa delivery: settling");
+			switch (r.outcome)
+			{
+				case SMTP_SENT:
+					settle(Q_SENT, m, NULL, 0);
+					sent++;
+					break;
+				case SMTP_TEMPFAIL:
+					settle(Q_RETRY, m, r.error, backoff_seconds(m->attempts));
+					break;
+				case SMTP_PERMFAIL:
+					settle(Q_FAILED, m, r.error, 0);
+					if (r.rcpt_rejected && m->contact_id != 0)
+					{
+						err = run_guarded(bounce_step, &m->contact_id);
+						if (err)
+							ereport(WARNING,
+									(errmsg("meisa: could not mark contact %lld bounced: %s",
+											(long long) m->contact_id, err)));
+					}
+					break;
+				case SMTP_CONNFAIL:
+					release_delay = backoff_seconds(m->attempts);
+					settle(Q_RETRY, m, r.error, release_delay);
+					report_smtp_problem(r.error);
+					stop_at = i + 1;
+					break;
+				case SMTP_INTERRUPTED:
+					settle(Q_RELEASE, m, NULL, 0);
+					stop_at = i + 1;
+					break;
+			}
+			if (own_transactions)
+				delivery_xact_commit();
+			if (stop_at == i + 1)
+				break;
+		}
+
+		/* messages not attempted go back to the queue */
+		if (stop_at < n)
+		{
+			if (own_transactions)
+				delivery_xact_begin("meisa delivery: releasing");
+			for (i = stop_at; i < n; i++)
+				settle(Q_RELEASE, &msgs[i], NULL, release_delay);
+			if (own_transactions)
+				delivery_xact_commit();
+			*more = false;
+		}
+		smtp_session_close(session);
+		session = NULL;
+	}
+	PG_CATCH();
+	{
+		if (session)
+			smtp_session_close(session);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+
+	MemoryContextSwitchTo(oldctx);
+	MemoryContextDelete(batch_ctx);
+	return sent;
+}
+
+/* The earliest time a queued message or an expired lease needs the worker (0 = none). */
+TimestampTz
+delivery_next_due(void)
+{
+	Datum		v[2];
+	bool		isnull;
+	TimestampTz next = 0;
+	Datum		d;
+
+	delivery_xact_begin("meisa delivery: next due");
+	v[0] = BoolGetDatum(meisa_from_address && meisa_from_address[0] != '\0');
+	v[1] = BoolGetDatum(meisa_secret && meisa_secret[0] != '\0');
+	run_query(Q_NEXT_DUE, v, NULL, true, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		next = DatumGetTimestampTz(d);
+	delivery_xact_commit();
+	return next;
+}
+
+/* SQL meisa_deliver(max int default 100) returns int: one batch, synchronously. */
+Datum
+meisa_deliver(PG_FUNCTION_ARGS)
+{
+	int			max = PG_ARGISNULL(0) ? 100 : PG_GETARG_INT32(0);
+	bool		more;
+	int			sent;
+
+	if (max < 1 || max > 10000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max must be between 1 and 10000, not %d", max)));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	sent = delivery_run_batch(max, false, &more);
+	SPI_finish();
+	CHECK_FOR_INTERRUPTS();
+	PG_RETURN_INT32(sent);
+}
+
+/* SQL meisa.mime(message_id bigint) returns text: the exact bytes that are sent. */
+Datum
+meisa_mime(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	Datum		v[1];
+	DeliveryMsg m;
+	MemoryContext ctx = CurrentMemoryContext;
+	char	   *data;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	v[0] = Int64GetDatum(id);
+	run_query(Q_LOAD, v, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("message %lld does not exist", (long long) id)));
+	msg_from_row(&m, SPI_tuptable->vals[0], SPI_tuptable->tupdesc, ctx);
+	SPI_finish();
+	data = msg_mime(&m);
+	PG_RETURN_TEXT_P(cstring_to_text(data));
+}
+
+/*
+ * Trigger on meisa.messages (BEFORE INSERT OR UPDATE, each row): rejects CR
+ * or LF in header values, and wakes the worker at commit when the row is
+ * queued.
+ */
+Datum
+meisa_messages_check_write(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	static const char *const fields[] = {"subject", "to_email", "from_address", "reply_to", "message_id"};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	char	   *status;
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("meisa.messages_check_write() must be a BEFORE ROW trigger")));
+	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	desc = td->tg_relation->rd_att;
+	for (i = 0; i < lengthof(fields); i++)
+	{
+		int			att = SPI_fnumber(desc, fields[i]);
+
+		if (att > 0)
+			mime_check_header_value(SPI_getvalue(tup, desc, att), fields[i]);
+	}
+	status = SPI_getvalue(tup, desc, SPI_fnumber(desc, "status"));
+	if (status && strcmp(status, "queued") == 0)
+		delivery_wake_at_commit();
+	return PointerGetDatum(tup);
+}

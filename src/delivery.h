@@ -1,0 +1,120 @@
+/*
+ * delivery.h
+ *		Interfaces inside the delivery module: settings (worker.c), message
+ *		assembly (mime.c), the SMTP client (smtp.c), the claim/send/settle
+ *		cycle (delivery.c) and unsubscribe tokens (token.c).
+ */
+#ifndef MEISA_DELIVERY_H
+#define MEISA_DELIVERY_H
+
+#include "meisa.h"
+
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
+
+/* ---- settings (worker.c) */
+extern char *meisa_database;
+extern char *meisa_smtp_url;
+extern char *meisa_smtp_user;
+extern char *meisa_smtp_password;
+extern char *meisa_from_address;
+extern char *meisa_unsubscribe_base_url;
+extern char *meisa_secret;
+extern int	meisa_worker_naptime;		/* ms */
+extern int	meisa_max_send_rate;		/* messages per second, 0 = no limit */
+extern int	meisa_batch_size;
+extern int	meisa_lease_time;			/* s */
+extern int	meisa_retry_backoff_base;	/* s */
+extern int	meisa_retry_backoff_max;	/* s */
+extern int	meisa_retry_give_up_after;	/* s */
+extern int	meisa_smtp_connect_timeout; /* s */
+extern int	meisa_smtp_timeout;			/* s */
+
+/* True in the delivery background worker process. */
+extern bool am_delivery_worker;
+
+/* ---- mime.c */
+
+/* What a message is made of; strings in the server encoding. */
+typedef struct MimeMessage
+{
+	const char *from;			/* "addr" or "Display Name <addr>" */
+	const char *reply_to;		/* same forms, or NULL */
+	const char *to;				/* bare address */
+	const char *subject;
+	const char *html;			/* NULL = no HTML part */
+	const char *text;			/* NULL = no text part */
+	const char *message_id;		/* with or without angle brackets */
+	TimestampTz date;
+	const char *unsubscribe_url;	/* NULL = transactional (no List-Unsubscribe) */
+} MimeMessage;
+
+/* The message as RFC 5322 bytes with CRLF line ends (not dot-stuffed). */
+extern char *mime_build(const MimeMessage *msg);
+
+/*
+ * Splits "Name <addr>", "\"Name\" <addr>" or "addr" into the display name
+ * (NULL when none) and the bare address; ERROR 22023 naming 'field' when the
+ * address is unusable.
+ */
+extern void mime_parse_mailbox(const char *value, const char *field,
+							   char **name, char **addr);
+
+/* ---- token.c */
+
+/* The signed token for a contact issued at 'issued' (seconds since 1970). */
+extern char *unsubscribe_token_make(int64 contact_id, int64 issued);
+
+/* The unsubscribe URL of a contact with a token issued at 'issued'; NULL without meisa.secret. */
+extern char *unsubscribe_url_at(int64 contact_id, int64 issued);
+
+/* ---- smtp.c */
+typedef enum SmtpOutcome
+{
+	SMTP_SENT,					/* 2xx after the message data */
+	SMTP_TEMPFAIL,				/* 4xx for this message: retry later */
+	SMTP_PERMFAIL,				/* 5xx for this message: failed */
+	SMTP_CONNFAIL,				/* no usable session (down, timeout, TLS, auth, sender) */
+	SMTP_INTERRUPTED			/* cancelled or terminating */
+} SmtpOutcome;
+
+typedef struct SmtpResult
+{
+	SmtpOutcome outcome;
+	int			code;			/* last SMTP reply code, 0 = none */
+	bool		rcpt_rejected;	/* the 5xx answered RCPT TO */
+	char		error[512];		/* human-readable reason */
+} SmtpResult;
+
+typedef struct SmtpSession SmtpSession;
+
+/* Opens a session object for meisa.smtp_url (the connection opens on first send). */
+extern SmtpSession *smtp_session_open(void);
+/* Sends one message; the connection is kept for the next send. */
+extern void smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
+					  const char *data, size_t len, SmtpResult *result);
+/* Closes the connection (QUIT) and frees the session. */
+extern void smtp_session_close(SmtpSession *s);
+
+/* ---- delivery.c */
+
+/*
+ * Delivers up to 'max' due messages.  With own_transactions (the worker, no
+ * transaction open), claims, sends and settles in separate transactions;
+ * otherwise everything runs in the caller's transaction.  Returns the number
+ * of messages sent.  *more is set when the batch was full.
+ */
+extern int	delivery_run_batch(int max, bool own_transactions, bool *more);
+
+/* The earliest time a queued message or an expired lease needs the worker (0 = none). */
+extern TimestampTz delivery_next_due(void);
+
+/* Starts a transaction with SPI connected and a snapshot (worker only). */
+extern void delivery_xact_begin(const char *activity);
+/* Commits it and returns to the memory context current before the begin. */
+extern void delivery_xact_commit(void);
+
+/* True when meisa.smtp_url is set; otherwise logs once why nothing is sent. */
+extern bool delivery_configured(void);
+
+#endif							/* MEISA_DELIVERY_H */
