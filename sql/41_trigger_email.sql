@@ -138,6 +138,12 @@ SELECT meisa_trigger_email(NULL, '{"email": "ann@example.com"}');
 -- a rendered subject with a line break (header injection) is rejected (22023)
 SELECT meisa_trigger_email('bad_subject', E'{"email": "ann@example.com", "data_variables": {"order": "1\\r\\nBcc: evil@x.io"}}');
 \echo :LAST_ERROR_SQLSTATE
+-- a recipient address with a line break never gets queued: contacts reject it
+-- (also for plain SQL), and so does the creation path of meisa_trigger_email
+INSERT INTO meisa.contacts (email) VALUES (E'crlf@example.com\r\nBcc: evil@x.io');
+\echo :LAST_ERROR_SQLSTATE
+SELECT meisa_trigger_email('receipt', E'{"email": "crlf@example.com\\r\\nBcc: evil@x.io"}');
+\echo :LAST_ERROR_SQLSTATE
 -- a render failure (output limit) is an error too
 SET meisa.max_render_size = 1024;
 SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'data_variables', jsonb_build_object('total', repeat('x', 5000))));
