@@ -95,6 +95,9 @@ SELECT count(*) AS wrong
 SELECT count(*) AS wrong
   FROM generate_series(1, 300) i
  WHERE meisa.render('{{>p}}', jsonb_build_object('i', i), jsonb_build_object('p', '{{i}}/' || i)) <> i || '/' || i;
+-- the cache keeps at most 64 compiled templates per backend
+SELECT count(*) AS cached, sum(total_bytes) < 32 * 1024 * 1024 AS under_32mb
+  FROM pg_backend_memory_contexts WHERE parent = 'meisa template cache';
 
 -- a realistic email
 SELECT meisa.render($t$<h1>Welcome, {{#first_name}}{{first_name}}{{/first_name}}{{^first_name}}there{{/first_name}}!</h1>
@@ -111,6 +114,12 @@ $t$, $${"first_name": "Ada", "custom_fields": {"trial_days": 14},
         "data": {"items": [{"name": "Pro <annual>", "price": 99.90}, {"name": "Seat", "price": 5}]},
         "unsubscribe_url": "https://x.io/u?t=a&b=c"}$$);
 
+-- render_text: the same engine for plain text (subject, text/plain): no HTML escaping
+SELECT meisa.render_text('Order {{n}} for {{who}} {{{who}}} {{#l}}[{{.}}]{{/l}}{{>p}}',
+       $${"n": 1.50, "who": "Tom & \"Jerry\" <t@x.io>", "l": ["<a>"]}$$, '{"p": " {{who}}"}');
+SELECT meisa.render_text(NULL, '{}') IS NULL AS null_template;
+SELECT meisa.render_text('{{#a}}', '{}');
+
 -- validate_template: true for valid text, NULL for NULL
 SELECT meisa.validate_template('Hi {{name}} {{#a}}{{/a}}', 'html') AS valid,
        meisa.validate_template(NULL) IS NULL AS null_is_null;
@@ -118,9 +127,10 @@ SELECT meisa.validate_template('Hi {{name}} {{#a}}{{/a}}', 'html') AS valid,
 -- privileges: the admin set renders, nobody else does
 SELECT r AS role,
        has_function_privilege(r, 'meisa.render(text,jsonb,jsonb)', 'EXECUTE') AS render,
+       has_function_privilege(r, 'meisa.render_text(text,jsonb,jsonb)', 'EXECUTE') AS render_text,
        has_function_privilege(r, 'meisa.validate_template(text,text)', 'EXECUTE') AS validate
   FROM unnest(ARRAY['meisa_admin', 'meisa_app', 'meisa_reader', 'public']) r;
 -- properties of the functions
 SELECT p.proname, p.provolatile, p.proisstrict, p.proparallel
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'meisa' AND p.proname IN ('render', 'validate_template') ORDER BY 1;
+ WHERE n.nspname = 'meisa' AND p.proname IN ('render', 'render_text', 'validate_template') ORDER BY 1;

@@ -49,3 +49,6 @@ SELECT s.file,
 SELECT count(*) AS all_tests,
        count(*) FILTER (WHERE spec_failure(t) IS NULL) AS all_passed
   FROM spec s, jsonb_array_elements(s.tests) t;
+
+DROP TABLE spec;
+DROP FUNCTION spec_failure(jsonb);

@@ -6,7 +6,7 @@ CREATE EXTENSION meisa;
 RESET client_min_messages;
 
 -- SQLSTATE and message of a render, or 'ok'
-CREATE FUNCTION render_error(t text, d jsonb DEFAULT '{}', p jsonb DEFAULT '{}') RETURNS text
+CREATE OR REPLACE FUNCTION render_error(t text, d jsonb DEFAULT '{}', p jsonb DEFAULT '{}') RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM meisa.render(t, d, p);
@@ -53,3 +53,5 @@ SELECT meisa.render('x', '{}', '{"p": 1}');
 SELECT render_error('x', '{}', '"p"');
 -- an error leaves nothing behind: the next render works
 SELECT meisa.render('{{#a}}{{.}}{{/a}}', '{"a": [1, 2]}');
+
+DROP FUNCTION render_error(text, jsonb, jsonb);

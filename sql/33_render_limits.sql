@@ -6,7 +6,7 @@ DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
 RESET client_min_messages;
 
-CREATE FUNCTION render_error(t text, d jsonb DEFAULT '{}', p jsonb DEFAULT '{}') RETURNS text
+CREATE OR REPLACE FUNCTION render_error(t text, d jsonb DEFAULT '{}', p jsonb DEFAULT '{}') RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM meisa.render(t, d, p);
@@ -69,3 +69,5 @@ SELECT render_error('{{#l}}{{#l}}{{#l}}{{#l}}{{x}}{{/l}}{{/l}}{{/l}}{{/l}}',
 SET meisa.max_render_depth = 0;
 SET meisa.max_render_steps = 10;
 SET meisa.max_render_size = '2GB';
+
+DROP FUNCTION render_error(text, jsonb, jsonb);

@@ -20,6 +20,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 /* meisa.max_cascade_depth */
 static int	max_cascade_depth = 8;
@@ -172,11 +173,15 @@ run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 	fire_depth++;
 	PG_TRY();
 	{
+		/* actions see everything written so far, like a new statement */
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
 		for (int i = 0; i < a->nactions; i++)
 		{
 			automation_run_action(a, &a->actions[i], contact_id, properties);
 			ndone++;
 		}
+		PopActiveSnapshot();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;

@@ -268,7 +268,18 @@ contact_resolve(const char *email, const char *external_id, bool create, bool *c
 		int64		id;
 
 		if (external_id && contact_find(plan_by_external_id, external_id, &row))
+		{
+			ContactRow	other;
+
+			if (email && strcmp(email, row.email) != 0 &&
+				contact_find(plan_by_email, email, &other))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNIQUE_VIOLATION),
+						 errmsg("email \"%s\" belongs to another contact", email),
+						 errdetail("The contact with external_id \"%s\" has a different email.", external_id),
+						 errhint("meisa never merges two contacts; change or remove one of them first.")));
 			return row.id;
+		}
 		if (email && contact_find(plan_by_email, email, &row))
 		{
 			if (external_id && row.external_id && strcmp(row.external_id, external_id) != 0)

@@ -111,7 +111,7 @@ diff_push_entry(JsonbParseState **state, const char *path, int pathlen,
 
 	null.type = jbvNull;
 	k.type = jbvString;
-	k.val.string.val = (char *) path;
+	k.val.string.val = pnstrdup(path, pathlen);	/* the state keeps the pointer */
 	k.val.string.len = pathlen;
 	pushJsonbValue(state, WJB_KEY, &k);
 	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
@@ -153,7 +153,7 @@ push_leaf(JsonbParseState **state, StringInfo path, JsonbValue *oldv, JsonbValue
 	{
 		/* entry with added/removed element lists, built in place */
 		k.type = jbvString;
-		k.val.string.val = path->data;
+		k.val.string.val = pnstrdup(path->data, path->len);	/* the state keeps the pointer */
 		k.val.string.len = path->len;
 		pushJsonbValue(state, WJB_KEY, &k);
 		pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);

@@ -105,33 +105,41 @@ iso8601_shape(const char *s)
 	return i + 2 == len && digits(s + i, 2);
 }
 
-/* Error context naming the occurred_at field. */
-static void
-occurred_at_context(void *arg)
-{
-	errcontext("while reading field \"occurred_at\"");
-}
-
-/* Parses occurred_at (ISO 8601 string) into a timestamptz; ERROR 22007 otherwise. */
+/* Parses occurred_at (ISO 8601 string) into a timestamptz; ERROR 22007/22008 naming the field. */
 static TimestampTz
 parse_occurred_at(JsonbValue *v)
 {
 	char	   *s = payload_string(v, "occurred_at");
-	ErrorContextCallback cb;
-	TimestampTz ts;
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz ts = 0;
+	char	   *problem = NULL;
 
 	if (!iso8601_shape(s))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
 				 errmsg("field \"occurred_at\" must be an ISO 8601 timestamp"),
 				 errdetail("Expected YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.fff]][Z|+HH:MM].")));
-	cb.callback = occurred_at_context;
-	cb.arg = NULL;
-	cb.previous = error_context_stack;
-	error_context_stack = &cb;
-	ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
-												 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	error_context_stack = cb.previous;
+	/* the date/time parser holds no resources: its error is replaced by ours */
+	PG_TRY();
+	{
+		ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
+													 ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		problem = e->message;
+	}
+	PG_END_TRY();
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("field \"occurred_at\" is not a valid timestamp"),
+				 errdetail("%s.", problem)));
 	return ts;
 }
 

@@ -4,7 +4,8 @@
  *		(meisa.max_render_depth, meisa.max_render_size,
  *		meisa.max_render_steps), the C interface other modules use
  *		(mustache_validate, mustache_render_jsonb, declared in meisa.h) and
- *		the SQL functions meisa.render(template, data, partials) and
+ *		the SQL functions meisa.render(template, data, partials),
+ *		meisa.render_text (the same for plain text) and
  *		meisa.validate_template(template, field).  Parsing lives in
  *		mustache_parse.c, rendering and the compiled-template cache in
  *		mustache_render.c.
@@ -76,7 +77,20 @@ mustache_render_jsonb(const char *tmpl, Jsonb *data,
 	if (tmpl == NULL)
 		return NULL;
 	t = mustache_compile_cached(tmpl, strlen(tmpl), "\"template\"");
-	return mustache_render(t, data, partial, arg);
+	return mustache_render(t, data, partial, arg, true);
+}
+
+/* Renders a template for plain text: {{name}} is not HTML-escaped. */
+char *
+mustache_render_jsonb_plain(const char *tmpl, Jsonb *data,
+							mustache_partial_fn partial, void *arg)
+{
+	MustacheTemplate *t;
+
+	if (tmpl == NULL)
+		return NULL;
+	t = mustache_compile_cached(tmpl, strlen(tmpl), "\"template\"");
+	return mustache_render(t, data, partial, arg, false);
 }
 
 /* ---- SQL functions */
@@ -121,11 +135,9 @@ check_partials(Jsonb *partials)
 	}
 }
 
-PG_FUNCTION_INFO_V1(meisa_render);
-
-/* meisa.render(template text, data jsonb, partials jsonb): the rendered text. */
-Datum
-meisa_render(PG_FUNCTION_ARGS)
+/* Renders the template of a meisa.render / meisa.render_text call. */
+static Datum
+render_call(FunctionCallInfo fcinfo, bool escape)
 {
 	text	   *tmpl;
 	Jsonb	   *data = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
@@ -140,8 +152,26 @@ meisa_render(PG_FUNCTION_ARGS)
 		check_partials(partials);
 	t = mustache_compile_cached(VARDATA_ANY(tmpl), VARSIZE_ANY_EXHDR(tmpl),
 								"\"template\"");
-	out = mustache_render(t, data, partials ? jsonb_partial : NULL, partials);
+	out = mustache_render(t, data, partials ? jsonb_partial : NULL, partials, escape);
 	PG_RETURN_TEXT_P(cstring_to_text(out));
+}
+
+PG_FUNCTION_INFO_V1(meisa_render);
+
+/* meisa.render(template text, data jsonb, partials jsonb): the rendered HTML. */
+Datum
+meisa_render(PG_FUNCTION_ARGS)
+{
+	return render_call(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(meisa_render_text);
+
+/* meisa.render_text(template, data, partials): rendered without HTML escaping. */
+Datum
+meisa_render_text(PG_FUNCTION_ARGS)
+{
+	return render_call(fcinfo, false);
 }
 
 PG_FUNCTION_INFO_V1(meisa_validate_template);

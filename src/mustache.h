@@ -44,6 +44,7 @@ typedef struct MustacheTemplate
 {
 	MustacheNode *nodes;
 	int			max_nesting;	/* deepest static section nesting */
+	int			srclen;			/* bytes of the source text */
 } MustacheTemplate;
 
 /* Settings (defined in mustache.c). */
@@ -66,8 +67,19 @@ extern MustacheTemplate *mustache_parse(const char *src, int len,
 extern MustacheTemplate *mustache_compile_cached(const char *src, int len,
 												 const char *what);
 
-/* Renders a compiled template; 'data' and 'partial' may be NULL. */
+/*
+ * Renders a compiled template; 'data' and 'partial' may be NULL.  With
+ * escape_html false, {{name}} is not HTML-escaped (plain-text output).
+ */
 extern char *mustache_render(MustacheTemplate *tmpl, Jsonb *data,
-							 mustache_partial_fn partial, void *arg);
+							 mustache_partial_fn partial, void *arg,
+							 bool escape_html);
+
+/*
+ * mustache_render_jsonb for plain text (a subject line, the text/plain
+ * part): like it, but {{name}} is not HTML-escaped.
+ */
+extern char *mustache_render_jsonb_plain(const char *tmpl, Jsonb *data,
+										 mustache_partial_fn partial, void *arg);
 
 #endif							/* MUSTACHE_H */

@@ -461,6 +461,7 @@ mustache_parse(const char *src_in, int len, const char *what)
 		n->len = len - text_start;
 	}
 	t->max_nesting = ps.max_nesting;
+	t->srclen = len;
 	pfree(ps.open);
 	return t;
 }

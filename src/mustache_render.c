@@ -13,7 +13,6 @@
  */
 #include "mustache.h"
 
-#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -41,6 +40,7 @@ typedef struct RenderState
 	mustache_partial_fn partial;
 	void	   *arg;
 	PartialEntry *partials;
+	bool		escape_html;	/* false: {{x}} renders like {{{x}}} */
 } RenderState;
 
 static void render_nodes(RenderState *st, MustacheNode *n);
@@ -127,7 +127,7 @@ push(RenderState *st, const JsonbValue *v)
 	st->stack[st->nstack++] = *v;
 }
 
-/* True when v is a Jsonb container of the given kind. */
+/* True when v is a Jsonb object. */
 static inline bool
 is_object(const JsonbValue *v)
 {
@@ -299,7 +299,7 @@ get_partial(RenderState *st, MustacheNode *n)
 
 	for (e = st->partials; e; e = e->next)
 		if (e->indentlen == n->len && strcmp(e->name, n->name) == 0 &&
-			memcmp(e->indent, n->text, n->len) == 0)
+			(n->len == 0 || memcmp(e->indent, n->text, n->len) == 0))
 			return e->tmpl;
 
 	e = palloc0(sizeof(PartialEntry));
@@ -390,7 +390,7 @@ render_nodes(RenderState *st, MustacheNode *n)
 					JsonbValue	v;
 
 					if (lookup(st, n, &v))
-						emit_value(st, &v, n->type == MN_VAR);
+						emit_value(st, &v, n->type == MN_VAR && st->escape_html);
 					break;
 				}
 			case MN_SECTION:
@@ -416,16 +416,21 @@ render_nodes(RenderState *st, MustacheNode *n)
 /* Renders a compiled template; see mustache.h. */
 char *
 mustache_render(MustacheTemplate *tmpl, Jsonb *data,
-				mustache_partial_fn partial, void *arg)
+				mustache_partial_fn partial, void *arg, bool escape_html)
 {
 	RenderState st;
 
 	memset(&st, 0, sizeof(st));
-	initStringInfo(&st.out);
+	/* room for the text plus some interpolated data, within the size limit */
+	st.out.maxlen = (int) Min((int64) tmpl->srclen + tmpl->srclen / 2 + 256,
+							  (int64) mustache_max_render_size + 1);
+	st.out.data = palloc(st.out.maxlen);
+	resetStringInfo(&st.out);
 	st.maxstack = 16;
 	st.stack = palloc(sizeof(JsonbValue) * st.maxstack);
 	st.partial = partial;
 	st.arg = arg;
+	st.escape_html = escape_html;
 	if (data != NULL)
 	{
 		JsonbValue	root;
@@ -448,44 +453,60 @@ mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 /* ---- the per-backend cache of compiled templates */
 
 #define CACHE_SIZE 64
-#define CACHE_MAX_SOURCE (256 * 1024)
+#define CACHE_MAX_SOURCE (256 * 1024)	/* larger texts are not cached */
+#define CACHE_MAX_BYTES (32 * 1024 * 1024)	/* compiled bytes of all entries */
 
 typedef struct CacheEntry
 {
-	uint32		hash;
 	int			len;
 	char	   *src;			/* NULL: empty slot */
 	MemoryContext cxt;
 	MustacheTemplate *tmpl;
+	Size		bytes;			/* memory of cxt */
 	uint64		used;
 } CacheEntry;
 
 static CacheEntry cache[CACHE_SIZE];
 static uint64 cache_clock = 0;
+static Size cache_bytes = 0;
 static MemoryContext cache_cxt = NULL;
+
+/*
+ * Empties cache slot i.  The template may still be in use by a render in
+ * progress: its memory goes to the caller's context, freed once done.
+ */
+static void
+cache_evict(int i)
+{
+	MemoryContextSetParent(cache[i].cxt, CurrentMemoryContext);
+	cache_bytes -= cache[i].bytes;
+	cache[i].src = NULL;
+	cache[i].cxt = NULL;
+	cache[i].tmpl = NULL;
+	cache[i].bytes = 0;
+}
 
 /* Compiles through the cache; see mustache.h. */
 MustacheTemplate *
 mustache_compile_cached(const char *src, int len, const char *what)
 {
-	uint32		h;
 	int			i;
 	int			victim = 0;
 	MemoryContext cxt;
 	MemoryContext old;
 	MustacheTemplate *t;
 	char	   *copy;
+	Size		bytes;
 
 	if (len > CACHE_MAX_SOURCE)
 		return mustache_parse(src, len, what);
 
-	h = hash_bytes((const unsigned char *) src, len);
 	for (i = 0; i < CACHE_SIZE; i++)
 	{
 		CacheEntry *e = &cache[i];
 
-		if (e->src != NULL && e->hash == h && e->len == len &&
-			memcmp(e->src, src, len) == 0)
+		/* texts of another length never compare; memcmp stops at the first difference */
+		if (e->src != NULL && e->len == len && memcmp(e->src, src, len) == 0)
 		{
 			e->used = ++cache_clock;
 			return e->tmpl;
@@ -502,26 +523,39 @@ mustache_compile_cached(const char *src, int len, const char *what)
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	t = mustache_parse(src, len, what);
-	copy = pnstrdup(src, len);
+	copy = palloc(len);
+	memcpy(copy, src, len);
 	MemoryContextSwitchTo(old);
+
+	bytes = MemoryContextMemAllocated(cxt, true);
+	if (bytes > CACHE_MAX_BYTES / 4)
+		return t;				/* too big to keep: lives in the caller's context */
 
 	if (cache_cxt == NULL)
 		cache_cxt = AllocSetContextCreate(TopMemoryContext, "meisa template cache",
 										  ALLOCSET_DEFAULT_SIZES);
 	if (cache[victim].src != NULL)
+		cache_evict(victim);
+	/* keep the whole cache under its memory bound, oldest entries first */
+	while (cache_bytes + bytes > CACHE_MAX_BYTES)
 	{
-		/*
-		 * The evicted template may still be in use by a render in progress:
-		 * hand it to the caller's context, which frees it once done.
-		 */
-		MemoryContextSetParent(cache[victim].cxt, CurrentMemoryContext);
+		int			oldest = -1;
+
+		for (i = 0; i < CACHE_SIZE; i++)
+			if (cache[i].src != NULL &&
+				(oldest < 0 || cache[i].used < cache[oldest].used))
+				oldest = i;
+		if (oldest < 0)
+			break;
+		cache_evict(oldest);
 	}
 	MemoryContextSetParent(cxt, cache_cxt);
-	cache[victim].hash = h;
 	cache[victim].len = len;
 	cache[victim].src = copy;
 	cache[victim].cxt = cxt;
 	cache[victim].tmpl = t;
+	cache[victim].bytes = bytes;
 	cache[victim].used = ++cache_clock;
+	cache_bytes += bytes;
 	return t;
 }
