@@ -26,7 +26,7 @@ INSERT INTO meisa.automations (name, trigger, actions)
 VALUES ('welcome new users', 'contact_created', '[{"enroll": "welcome"}]');
 
 -- the application: a user signs up, then asks for a password reset
-SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Ann", "custom_fields": {"plan": "free"}}');
+SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Ann", "custom_fields": {"plan": "free"}}') ->> 'created' AS created;
 SELECT meisa_run_due();            -- from pg_cron every minute, or the worker
 SELECT meisa_trigger_email('password_reset',
        '{"email": "ann@example.com", "data_variables": {"reset_url": "https://acme.example/r/abc"},
