@@ -57,6 +57,7 @@ typedef struct RunSequence
 	SendWindow	window;
 	pg_tz	   *tz;				/* the sequence's time zone */
 	int			nsteps;
+	int			maxsteps;		/* allocated entries of steps */
 	RunStep    *steps;
 } RunSequence;
 
@@ -155,8 +156,8 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 		if (rs->tz == NULL)
 			rs->tz = send_window_zone("UTC");
 		rs->nsteps = 0;
-		rs->steps = palloc0(sizeof(RunStep) *
-							(DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull)) + 1));
+		rs->maxsteps = (int) DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull)) + 1;
+		rs->steps = palloc0(sizeof(RunStep) * rs->maxsteps);
 	}
 	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
@@ -178,7 +179,13 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 
 		if (rs == NULL)
 			continue;			/* disabled sequence, or added since */
+		if (rs->nsteps >= rs->maxsteps)
+		{
+			rs->maxsteps *= 2;
+			rs->steps = repalloc(rs->steps, sizeof(RunStep) * rs->maxsteps);
+		}
 		st = &rs->steps[rs->nsteps++];
+		memset(st, 0, sizeof(RunStep));
 		st->position = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		st->delay = *DatumGetIntervalP(SPI_getbinval(tup, desc, 3, &isnull));
 		st->template_key = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
