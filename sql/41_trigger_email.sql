@@ -126,6 +126,16 @@ SELECT meisa_trigger_email('receipt', '{"email": "ann@example.com", "idempotency
 -- an idempotency_key over 255 bytes (54000)
 SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'idempotency_key', repeat('i', 256)));
 \echo :LAST_ERROR_SQLSTATE
+-- size limits (54000): the payload (meisa.max_payload_size) and data_variables
+-- (meisa.max_property_size, as event properties)
+SET meisa.max_payload_size = 1024;
+SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'data_variables', jsonb_build_object('x', repeat('x', 2000))));
+\echo :LAST_ERROR_SQLSTATE
+RESET meisa.max_payload_size;
+SET meisa.max_property_size = 100;
+SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'data_variables', jsonb_build_object('x', repeat('x', 200))));
+\echo :LAST_ERROR_SQLSTATE
+RESET meisa.max_property_size;
 -- unknown payload key, payload not an object, null arguments (22023)
 SELECT meisa_trigger_email('receipt', '{"email": "ann@example.com", "data": {}}');
 \echo :LAST_ERROR_SQLSTATE
