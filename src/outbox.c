@@ -11,7 +11,6 @@
  */
 #include "outbox.h"
 
-#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "port.h"
 #include "utils/builtins.h"
