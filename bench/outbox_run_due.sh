@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/outbox_run_due.sh [N]: meisa_run_due over N (default 100000) due
 # enrolments on a private cluster (127.0.0.1:55430, data under /tmp), with
-# the binaries and the meisa build of scripts/devcheck.sh (run it once first).
+# the binaries in $BINDIR, else those of scripts/devcheck.sh's prefix (run it
+# once first), else /usr/lib/postgresql/15/bin (meisa installed there).
 # Each enrolment renders a ~2 KB HTML + text marketing template with the
 # contact's data, queues the message and schedules the next step.  Prints
 # messages queued per second, total seconds, and the ratio to a plain-SQL
@@ -11,8 +12,9 @@ set -euo pipefail
 N=${1:-100000}
 PORT=55430
 src=$(cd "$(dirname "$0")/.." && pwd)
-bindir=/tmp/meisa-dev/$(echo "$src" | tr '/' '_')/pg/usr/lib/postgresql/15/bin
-[ -x "$bindir/postgres" ] || { echo "run scripts/devcheck.sh first (no $bindir)"; exit 1; }
+bindir=${BINDIR:-/tmp/meisa-dev/$(echo "$src" | tr '/' '_')/pg/usr/lib/postgresql/15/bin}
+[ -x "$bindir/postgres" ] || bindir=/usr/lib/postgresql/15/bin
+[ -x "$bindir/postgres" ] || { echo "no PostgreSQL binaries in $bindir"; exit 1; }
 data=$(mktemp -d /tmp/meisa-outbox-bench.XXXXXX)
 chown postgres: "$data"
 pg() { runuser -u postgres -- "$@"; }
