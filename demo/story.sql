@@ -25,7 +25,7 @@ INSERT INTO meisa.sequences (name, exit_conditions) VALUES
   ('onboarding', '{"has_tag": "activated"}'),
   ('welcome-pro', NULL);
 INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
-  SELECT id, 1, '0', 'welcome' FROM meisa.sequences WHERE name = 'onboarding'
+  SELECT id, 1, interval '0', 'welcome' FROM meisa.sequences WHERE name = 'onboarding'
   UNION ALL SELECT id, 2, '2 days', 'tips' FROM meisa.sequences WHERE name = 'onboarding'
   UNION ALL SELECT id, 1, '0', 'welcome-pro' FROM meisa.sequences WHERE name = 'welcome-pro';
 

@@ -22,7 +22,7 @@ stop_all() {
   rm -f "$dir/smtp.pid"
 }
 [ -d "$dir" ] && stop_all
-rm -rf "$dir"; mkdir -p "$dir/mail"; chown -R postgres: "$dir"
+rm -rf "$dir"; mkdir -p "$dir/mail/cur" "$dir/mail/new" "$dir/mail/tmp"; chown -R postgres: "$dir"
 trap stop_all EXIT
 
 echo "== starting a local SMTP server on 127.0.0.1:$smtp_port (mail goes to $dir/mail)"
@@ -42,7 +42,7 @@ meisa.smtp_url = 'smtp://127.0.0.1:$smtp_port'
 meisa.from_address = 'Acme <hello@acme.test>'
 meisa.unsubscribe_base_url = 'https://acme.test/unsubscribe/'
 meisa.secret = 'demo-secret-change-me'
-meisa.worker_naptime = 1
+meisa.worker_naptime = '1s'
 CONF
 runuser -u postgres -- "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 runuser -u postgres -- "$bindir/createdb" -h "$dir" -p $port demo
@@ -56,7 +56,7 @@ echo "== emails that arrived at the SMTP server"
 /usr/bin/python3 - "$dir/mail" <<'PY'
 import mailbox, sys, email.header
 box = mailbox.Maildir(sys.argv[1], factory=None, create=False)
-msgs = sorted(box, key=lambda m: m.get("Date", ""))
+msgs = [box[k] for k in sorted(box.keys())]  # delivery order
 def dec(v):
     return str(email.header.make_header(email.header.decode_header(v or "")))
 for i, m in enumerate(msgs, 1):

@@ -152,6 +152,9 @@ static const Oid query_types[Q_COUNT][5] = {
 };
 
 static SPIPlanPtr plans[Q_COUNT];
+
+/* When the next message may be sent under meisa.max_send_rate (across batches). */
+static TimestampTz rate_next_send = 0;
 static MemoryContext xact_saved_ctx = NULL;
 
 /* Starts a transaction with SPI connected and a snapshot (worker only). */
@@ -293,6 +296,7 @@ run_guarded(guarded_fn fn, void *arg)
 {
 	MemoryContext oldctx = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+	uint32		holdoff = InterruptHoldoffCount;
 	char	   *volatile err = NULL;
 
 	BeginInternalSubTransaction(NULL);
@@ -311,6 +315,8 @@ run_guarded(guarded_fn fn, void *arg)
 		MemoryContextSwitchTo(oldctx);
 		ed = CopyErrorData();
 		FlushErrorState();
+		/* an ERROR resets the interrupt holdoff; the caller's still holds */
+		InterruptHoldoffCount = holdoff;
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldctx);
 		CurrentResourceOwner = oldowner;
@@ -492,9 +498,15 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	lease_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) meisa_lease_time * 1000);
 	margin_ms = Min((long) meisa_smtp_timeout * 1000, (long) meisa_lease_time * 500);
 
+	/*
+	 * From here every claimed message is settled or released before a
+	 * cancel or SIGTERM is honoured: they are checked for between messages
+	 * and abort a transfer in progress (smtp.c), and nothing is left
+	 * 'sending' by a clean exit.
+	 */
+	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
-		TimestampTz next_send = 0;
 		int			stop_at = n;	/* first message not attempted */
 		double		release_delay = 0;
 
@@ -546,16 +558,21 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 			{
 				TimestampTz now = GetCurrentTimestamp();
 
-				while (next_send > now && !ProcDiePending && !QueryCancelPending)
+				while (rate_next_send > now && !ProcDiePending && !QueryCancelPending)
 				{
 					long		secs;
 					int			usecs;
 
-					TimestampDifference(now, next_send, &secs, &usecs);
+					TimestampDifference(now, rate_next_send, &secs, &usecs);
 					pg_usleep(Min(secs * 1000000L + usecs, 100000L));
 					now = GetCurrentTimestamp();
 				}
-				next_send = TimestampTzPlusMilliseconds(Max(now, next_send), 0) +
+				if (ProcDiePending || QueryCancelPending)
+				{
+					stop_at = i;
+					break;
+				}
+				rate_next_send = Max(now, rate_next_send) +
 					(TimestampTz) (1000000.0 / meisa_max_send_rate);
 			}
 
@@ -624,6 +641,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	RESUME_INTERRUPTS();
 
 	MemoryContextSwitchTo(oldctx);
 	MemoryContextDelete(batch_ctx);
