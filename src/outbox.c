@@ -10,6 +10,7 @@
  *		and the reason in last_error, and is never handed to delivery.
  */
 #include "outbox.h"
+#include "mustache.h"
 
 #include "lib/stringinfo.h"
 #include "port.h"
@@ -420,7 +421,7 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 	tdata = template_data(cs, data);
 	pc.cxt = CurrentMemoryContext;
 	pc.column = "text";
-	subject = mustache_render_jsonb(t->subject, tdata, outbox_partial, &pc);
+	subject = mustache_render_jsonb_plain(t->subject, tdata, outbox_partial, &pc);
 	if (t->html)
 	{
 		pc.column = "html";
@@ -429,7 +430,7 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 	if (t->text)
 	{
 		pc.column = "text";
-		text = mustache_render_jsonb(t->text, tdata, outbox_partial, &pc);
+		text = mustache_render_jsonb_plain(t->text, tdata, outbox_partial, &pc);
 	}
 
 	from = sender_address(t);
