@@ -341,23 +341,38 @@ def test_worker_sigterm():
           ok and sorted(rec) == sorted(msgids(ids).values()), (status(ids), len(rec)))
 
 
-def test_kill9():
-    """kill -9 of the postmaster while a batch is sending: none lost, duplicates
-    only from the in-flight batch, resent with the same Message-ID and bytes."""
+def test_kill9(whole=False):
+    """kill -9 of the postmaster (whole=True: and of every server process at
+    once, as in a machine crash) while a batch is sending: none lost,
+    duplicates only from the in-flight batch, resent with the same Message-ID
+    and bytes."""
+    what = "postmaster and all its children" if whole else "postmaster"
     sink.clear()
     sink.set_control({"delay": 0.15})
-    c = add_contact("crash@example.com")
+    c = add_contact("crash-all@example.com" if whole else "crash@example.com")
     pg.psql("INSERT INTO meisa.messages (contact_id, to_email, kind, subject, text, html, message_id) "
-            f"SELECT {c}, 'crash@example.com', 'marketing', 'crash ' || i, 'text ' || i, '<p>' || i || '</p>', "
+            f"SELECT {c}, (SELECT email FROM meisa.contacts WHERE id = {c}), 'marketing', 'crash ' || i, 'text ' || i, '<p>' || i || '</p>', "
             "'crash-' || i || '-' || gen_random_uuid() FROM generate_series(1, 40) i")
+    pg.psql("UPDATE meisa.messages SET subject = 'old ' || subject WHERE subject LIKE 'crash %' AND status = 'sent'")
     ids = [int(x) for x in pg.psql("SELECT id FROM meisa.messages WHERE subject LIKE 'crash %'").split()]
     wait_for(lambda: len(sink.files()) >= 5, 15, 0.02)
+    if whole:
+        # strike while a message is handed over and the server has not answered yet
+        n = len(sink.inflight())
+        wait_for(lambda: len(sink.inflight()) > n, 5, 0.005)
+        inflight = sink.inflight()[-1]
     sending = pg.rows("SELECT count(*) FROM meisa.messages WHERE status = 'sending'")[0][0]
     ppid = pg.postmaster_pid()
     children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(ppid)], capture_output=True,
                               text=True).stdout.split()
     os.kill(ppid, signal.SIGKILL)
-    check(f"kill -9: postmaster killed while {sending} messages were 'sending'", int(sending) > 0)
+    if whole:
+        for p in children:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    check(f"kill -9 ({what}): killed while {sending} messages were 'sending'", int(sending) > 0)
 
     def all_gone():
         for p in children + [str(ppid)]:
@@ -367,12 +382,12 @@ def test_kill9():
             except ProcessLookupError:
                 pass
         return True
-    check("kill -9: every server process is gone", wait_for(all_gone, 20))
+    check(f"kill -9 ({what}): every server process is gone", wait_for(all_gone, 20))
     before = len(sink.files())
     sink.set_control({})
     pg.start()
     ok = all_status(ids, "sent", 40)
-    check("kill -9: after restart every message is sent", ok,
+    check(f"kill -9 ({what}): after restart every message is sent", ok,
           pg.rows("SELECT status, count(*) FROM meisa.messages WHERE subject LIKE 'crash %' GROUP BY 1"))
     time.sleep(0.5)
     want = msgids(ids)
@@ -385,18 +400,24 @@ def test_kill9():
         raws.setdefault(mid, set()).add(raw)
     lost = [v for v in want.values() if v not in counts]
     dups = {k: n for k, n in counts.items() if n > 1}
-    check("kill -9: none lost", not lost, lost)
-    check(f"kill -9: {len(dups)} duplicate(s), at most the in-flight batch ({sending})",
+    check(f"kill -9 ({what}): none lost", not lost, lost)
+    check(f"kill -9 ({what}): {len(dups)} duplicate(s), at most the in-flight batch ({sending})",
           len(dups) <= int(sending) and all(n == 2 for n in dups.values()), dups)
-    check("kill -9: a resent message has the same Message-ID and identical bytes",
+    check(f"kill -9 ({what}): a resent message has the same Message-ID and identical bytes",
           all(len(raws[k]) == 1 for k in dups))
-    check(f"kill -9: received {len(got)} = 40 + duplicates (before the crash: {before})",
+    check(f"kill -9 ({what}): received {len(got)} = 40 + duplicates (before the crash: {before})",
           len(got) == 40 + sum(n - 1 for n in dups.values()))
+    if whole:
+        check(f"kill -9 ({what}): the message in flight ({inflight}) arrived twice, with identical bytes",
+              dups.get(inflight) == 2 and len(raws[inflight]) == 1, dups)
+        again = int(pg.psql("SELECT count(*) FROM meisa.messages WHERE subject LIKE 'crash %' AND attempts >= 2"))
+        check(f"kill -9 ({what}): the batch left 'sending' was claimed again after its lease ({again} messages)",
+              again > 0)
     pg.psql("CREATE EXTENSION IF NOT EXISTS amcheck")
     bad = pg.psql("SELECT count(*) FROM verify_heapam('meisa.messages')")
     pg.psql("SELECT bt_index_check(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
             "WHERE c.relname = 'messages' AND c.relnamespace = 'meisa'::regnamespace")
-    check("kill -9: amcheck finds meisa.messages and its indexes sound", bad == "0", bad)
+    check(f"kill -9 ({what}): amcheck finds meisa.messages and its indexes sound", bad == "0", bad)
 
 
 def main():
@@ -412,11 +433,11 @@ def main():
               wait_for(lambda: pg.worker_pid() is not None, 10))
         for t in (test_basic, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
                   test_tempfail, test_permfail, test_smtp_url_unset, test_run_due_hook,
-                  test_worker_sigterm, test_kill9):
+                  test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
             try:
                 t()
             except Exception:
-                check(t.__name__ + " raised", False, traceback.format_exc())
+                check(getattr(t, "__name__", "test") + " raised", False, traceback.format_exc())
         check("no server crash in the log (besides the kill -9)",
               "terminated by signal 11" not in pg.log_text() and "TRAP" not in pg.log_text())
     finally:
