@@ -1,26 +1,282 @@
 /*
  * automation.c
- *		The automation engine: triggers, conditions and actions.
- *		(Skeleton: filled in by the automation work.)
+ *		The automation engine: automation_fire() runs the enabled automations
+ *		of a trigger whose filter and conditions match, each matched one's
+ *		actions in a subtransaction of its own (a failing automation is
+ *		recorded as 'failed' and never fails the caller's write), bounds
+ *		cascades (once per automation and contact per top-level call, depth
+ *		capped by meisa.max_cascade_depth; hitting the bound is recorded as a
+ *		'stopped' run) and records every matched run in meisa.automation_runs.
+ *		Rules come from a per-backend cache (automation_cache.c).
  */
-#include "meisa.h"
+#include "automation.h"
 
-/* Defines the automation settings. */
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+
+/* meisa.max_cascade_depth */
+static int	max_cascade_depth = 8;
+
+/* Nesting of running actions: 0 outside any automation's actions. */
+static int	fire_depth = 0;
+
+/* (automation, contact) pairs that ran in the current top-level call. */
+typedef struct RanKey
+{
+	int64		automation_id;
+	int64		contact_id;
+} RanKey;
+static RanKey *ran = NULL;
+static int	nran = 0;
+static int	ran_cap = 0;
+
+/* A NOTIFY meisa_notifications is owed at commit. */
+static bool notify_pending = false;
+
+/* Forgets the cascade state and the owed NOTIFY when a transaction ends. */
+static void
+automation_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (notify_pending)
+			{
+				notify_pending = false;
+				Async_Notify("meisa_notifications", "");
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PRE_PREPARE:
+		case XACT_EVENT_COMMIT:
+			notify_pending = false;
+			fire_depth = 0;
+			nran = 0;
+			automation_cache_reset_pins();
+			break;
+		default:
+			break;
+	}
+}
+
+/* Defines the automation settings and registers the engine's callbacks. */
 void
 automation_init(void)
 {
+	DefineCustomIntVariable("meisa.max_cascade_depth",
+							"Maximum depth of automations fired by other automations' actions.",
+							"A run that would go deeper is recorded with status 'stopped'.",
+							&max_cascade_depth,
+							8, 1, 100,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	RegisterXactCallback(automation_xact_callback, NULL);
+	automation_cache_init();
 }
 
-/* Runs the automations matching a trigger (skeleton: none yet). */
+/* Sends the one NOTIFY meisa_notifications of this transaction at commit. */
+void
+automation_notify_at_commit(void)
+{
+	notify_pending = true;
+}
+
+/* True when the automation already ran for the contact in this call. */
+static bool
+already_ran(int64 automation_id, int64 contact_id)
+{
+	for (int i = 0; i < nran; i++)
+		if (ran[i].automation_id == automation_id && ran[i].contact_id == contact_id)
+			return true;
+	return false;
+}
+
+/* Remembers that the automation ran for the contact in this call. */
+static void
+mark_ran(int64 automation_id, int64 contact_id)
+{
+	if (nran == ran_cap)
+	{
+		ran_cap = ran_cap ? ran_cap * 2 : 16;
+		ran = ran ? repalloc(ran, sizeof(RanKey) * ran_cap)
+			: MemoryContextAlloc(TopMemoryContext, sizeof(RanKey) * ran_cap);
+	}
+	ran[nran].automation_id = automation_id;
+	ran[nran].contact_id = contact_id;
+	nran++;
+}
+
+/* Inserts one row into meisa.automation_runs. */
+static void
+record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
+		   const char *status, const char *error, int actions_done, int depth)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	SPI_connect();
+	if (plan == NULL)
+	{
+		Oid			types[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
+		SPIPlanPtr	p = SPI_prepare("INSERT INTO meisa.automation_runs "
+									"(automation_id, contact_id, trigger, status, error, actions_done, depth) "
+									"VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
+
+		if (p == NULL)
+			elog(ERROR, "meisa: could not prepare the run insert: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	values[0] = Int64GetDatum(a->id);
+	values[1] = Int64GetDatum(contact_id);
+	if (contact_id <= 0)
+		nulls[1] = 'n';
+	values[2] = CStringGetTextDatum(automation_trigger_name(trigger));
+	values[3] = CStringGetTextDatum(status);
+	if (error)
+		values[4] = CStringGetTextDatum(error);
+	else
+		nulls[4] = 'n';
+	values[5] = Int32GetDatum(actions_done);
+	values[6] = Int32GetDatum(depth);
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "meisa: could not record an automation run");
+	SPI_finish();
+}
+
+/*
+ * Runs the actions of a matched automation in a subtransaction.  Returns
+ * the error message when one failed (everything it did is rolled back), or
+ * NULL; *done is the number of actions that completed.
+ */
+static char *
+run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile int ndone = 0;
+	char	   *volatile error = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	fire_depth++;
+	PG_TRY();
+	{
+		/* actions see everything written so far, like a new statement */
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		for (int i = 0; i < a->nactions; i++)
+		{
+			automation_run_action(a, &a->actions[i], contact_id, properties);
+			ndone++;
+		}
+		PopActiveSnapshot();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		fire_depth--;
+		/* a cancel or timeout is the caller's, not the automation's */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);
+		error = psprintf("actions[%d]: %s", (int) ndone, edata->message);
+	}
+	PG_END_TRY();
+	if (error == NULL)
+		fire_depth--;
+	*done = ndone;
+	return error;
+}
+
+/*
+ * Runs the enabled automations whose trigger (and trigger_filter, compared
+ * with 'filter') matches.  Never throws for a failing automation.
+ */
 void
 automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
 				Jsonb *changes, Jsonb *properties)
 {
-}
+	Automation *autos;
+	int			n;
+	CondContext ctx;
+	Oid			saved_uid;
+	int			saved_sec;
+	int			depth = fire_depth;
+	bool		switched = false;
 
-/* Evaluates conditions against a contact (skeleton: always true). */
-bool
-condition_holds(Jsonb *conditions, int64 contact_id)
-{
-	return true;
+	autos = automation_cache_get(trigger, &n);
+	if (n == 0)
+		return;
+	if (depth == 0)
+		nran = 0;
+	condition_context_init(&ctx, contact_id, changes, properties);
+
+	for (int i = 0; i < n; i++)
+	{
+		const Automation *a = &autos[i];
+		char	   *error;
+		int			done = 0;
+
+		if (a->filter && (filter == NULL || strcmp(a->filter, filter) != 0))
+			continue;
+		if (!switched)
+		{
+			/* automations act as the owner of the rules, whoever wrote */
+			GetUserIdAndSecContext(&saved_uid, &saved_sec);
+			SetUserIdAndSecContext(automation_cache_owner(),
+								   saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+			switched = true;
+		}
+		if (a->broken)
+		{
+			record_run(a, contact_id, trigger, "failed",
+					   psprintf("invalid automation: %s", a->broken), 0, depth);
+			continue;
+		}
+		if (!condition_eval(a->cond, &ctx))
+			continue;
+		if (depth >= max_cascade_depth)
+		{
+			record_run(a, contact_id, trigger, "stopped",
+					   psprintf("cascade depth limit reached (meisa.max_cascade_depth = %d)",
+								max_cascade_depth), 0, depth);
+			continue;
+		}
+		if (already_ran(a->id, contact_id))
+		{
+			record_run(a, contact_id, trigger, "stopped",
+					   "already ran for this contact in this call (cascade bound)", 0, depth);
+			continue;
+		}
+		mark_ran(a->id, contact_id);
+		error = run_actions(a, contact_id, properties, &done);
+		record_run(a, contact_id, trigger, error ? "failed" : "done", error, done, depth);
+		/* the actions may have changed the contact: read it again if needed */
+		ctx.contact_loaded = false;
+		ctx.contact = NULL;
+	}
+	if (switched)
+		SetUserIdAndSecContext(saved_uid, saved_sec);
+	automation_cache_release();
 }

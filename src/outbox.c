@@ -1,23 +1,546 @@
 /*
  * outbox.c
- *		The outbox: rendering a template for a contact and queueing the message.
- *		(Skeleton: filled in by the outbox work.)
+ *		The outbox: rendering a template for a contact and queueing the
+ *		message in meisa.messages.  Rendering happens when a message is
+ *		queued, so the row keeps exactly what will be sent: the rendered
+ *		subject, html and text, the sender, and a Message-ID fixed now
+ *		(a resend after a crash reuses it).  Suppression (marketing mail to
+ *		unsubscribed contacts, any mail to bounced or complained addresses)
+ *		is applied here: such a message is recorded with status 'suppressed'
+ *		and the reason in last_error, and is never handed to delivery.
  */
-#include "meisa.h"
+#include "outbox.h"
 
-/* Defines the outbox settings. */
+#include "common/hashfn.h"
+#include "lib/stringinfo.h"
+#include "port.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+/* Domain used in Message-IDs when the sender's address has none. */
+#define OUTBOX_DEFAULT_DOMAIN "meisa.local"
+
+/* What the partial callback needs: which part is rendered, where to copy. */
+typedef struct PartialContext
+{
+	const char *column;			/* "html" or "text" */
+	MemoryContext cxt;			/* where returned partial text lives */
+} PartialContext;
+
+/* Defines the outbox settings (the outbox has none of its own). */
 void
 outbox_init(void)
 {
 }
 
-/* Renders and queues one message (skeleton: not yet available). */
+/* Prepares 'sql' and keeps the plan for the life of the backend. */
+SPIPlanPtr
+outbox_keep_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "meisa: SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "meisa: SPI_keepplan failed");
+	return plan;
+}
+
+/* Column 'col' of the current SPI result row as a palloc'd string, or NULL. */
+static char *
+spi_text(int row, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* Loads a template by key; NULL when there is none. */
+TemplateRow *
+template_lookup(const char *key)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+	TemplateRow *t;
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		plan = outbox_keep_plan("SELECT key, kind, subject, html, text, \"from\", reply_to"
+								" FROM meisa.templates WHERE key OPERATOR(pg_catalog.=) $1",
+								1, types);
+	}
+	values[0] = CStringGetTextDatum(key);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: template lookup failed");
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return NULL;
+	}
+	t = palloc(sizeof(TemplateRow));
+	t->key = spi_text(0, 1);
+	t->kind = spi_text(0, 2);
+	t->subject = spi_text(0, 3);
+	t->html = spi_text(0, 4);
+	t->text = spi_text(0, 5);
+	t->from = spi_text(0, 6);
+	t->reply_to = spi_text(0, 7);
+	SPI_freetuptable(SPI_tuptable);
+	return t;
+}
+
+/* Loads the contact's delivery state; false when there is no such contact. */
+bool
+contact_state_lookup(int64 contact_id, ContactState *cs)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+	bool		isnull;
+	HeapTuple	tup;
+	TupleDesc	desc;
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+
+		plan = outbox_keep_plan("SELECT email, subscribed, bounced_at IS NOT NULL,"
+								" complained_at IS NOT NULL"
+								" FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1",
+								1, types);
+	}
+	values[0] = Int64GetDatum(contact_id);
+	/* not read-only: a contact created earlier in this command must be seen */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: contact lookup failed");
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	cs->id = contact_id;
+	cs->email = spi_text(0, 1);
+	cs->subscribed = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+	cs->bounced = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	cs->complained = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
+/* The suppression reason for mail of 'kind' to the contact, or NULL. */
+const char *
+outbox_suppression_reason(const ContactState *cs, const char *kind)
+{
+	if (cs->bounced)
+		return "bounced";
+	if (cs->complained)
+		return "complained";
+	if (!cs->subscribed && strcmp(kind, "marketing") == 0)
+		return "unsubscribed";
+	return NULL;
+}
+
+/* Finds a partial (another template by key) for the part being rendered. */
+static const char *
+outbox_partial(const char *name, void *arg)
+{
+	static SPIPlanPtr plan = NULL;
+	PartialContext *pc = (PartialContext *) arg;
+	Datum		values[1];
+	char	   *val = NULL;
+	int			col = strcmp(pc->column, "html") == 0 ? 1 : 2;
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		plan = outbox_keep_plan("SELECT html, text FROM meisa.templates"
+								" WHERE key OPERATOR(pg_catalog.=) $1",
+								1, types);
+	}
+	values[0] = CStringGetTextDatum(name);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: partial lookup failed");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, col, &isnull);
+
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(pc->cxt);
+
+			val = TextDatumGetCString(d);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return val;
+}
+
+/* Pushes a string pair key: value into an object being built. */
+static void
+push_string_pair(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	k,
+				v;
+
+	k.type = jbvString;
+	k.val.string.len = strlen(key);
+	k.val.string.val = (char *) key;
+	pushJsonbValue(state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.len = strlen(value);
+	v.val.string.val = (char *) value;
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * Builds the template data: the contact's data keys at top level, "data"
+ * ('data', or {} when NULL) and "unsubscribe_url".
+ */
+static Jsonb *
+template_data(const ContactState *cs, Jsonb *data)
+{
+	JsonbParseState *state = NULL;
+	Jsonb	   *contact = contact_data_jsonb(cs->id);
+	JsonbValue	k,
+				v;
+	JsonbValue *res;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	if (contact != NULL && JB_ROOT_IS_OBJECT(contact))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&contact->root);
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				/* the keys below are always ours */
+				if ((v.val.string.len == 4 && memcmp(v.val.string.val, "data", 4) == 0) ||
+					(v.val.string.len == 15 && memcmp(v.val.string.val, "unsubscribe_url", 15) == 0))
+				{
+					tok = JsonbIteratorNext(&it, &v, true);
+					continue;
+				}
+				pushJsonbValue(&state, WJB_KEY, &v);
+			}
+			else if (tok == WJB_VALUE)
+				pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+	}
+	else
+	{
+		/* without the contact's data, the address is still known */
+		push_string_pair(&state, "email", cs->email);
+	}
+
+	k.type = jbvString;
+	k.val.string.len = 4;
+	k.val.string.val = "data";
+	pushJsonbValue(&state, WJB_KEY, &k);
+	if (data != NULL)
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &data->root;
+		v.val.binary.len = VARSIZE(data) - VARHDRSZ;
+		if (JB_ROOT_IS_SCALAR(data))
+		{
+			JsonbValue	scalar;
+
+			if (!JsonbExtractScalar(&data->root, &scalar))
+				elog(ERROR, "meisa: could not read scalar data");
+			pushJsonbValue(&state, WJB_VALUE, &scalar);
+		}
+		else
+			pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	else
+	{
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	}
+
+	push_string_pair(&state, "unsubscribe_url", unsubscribe_url(cs->id));
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* The lower-cased domain of an address ("Name <a@b.io>" or "a@b.io"), or NULL. */
+static char *
+address_domain(const char *addr)
+{
+	const char *at;
+	const char *p;
+	StringInfoData buf;
+
+	if (addr == NULL || (at = strrchr(addr, '@')) == NULL)
+		return NULL;
+	initStringInfo(&buf);
+	for (p = at + 1; *p && *p != '>'; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (!(isalnum(c) || c == '.' || c == '-'))
+			return NULL;
+		appendStringInfoChar(&buf, pg_tolower(c));
+	}
+	if (buf.len == 0 || buf.data[0] == '.' || buf.data[0] == '-')
+		return NULL;
+	return buf.data;
+}
+
+/* 24 random hex digits for the left part of a Message-ID. */
+static char *
+random_hex(void)
+{
+	uint8		bytes[12];
+	char	   *out = palloc(sizeof(bytes) * 2 + 1);
+	int			i;
+
+	if (!pg_strong_random(bytes, sizeof(bytes)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes for a Message-ID")));
+	for (i = 0; i < (int) sizeof(bytes); i++)
+		sprintf(out + i * 2, "%02x", bytes[i]);
+	return out;
+}
+
+/* The sender of a template: its "from", else the meisa.from_address setting. */
+static const char *
+sender_address(const TemplateRow *t)
+{
+	const char *guc;
+
+	if (t->from != NULL && t->from[0] != '\0')
+		return t->from;
+	guc = GetConfigOption("meisa.from_address", true, false);
+	if (guc != NULL && guc[0] != '\0')
+		return guc;
+	return NULL;
+}
+
+/* The message queued earlier with (trigger_key, idempotency_key), or 0. */
+int64
+outbox_idempotent_message(const char *trigger_key, const char *idem,
+						  char **status, char **last_error, char **to_email)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	bool		isnull;
+	int64		id;
+
+	if (plan == NULL)
+	{
+		Oid			types[2] = {TEXTOID, TEXTOID};
+
+		plan = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
+								" WHERE trigger_key IS NOT DISTINCT FROM $1"
+								" AND idempotency_key OPERATOR(pg_catalog.=) $2",
+								2, types);
+	}
+	values[0] = trigger_key ? CStringGetTextDatum(trigger_key) : (Datum) 0;
+	nulls[0] = trigger_key ? ' ' : 'n';
+	values[1] = CStringGetTextDatum(idem);
+	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: idempotency lookup failed");
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return 0;
+	}
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*status = spi_text(0, 2);
+	*last_error = spi_text(0, 3);
+	if (to_email)
+		*to_email = spi_text(0, 4);
+	SPI_freetuptable(SPI_tuptable);
+	return id;
+}
+
+#define NARGS_INSERT 19
+
+/* outbox_queue for a contact whose state the caller already loaded (SPI connected). */
+int64
+outbox_queue_contact(const ContactState *cs, const char *template_key,
+					 Jsonb *data, const MessageSource *src,
+					 char **suppressed_reason)
+{
+	static SPIPlanPtr plan = NULL;
+	TemplateRow *t;
+	Jsonb	   *tdata;
+	PartialContext pc;
+	char	   *subject;
+	char	   *html = NULL;
+	char	   *text = NULL;
+	const char *from;
+	const char *reason;
+	char	   *domain;
+	Datum		values[NARGS_INSERT];
+	char		nulls[NARGS_INSERT];
+	int64		id = 0;
+	int			i;
+
+	if (suppressed_reason)
+		*suppressed_reason = NULL;
+
+	t = template_lookup(template_key);
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("template \"%s\" does not exist", template_key)));
+	if (src && src->required_kind && strcmp(src->required_kind, t->kind) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("%s template \"%s\" does not exist", src->required_kind, template_key),
+				 errdetail("Template \"%s\" is a %s template.", template_key, t->kind)));
+
+	/* render: the row keeps exactly what will be sent */
+	tdata = template_data(cs, data);
+	pc.cxt = CurrentMemoryContext;
+	pc.column = "text";
+	subject = mustache_render_jsonb(t->subject, tdata, outbox_partial, &pc);
+	if (t->html)
+	{
+		pc.column = "html";
+		html = mustache_render_jsonb(t->html, tdata, outbox_partial, &pc);
+	}
+	if (t->text)
+	{
+		pc.column = "text";
+		text = mustache_render_jsonb(t->text, tdata, outbox_partial, &pc);
+	}
+
+	from = sender_address(t);
+	mime_check_header_value(cs->email, "to");
+	mime_check_header_value(from, "from");
+	mime_check_header_value(t->reply_to, "reply_to");
+	mime_check_header_value(subject, "subject");
+
+	reason = outbox_suppression_reason(cs, t->kind);
+	domain = address_domain(from);
+
+	if (plan == NULL)
+	{
+		Oid			types[NARGS_INSERT] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+			TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+		INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+
+		plan = outbox_keep_plan(
+								"INSERT INTO meisa.messages (id, contact_id, to_email, from_address, reply_to,"
+								" kind, template_key, subject, html, text, status, last_error,"
+								" automation_id, enrollment_id, sequence_id, step_position,"
+								" trigger_key, idempotency_key, message_id)"
+								" SELECT n.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+								" $14, $15, $16, $17, pg_catalog.concat('<', $18, '.', n.id, '@', $19, '>')"
+								" FROM (SELECT pg_catalog.nextval('meisa.messages_id_seq'::pg_catalog.regclass) AS id) n"
+								" ON CONFLICT (trigger_key, idempotency_key) WHERE idempotency_key IS NOT NULL"
+								" DO NOTHING RETURNING id",
+								NARGS_INSERT, types);
+	}
+
+	for (i = 0; i < NARGS_INSERT; i++)
+		nulls[i] = ' ';
+#define SET_TEXT(n, s) do { if (s) values[n] = CStringGetTextDatum(s); else nulls[n] = 'n'; } while (0)
+#define SET_INT8(n, x) do { if ((x) != 0) values[n] = Int64GetDatum(x); else nulls[n] = 'n'; } while (0)
+	values[0] = Int64GetDatum(cs->id);
+	SET_TEXT(1, cs->email);
+	SET_TEXT(2, from);
+	SET_TEXT(3, t->reply_to);
+	SET_TEXT(4, t->kind);
+	SET_TEXT(5, t->key);
+	SET_TEXT(6, subject);
+	SET_TEXT(7, html);
+	SET_TEXT(8, text);
+	SET_TEXT(9, reason ? "suppressed" : "queued");
+	SET_TEXT(10, reason);
+	SET_INT8(11, src ? src->automation_id : 0);
+	SET_INT8(12, src ? src->enrollment_id : 0);
+	SET_INT8(13, src ? src->sequence_id : 0);
+	if (src && src->step_position != 0)
+		values[14] = Int32GetDatum(src->step_position);
+	else
+		nulls[14] = 'n';
+	SET_TEXT(15, src ? src->trigger_key : NULL);
+	SET_TEXT(16, src ? src->idempotency_key : NULL);
+	SET_TEXT(17, random_hex());
+	SET_TEXT(18, domain ? domain : OUTBOX_DEFAULT_DOMAIN);
+#undef SET_TEXT
+#undef SET_INT8
+
+	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "meisa: could not insert the message");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_freetuptable(SPI_tuptable);
+		if (reason == NULL)
+			delivery_wake_at_commit();
+	}
+	else
+	{
+		/* a message with this idempotency key exists: that one is the answer */
+		char	   *status = NULL;
+		char	   *last_error = NULL;
+
+		SPI_freetuptable(SPI_tuptable);
+		id = outbox_idempotent_message(src->trigger_key, src->idempotency_key,
+										 &status, &last_error, NULL);
+		if (id == 0)
+			elog(ERROR, "meisa: message with idempotency key \"%s\" vanished",
+				 src->idempotency_key);
+		reason = (status && strcmp(status, "suppressed") == 0) ?
+			(last_error ? last_error : "suppressed") : NULL;
+	}
+
+	if (suppressed_reason && reason)
+		*suppressed_reason = pstrdup(reason);
+	return id;
+}
+
+/*
+ * Renders template 'template_key' for the contact with 'data' and queues it
+ * (see meisa.h).  *suppressed_reason is allocated in the caller's context.
+ */
 int64
 outbox_queue(int64 contact_id, const char *template_key, Jsonb *data,
 			 const MessageSource *src, char **suppressed_reason)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("meisa: queueing messages is not available yet")));
-	return 0;
+	MemoryContext callercxt = CurrentMemoryContext;
+	ContactState cs;
+	char	   *reason = NULL;
+	int64		id;
+
+	if (suppressed_reason)
+		*suppressed_reason = NULL;
+	if (template_key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("template key must not be null")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
+	if (!contact_state_lookup(contact_id, &cs))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("contact %lld does not exist", (long long) contact_id)));
+	id = outbox_queue_contact(&cs, template_key, data, src, &reason);
+	if (reason && suppressed_reason)
+		*suppressed_reason = MemoryContextStrdup(callercxt, reason);
+	SPI_finish();
+	return id;
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the full test run.  Installs dependencies and meisa
+# (scripts/setup.sh), then runs, as the postgres user against throwaway
+# servers on loopback: the pg_regress suite and the isolation specs
+# (make installcheck, --temp-instance), then every live-server test script
+# (test/*/run.sh: SMTP delivery, crash, fuzz, dump/upgrade ...).
+# Ends with one line "N passed, M failed"; exits non-zero on any failure.
+# Safe to run twice.  Run as root (or through sudo).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+bash scripts/setup.sh || exit 1
+
+bindir=/usr/lib/postgresql/15/bin
+work=/tmp/meisa-test
+rm -rf "$work"; mkdir -p "$work"
+rsync -a --exclude .git --exclude tmp_check --exclude tmp_check_iso --exclude results \
+  --exclude output_iso "$top/" "$work/src/"
+chown -R postgres: "$work"
+
+passed=0; failed=0; failures=()
+
+echo "== pg_regress and isolation tests"
+out=$work/installcheck.log
+(cd "$work/src" && runuser -u postgres -- make -s installcheck PG_CONFIG=$bindir/pg_config) >"$out" 2>&1
+rc=$?
+grep -E '^(ok|not ok|test| )|\.\.\. ' "$out" | grep -E '\.\.\. |^ok|^not ok' || true
+ok=$(grep -cE '\.\.\. +ok' "$out")
+bad=$(grep -cE '\.\.\. +FAILED|\.\.\. +failed' "$out")
+if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; tail -30 "$out"; fi
+passed=$((passed + ok)); failed=$((failed + bad))
+for d in "$work/src/regression.diffs" "$work/src/output_iso/regression.diffs"; do
+  if [ -s "$d" ]; then echo "---- $d"; head -c 30000 "$d"; failures+=("regress"); fi
+done
+
+for t in "$top"/test/*/run.sh; do
+  [ -f "$t" ] || continue
+  name=$(basename "$(dirname "$t")")
+  echo "== $name ($t)"
+  log=$work/$name.log
+  bash "$t" --bindir "$bindir" --quick >"$log" 2>&1
+  rc=$?
+  cat "$log" | tail -40
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  if [ -n "$line" ]; then
+    p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+    passed=$((passed + p)); failed=$((failed + f))
+    [ $rc -ne 0 ] && [ "$f" -eq 0 ] && failed=$((failed + 1))
+  else
+    if [ $rc -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  fi
+  [ $rc -ne 0 ] && failures+=("$name")
+done
+
+echo
+[ ${#failures[@]} -gt 0 ] && echo "failing suites: ${failures[*]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

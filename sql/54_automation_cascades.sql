@@ -1,0 +1,102 @@
+-- Cascades: actions fire further automations; an automation runs at most
+-- once per contact per top-level call and depth is capped by
+-- meisa.max_cascade_depth; hitting the bound is recorded as 'stopped'.
+-- Failure isolation: a failing automation is recorded as 'failed' with the
+-- error and its actions are undone; the caller's write and the other
+-- automations still commit.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+
+DROP FUNCTION IF EXISTS runs();
+CREATE FUNCTION runs() RETURNS TABLE (name text, trigger text, status text, actions_done int, depth int, error text)
+  LANGUAGE sql AS $$ SELECT a.name, r.trigger, r.status, r.actions_done, r.depth, r.error
+    FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.depth, r.id $$;
+
+SHOW meisa.max_cascade_depth;
+
+-- a chain t0 -> t1 -> ... -> t5 through tag_added
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions)
+  SELECT 'chain ' || i, 'tag_added', 't' || i, jsonb_build_array(jsonb_build_object('add_tag', 't' || (i + 1)))
+    FROM generate_series(0, 5) i;
+SELECT meisa_upsert('{"email": "ann@example.com"}') ->> 'created' AS created;
+SELECT meisa_add_tag('ann@example.com', 't0');
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT * FROM runs();
+
+-- the depth cap stops the chain and records where
+TRUNCATE meisa.automation_runs;
+SET meisa.max_cascade_depth = 3;
+SELECT meisa_upsert('{"email": "bob@example.com", "tag_names": ["t0"]}') ->> 'created' AS created;
+SELECT tags FROM meisa.contacts WHERE email = 'bob@example.com';
+SELECT * FROM runs();
+RESET meisa.max_cascade_depth;
+SET meisa.max_cascade_depth = 0;
+SET meisa.max_cascade_depth = 101;
+
+-- a loop: two automations undoing each other stop after one round each
+TRUNCATE meisa.automation_runs;
+DELETE FROM meisa.automations;
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES
+  ('ping', 'tag_added', 'ping', '[{"remove_tag": "ping"}, {"add_tag": "pong"}]'),
+  ('pong', 'tag_added', 'pong', '[{"remove_tag": "pong"}, {"add_tag": "ping"}]');
+SELECT meisa_add_tag('ann@example.com', 'ping');
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT * FROM runs();
+-- a self-trigger: contact_updated that updates the contact again
+TRUNCATE meisa.automation_runs;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('self', 'contact_updated', '{"field": "custom_fields.n", "changed": true}', '[{"set_field": {"custom_fields.m": "x"}}, {"add_tag": "self"}]'),
+  ('loop', 'contact_updated', NULL, '[{"add_tag": "loop"}, {"remove_tag": "loop"}]');
+SELECT meisa_upsert('{"email": "ann@example.com", "custom_fields": {"n": 1}}') -> 'changed' AS changed;
+SELECT tags, custom_fields FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT * FROM runs();
+-- each top-level call starts a new bound
+TRUNCATE meisa.automation_runs;
+SELECT meisa_upsert('{"email": "ann@example.com", "custom_fields": {"n": 2}}') -> 'changed' AS changed;
+SELECT name, status, depth FROM runs() WHERE status = 'done';
+
+-- failure isolation: 'broken' enrols into a sequence that was deleted after
+-- the rule was saved; its first action is undone; the write and 'fine' commit
+TRUNCATE meisa.automation_runs;
+DELETE FROM meisa.automations;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('tips', 'marketing', 'Tips', 'Hi');
+INSERT INTO meisa.sequences (name) VALUES ('doomed');
+INSERT INTO meisa.automations (name, trigger, conditions, actions, position) VALUES
+  ('broken', 'contact_updated', '{"field": "custom_fields.plan", "changed_to": "pro"}',
+   '[{"add_tag": "half-done"}, {"set_field": {"custom_fields.x": 1}}, {"enroll": "doomed"}]', 1),
+  ('fine', 'contact_updated', '{"field": "custom_fields.plan", "changed_to": "pro"}', '[{"add_tag": "fine"}]', 2),
+  ('mail', 'contact_updated', '{"field": "custom_fields.plan", "changed_to": "pro"}', '[{"send_email": "tips"}]', 3);
+DELETE FROM meisa.sequences WHERE name = 'doomed';
+DELETE FROM meisa.templates WHERE key = 'tips';
+SELECT meisa_upsert('{"email": "ann@example.com", "custom_fields": {"plan": "pro"}}') -> 'changed' AS changed;
+SELECT tags, custom_fields FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT name, trigger, status, actions_done, depth, error FROM runs();
+-- the same from plain SQL inside a transaction that goes on and commits
+TRUNCATE meisa.automation_runs;
+BEGIN;
+UPDATE meisa.contacts SET custom_fields = custom_fields || '{"plan": "pro"}' WHERE email = 'bob@example.com';
+SELECT tags, custom_fields FROM meisa.contacts WHERE email = 'bob@example.com';
+COMMIT;
+SELECT tags, custom_fields FROM meisa.contacts WHERE email = 'bob@example.com';
+SELECT name, status, actions_done FROM runs();
+-- a rule stored while the validator was bypassed is recorded as failed, not an error
+TRUNCATE meisa.automation_runs;
+ALTER TABLE meisa.automations DISABLE TRIGGER automations_validate;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('unchecked', 'tag_added', '{"field": "nope", "eq": 1}', '[{"add_tag": "x"}]');
+ALTER TABLE meisa.automations ENABLE TRIGGER automations_validate;
+SELECT meisa_add_tag('ann@example.com', 'anything');
+SELECT name, status, actions_done, error FROM runs();
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+-- an error of the caller's own statement still rolls everything back
+TRUNCATE meisa.automation_runs;
+BEGIN;
+SELECT meisa_upsert('{"email": "ann@example.com", "custom_fields": {"plan": "free"}}') -> 'changed' AS changed;
+SELECT meisa_upsert('{"email": "ann@example.com", "custom_fields": {"plan": "pro"}}') -> 'changed' AS changed;
+SELECT count(*) AS runs_in_transaction FROM meisa.automation_runs;
+SELECT 1 / 0;
+ROLLBACK;
+SELECT count(*) AS runs_after_rollback FROM meisa.automation_runs;
+SELECT custom_fields ->> 'plan' AS plan FROM meisa.contacts WHERE email = 'ann@example.com';

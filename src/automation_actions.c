@@ -1,0 +1,179 @@
+/*
+ * automation_actions.c
+ *		The actions of an automation: add_tag, remove_tag, set_field (null
+ *		removes), enroll, unenroll, send_email (a marketing template through
+ *		the outbox, suppression applies), notify (a row in
+ *		meisa.notifications and one NOTIFY meisa_notifications per
+ *		transaction) and unsubscribe.  Actions that change the contact UPDATE
+ *		meisa.contacts, so the contacts trigger fires the automations those
+ *		changes cause (cascades).  Every statement is a saved plan.
+ */
+#include "automation.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+
+/* The saved plans of the actions, prepared on first use. */
+enum
+{
+	PLAN_ADD_TAG,
+	PLAN_REMOVE_TAG,
+	PLAN_SET_FIELD,
+	PLAN_NOTIFY,
+	PLAN_UNSUBSCRIBE,
+	NPLANS
+};
+
+static SPIPlanPtr plans[NPLANS];
+
+static const char *const plan_sql[NPLANS] = {
+	"UPDATE meisa.contacts SET tags = pg_catalog.array_append(tags, $2) "
+	"WHERE id = $1 AND NOT ($2 OPERATOR(pg_catalog.=) ANY (tags))",
+	"UPDATE meisa.contacts SET tags = pg_catalog.array_remove(tags, $2) "
+	"WHERE id = $1 AND $2 OPERATOR(pg_catalog.=) ANY (tags)",
+	"UPDATE meisa.contacts SET custom_fields = "
+	"(custom_fields OPERATOR(pg_catalog.-) $2) OPERATOR(pg_catalog.||) $3 "
+	"WHERE id = $1 AND custom_fields OPERATOR(pg_catalog.<>) "
+	"((custom_fields OPERATOR(pg_catalog.-) $2) OPERATOR(pg_catalog.||) $3)",
+	"INSERT INTO meisa.notifications (contact_id, channel, message) VALUES ($1, $2, $3)",
+	"UPDATE meisa.contacts SET subscribed = false, unsubscribe_reason = 'unsubscribed', "
+	"unsubscribed_at = pg_catalog.now() WHERE id = $1 AND subscribed",
+};
+
+static const int plan_nargs[NPLANS] = {2, 2, 3, 3, 1};
+
+/* Runs saved plan 'which' with 'values' (SPI must be connected). */
+static void
+run_plan(int which, Datum *values)
+{
+	static const Oid types[NPLANS][3] = {
+		{INT8OID, TEXTOID},
+		{INT8OID, TEXTOID},
+		{INT8OID, TEXTARRAYOID, JSONBOID},
+		{INT8OID, TEXTOID, TEXTOID},
+		{INT8OID},
+	};
+	int			rc;
+
+	if (plans[which] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(plan_sql[which], plan_nargs[which],
+									(Oid *) types[which]);
+
+		if (p == NULL)
+			elog(ERROR, "meisa: could not prepare an action: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plans[which] = p;
+	}
+	rc = SPI_execute_plan(plans[which], values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "meisa: action failed: %s", SPI_result_code_string(rc));
+}
+
+/* The data a notify message is rendered with: the contact plus "data". */
+static Jsonb *
+notify_data(int64 contact_id, Jsonb *properties)
+{
+	Jsonb	   *contact = contact_data_jsonb(contact_id);
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+	Jsonb	   *extra;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "data";
+	k.val.string.len = 4;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	if (properties && !JB_ROOT_IS_SCALAR(properties))
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &properties->root;
+		v.val.binary.len = VARSIZE(properties) - VARHDRSZ;
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	else
+	{
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	}
+	extra = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+	if (contact == NULL)
+		return extra;
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(contact),
+											  JsonbPGetDatum(extra)));
+}
+
+/* Runs one action for a contact; raises an error when it fails. */
+void
+automation_run_action(const Automation *a, const AutomationAction *act,
+					  int64 contact_id, Jsonb *properties)
+{
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(contact_id);
+	switch (act->kind)
+	{
+		case ACT_ADD_TAG:
+		case ACT_REMOVE_TAG:
+			values[1] = CStringGetTextDatum(act->name);
+			SPI_connect();
+			run_plan(act->kind == ACT_ADD_TAG ? PLAN_ADD_TAG : PLAN_REMOVE_TAG, values);
+			SPI_finish();
+			break;
+		case ACT_SET_FIELD:
+			{
+				Datum	   *names = palloc(sizeof(Datum) * Max(act->nremove, 1));
+
+				for (int i = 0; i < act->nremove; i++)
+					names[i] = CStringGetTextDatum(act->remove[i]);
+				values[1] = PointerGetDatum(construct_array(names, act->nremove, TEXTOID,
+															-1, false, TYPALIGN_INT));
+				values[2] = JsonbPGetDatum(act->set_values);
+				SPI_connect();
+				run_plan(PLAN_SET_FIELD, values);
+				SPI_finish();
+				break;
+			}
+		case ACT_ENROLL:
+			sequence_enroll(contact_id, act->name);
+			break;
+		case ACT_UNENROLL:
+			sequence_unenroll(contact_id, act->name);
+			break;
+		case ACT_SEND_EMAIL:
+			{
+				MessageSource src;
+				char	   *reason = NULL;
+
+				memset(&src, 0, sizeof(src));
+				src.required_kind = "marketing";
+				src.automation_id = a->id;
+				outbox_queue(contact_id, act->name, properties, &src, &reason);
+				break;
+			}
+		case ACT_NOTIFY:
+			{
+				char	   *message = mustache_render_jsonb(act->message,
+															notify_data(contact_id, properties),
+															NULL, NULL);
+
+				values[1] = CStringGetTextDatum(act->channel);
+				values[2] = CStringGetTextDatum(message);
+				SPI_connect();
+				run_plan(PLAN_NOTIFY, values);
+				SPI_finish();
+				automation_notify_at_commit();
+				break;
+			}
+		case ACT_UNSUBSCRIBE:
+			SPI_connect();
+			run_plan(PLAN_UNSUBSCRIBE, values);
+			SPI_finish();
+			break;
+	}
+}

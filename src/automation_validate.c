@@ -1,0 +1,201 @@
+/*
+ * automation_validate.c
+ *		Triggers on meisa.automations: the row validator (BEFORE INSERT OR
+ *		UPDATE), which compiles the rule and rejects it with ERROR 22023 naming
+ *		the offending part (42704 for an unknown sequence or template), and the
+ *		statement trigger that invalidates every backend's rule cache through
+ *		the relcache when the table changes.
+ */
+#include "automation.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(meisa_automations_validate);
+PG_FUNCTION_INFO_V1(meisa_automations_changed);
+
+/* A text column of the row as a C string, or NULL. */
+static char *
+row_text(HeapTuple tuple, TupleDesc desc, const char *column)
+{
+	int			attno = SPI_fnumber(desc, column);
+	bool		isnull;
+	Datum		d;
+
+	if (attno <= 0)
+		elog(ERROR, "meisa: column \"%s\" of meisa.automations is missing", column);
+	d = heap_getattr(tuple, attno, desc, &isnull);
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/* A jsonb column of the row, or NULL. */
+static Jsonb *
+row_jsonb(HeapTuple tuple, TupleDesc desc, const char *column)
+{
+	int			attno = SPI_fnumber(desc, column);
+	bool		isnull;
+	Datum		d;
+
+	if (attno <= 0)
+		elog(ERROR, "meisa: column \"%s\" of meisa.automations is missing", column);
+	d = heap_getattr(tuple, attno, desc, &isnull);
+	return isnull ? NULL : DatumGetJsonbP(d);
+}
+
+/* Runs a one-parameter lookup; returns the first column as text or NULL when no row. */
+static char *
+lookup_text(const char *sql, const char *param, bool *found)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *result = NULL;
+
+	values[0] = CStringGetTextDatum(param);
+	if (SPI_execute_with_args(sql, 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: lookup failed: %s", sql);
+	*found = (SPI_processed > 0);
+	if (*found)
+		result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	return result;
+}
+
+/* Checks the sequences and templates the actions name. */
+static void
+check_references(const Automation *a, const char *name)
+{
+	bool		found;
+
+	SPI_connect();
+	if (a->trigger == MEISA_TRIGGER_SEQUENCE_ENROLLED && a->filter)
+	{
+		lookup_text("SELECT name FROM meisa.sequences WHERE name = $1", a->filter, &found);
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("invalid automation \"%s\": trigger_filter: no sequence named \"%s\"",
+							name, a->filter),
+					 errdetail("trigger_filter: no sequence named \"%s\"", a->filter)));
+	}
+	for (int i = 0; i < a->nactions; i++)
+	{
+		const AutomationAction *act = &a->actions[i];
+
+		if (act->kind == ACT_ENROLL || act->kind == ACT_UNENROLL)
+		{
+			const char *what = act->kind == ACT_ENROLL ? "enroll" : "unenroll";
+
+			lookup_text("SELECT name FROM meisa.sequences WHERE name = $1", act->name, &found);
+			if (!found)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("invalid automation \"%s\": actions[%d].%s: no sequence named \"%s\"",
+								name, i, what, act->name),
+						 errdetail("actions[%d].%s: no sequence named \"%s\"", i, what, act->name)));
+		}
+		else if (act->kind == ACT_SEND_EMAIL)
+		{
+			char	   *kind = lookup_text("SELECT kind FROM meisa.templates WHERE key = $1",
+										   act->name, &found);
+
+			if (!found)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("invalid automation \"%s\": actions[%d].send_email: no template with key \"%s\"",
+								name, i, act->name),
+						 errdetail("actions[%d].send_email: no template with key \"%s\"", i, act->name)));
+			if (strcmp(kind, "marketing") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid automation \"%s\": actions[%d].send_email: template \"%s\" is %s, automations send marketing templates",
+								name, i, act->name, kind),
+						 errdetail("actions[%d].send_email: template \"%s\" is %s, automations send marketing templates",
+								   i, act->name, kind),
+						 errhint("Transactional mail is sent by meisa_trigger_email().")));
+		}
+		else if (act->kind == ACT_NOTIFY)
+		{
+			char	   *field = psprintf("actions[%d].notify.message", i);
+
+			mustache_validate(act->message, field);
+		}
+	}
+	SPI_finish();
+}
+
+/*
+ * meisa.automations_validate(): BEFORE INSERT OR UPDATE row trigger that
+ * rejects an invalid automation and keeps updated_at current.
+ */
+Datum
+meisa_automations_validate(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	Automation	a;
+	char	   *name,
+			   *trigger,
+			   *error;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		elog(ERROR, "meisa.automations_validate() must be a BEFORE ROW trigger");
+	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	desc = RelationGetDescr(td->tg_relation);
+
+	name = row_text(tuple, desc, "name");
+	trigger = row_text(tuple, desc, "trigger");
+	if (name == NULL || name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid automation: name: must not be empty"),
+				 errdetail("name: must not be empty")));
+	if (trigger == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid automation \"%s\": trigger: is required", name),
+				 errdetail("trigger: is required")));
+	memset(&a, 0, sizeof(a));
+	if (!automation_compile(&a, trigger, row_text(tuple, desc, "trigger_filter"),
+							row_jsonb(tuple, desc, "conditions"),
+							row_jsonb(tuple, desc, "actions"), &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid automation \"%s\": %s", name, error),
+				 errdetail("%s", error),
+				 errhint("See the rule language in the automations documentation.")));
+	check_references(&a, name);
+
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		int			col = SPI_fnumber(desc, "updated_at");
+		Datum		value = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		bool		isnull = false;
+
+		if (col > 0)
+			tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &col, &value, &isnull);
+	}
+	return PointerGetDatum(tuple);
+}
+
+/*
+ * meisa.automations_changed(): AFTER statement trigger that invalidates the
+ * rule cache of every backend (relcache invalidation of meisa.automations).
+ */
+Datum
+meisa_automations_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "meisa.automations_changed() must be a trigger");
+	CacheInvalidateRelcache(td->tg_relation);
+	return PointerGetDatum(NULL);
+}

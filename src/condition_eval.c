@@ -1,0 +1,540 @@
+/*
+ * condition_eval.c
+ *		Evaluator of compiled conditions (condition.c) against a contact, the
+ *		change set of the write that fired a rule and a custom event's
+ *		properties; condition_holds() for sequences, and the SQL-callable
+ *		meisa.condition_test() to try a rule on data without any contact.
+ *		Type rules: numbers compare numerically (a string that reads as a
+ *		plain number compares with a number), strings that both read as ISO
+ *		8601 times compare as times, other strings byte-wise, booleans as
+ *		booleans; anything else is not comparable (never equal).  A missing
+ *		or null value fails every test but "exists": false and "ne".
+ */
+#include "condition.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(meisa_condition_test);
+
+static bool match_holds(const CondMatch *m, const JsonbValue *actual, CondContext *ctx);
+
+/* Prepares a context for a contact (the contact is read when first needed). */
+void
+condition_context_init(CondContext *ctx, int64 contact_id, Jsonb *changes,
+					   Jsonb *properties)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->contact_id = contact_id;
+	ctx->changes = changes;
+	ctx->properties = properties;
+	ctx->now = GetCurrentTransactionStartTimestamp();
+}
+
+/* The contact data of the context, loading it on first use (NULL = none). */
+static Jsonb *
+context_contact(CondContext *ctx)
+{
+	if (!ctx->contact_loaded)
+	{
+		ctx->contact = ctx->contact_id ? contact_data_jsonb(ctx->contact_id) : NULL;
+		ctx->contact_loaded = true;
+	}
+	return ctx->contact;
+}
+
+/* Looks up key in an object container; false when absent or null. */
+static bool
+get_key(JsonbContainer *c, const char *key, int keylen, JsonbValue *out)
+{
+	if (c == NULL || !JsonContainerIsObject(c))
+		return false;
+	if (getKeyJsonValueFromContainer(c, key, keylen, out) == NULL)
+		return false;
+	return out->type != jbvNull;
+}
+
+/* The container of a Jsonb that is an object or array (NULL for scalars). */
+static JsonbContainer *
+root_container(Jsonb *jb)
+{
+	if (jb == NULL || JB_ROOT_IS_SCALAR(jb))
+		return NULL;
+	return &jb->root;
+}
+
+/* Follows path segments through objects (and arrays by index); false when missing. */
+static bool
+follow_path(JsonbContainer *c, char **segs, int nsegs, JsonbValue *out)
+{
+	for (int i = 0; i < nsegs; i++)
+	{
+		if (c == NULL)
+			return false;
+		if (JsonContainerIsArray(c))
+		{
+			char	   *end;
+			long		idx = strtol(segs[i], &end, 10);
+			JsonbValue *elem;
+
+			if (*end != '\0' || end == segs[i] || idx < 0 || idx > INT_MAX)
+				return false;
+			elem = getIthJsonbValueFromContainer(c, (uint32) idx);
+			if (elem == NULL)
+				return false;
+			*out = *elem;
+		}
+		else if (!get_key(c, segs[i], strlen(segs[i]), out))
+			return false;
+		if (out->type == jbvNull)
+			return false;
+		if (i < nsegs - 1)
+			c = (out->type == jbvBinary) ? out->val.binary.data : NULL;
+	}
+	return true;
+}
+
+/* Reads a JSON string value as an ISO 8601 time. */
+static bool
+value_timestamp(const JsonbValue *v, TimestampTz *ts)
+{
+	if (v->type != jbvString)
+		return false;
+	return condition_parse_timestamp(v->val.string.val, v->val.string.len, ts);
+}
+
+/* Compares actual with a literal; false when they are not comparable. */
+static bool
+compare_values(const JsonbValue *actual, const CondValue *lit, int *cmp)
+{
+	switch (actual->type)
+	{
+		case jbvNumeric:
+			if (!lit->has_num)
+				return false;
+			*cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+													 NumericGetDatum(actual->val.numeric),
+													 NumericGetDatum(lit->num)));
+			return true;
+		case jbvString:
+			if (lit->type == CV_NUMBER)
+			{
+				Numeric		n = condition_parse_number(actual->val.string.val,
+													   actual->val.string.len);
+
+				if (n == NULL)
+					return false;
+				*cmp = DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+														 NumericGetDatum(n),
+														 NumericGetDatum(lit->num)));
+				return true;
+			}
+			if (lit->type == CV_STRING)
+			{
+				TimestampTz ts;
+				int			len = actual->val.string.len;
+				int			c;
+
+				if (lit->has_ts && value_timestamp(actual, &ts))
+				{
+					*cmp = (ts < lit->ts) ? -1 : (ts > lit->ts) ? 1 : 0;
+					return true;
+				}
+				c = memcmp(actual->val.string.val, lit->str, Min(len, lit->len));
+				if (c == 0)
+					c = (len < lit->len) ? -1 : (len > lit->len) ? 1 : 0;
+				*cmp = c;
+				return true;
+			}
+			return false;
+		case jbvBool:
+			if (lit->type != CV_BOOL)
+				return false;
+			*cmp = (int) actual->val.boolean - (int) lit->b;
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* True when actual equals the literal under the type rules. */
+static bool
+values_equal(const JsonbValue *actual, const CondValue *lit)
+{
+	int			cmp;
+
+	return compare_values(actual, lit, &cmp) && cmp == 0;
+}
+
+/* True when a string actual contains / starts with the literal string. */
+static bool
+string_test(const JsonbValue *actual, const CondValue *lit, bool prefix)
+{
+	const char *s = actual->val.string.val;
+	int			len = actual->val.string.len;
+
+	if (lit->type != CV_STRING || lit->len > len)
+		return false;
+	if (prefix)
+		return memcmp(s, lit->str, lit->len) == 0;
+	for (int i = 0; i + lit->len <= len; i++)
+		if (memcmp(s + i, lit->str, lit->len) == 0)
+			return true;
+	return false;
+}
+
+/* "contains": substring of a string, or an element of an array. */
+static bool
+contains_holds(const CondMatch *m, const JsonbValue *actual)
+{
+	if (actual->type == jbvString)
+	{
+		for (int i = 0; i < m->nvalues; i++)
+			if (string_test(actual, &m->values[i], false))
+				return true;
+		return false;
+	}
+	if (actual->type == jbvBinary && JsonContainerIsArray(actual->val.binary.data))
+	{
+		JsonbIterator *it = JsonbIteratorInit(actual->val.binary.data);
+		JsonbValue	elem;
+		JsonbIteratorToken r;
+
+		while ((r = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+		{
+			if (r != WJB_ELEM)
+				continue;
+			for (int i = 0; i < m->nvalues; i++)
+				if (values_equal(&elem, &m->values[i]))
+					return true;
+		}
+	}
+	return false;
+}
+
+/* One test on a value (NULL = missing); changed* are handled by the caller. */
+static bool
+test_holds(const CondTest *t, const JsonbValue *actual, CondContext *ctx)
+{
+	TimestampTz ts,
+				edge;
+
+	if (actual == NULL)
+	{
+		if (t->op == COP_EXISTS)
+			return !t->flag;
+		return t->op == COP_NE;
+	}
+	switch (t->op)
+	{
+		case COP_EQ:
+		case COP_IN:
+			return match_holds(&t->match, actual, ctx);
+		case COP_NE:
+		case COP_NOT_IN:
+			return !match_holds(&t->match, actual, ctx);
+		case COP_GT:
+		case COP_GTE:
+		case COP_LT:
+		case COP_LTE:
+			for (int i = 0; i < t->match.nvalues; i++)
+			{
+				int			cmp;
+
+				if (!compare_values(actual, &t->match.values[i], &cmp))
+					continue;
+				if ((t->op == COP_GT && cmp > 0) || (t->op == COP_GTE && cmp >= 0) ||
+					(t->op == COP_LT && cmp < 0) || (t->op == COP_LTE && cmp <= 0))
+					return true;
+			}
+			return false;
+		case COP_CONTAINS:
+			return contains_holds(&t->match, actual);
+		case COP_STARTS_WITH:
+			if (actual->type != jbvString)
+				return false;
+			for (int i = 0; i < t->match.nvalues; i++)
+				if (string_test(actual, &t->match.values[i], true))
+					return true;
+			return false;
+		case COP_EXISTS:
+			return t->flag;
+		case COP_WITHIN_LAST:
+		case COP_OLDER_THAN:
+			if (!value_timestamp(actual, &ts))
+				return false;
+			edge = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+														   TimestampTzGetDatum(ctx->now),
+														   PointerGetDatum(&t->span)));
+			if (t->op == COP_WITHIN_LAST)
+				return ts >= edge && ts <= ctx->now;
+			return ts < edge;
+		case COP_CHANGED:
+		case COP_CHANGED_FROM:
+		case COP_CHANGED_TO:
+			return false;
+	}
+	return false;
+}
+
+/* V holds for the value: equal to the literal / any listed / every test. */
+static bool
+match_holds(const CondMatch *m, const JsonbValue *actual, CondContext *ctx)
+{
+	if (m->kind == CM_TESTS)
+	{
+		for (int i = 0; i < m->ntests; i++)
+			if (!test_holds(&m->tests[i], actual, ctx))
+				return false;
+		return true;
+	}
+	if (actual == NULL)
+		return false;
+	for (int i = 0; i < m->nvalues; i++)
+		if (values_equal(actual, &m->values[i]))
+			return true;
+	return false;
+}
+
+/* The current value of a contact field; false when missing or null. */
+static bool
+field_value(const CondNode *node, CondContext *ctx, JsonbValue *out)
+{
+	return follow_path(root_container(context_contact(ctx)), node->segs, node->nsegs, out);
+}
+
+/* Evaluates the tests of a "field" node. */
+static bool
+field_holds(const CondNode *node, CondContext *ctx)
+{
+	JsonbValue	cur;
+	bool		have_cur = false,
+				cur_present = false;
+	JsonbValue	entry;
+	bool		have_entry = false,
+				entry_present = false;
+
+	for (int i = 0; i < node->ntests; i++)
+	{
+		const CondTest *t = &node->tests[i];
+
+		if (t->op == COP_CHANGED || t->op == COP_CHANGED_FROM || t->op == COP_CHANGED_TO)
+		{
+			JsonbValue	side;
+			bool		side_present;
+
+			if (!have_entry)
+			{
+				JsonbContainer *c = root_container(ctx->changes);
+
+				entry_present = get_key(c, node->path, node->pathlen, &entry) &&
+					entry.type == jbvBinary && JsonContainerIsObject(entry.val.binary.data);
+				have_entry = true;
+			}
+			if (t->op == COP_CHANGED)
+			{
+				if (entry_present != t->flag)
+					return false;
+				continue;
+			}
+			if (!entry_present)
+				return false;
+			side_present = get_key(entry.val.binary.data,
+								   t->op == COP_CHANGED_FROM ? "old" : "new", 3,
+								   &side);
+			if (!match_holds(&t->match, side_present ? &side : NULL, ctx))
+				return false;
+			continue;
+		}
+		if (!have_cur)
+		{
+			cur_present = field_value(node, ctx, &cur);
+			have_cur = true;
+		}
+		if (!test_holds(t, cur_present ? &cur : NULL, ctx))
+			return false;
+	}
+	return true;
+}
+
+/* True when the contact carries the tag. */
+static bool
+has_tag(CondContext *ctx, const char *tag)
+{
+	JsonbValue	tags,
+				key;
+
+	if (!get_key(root_container(context_contact(ctx)), "tags", 4, &tags) ||
+		tags.type != jbvBinary || !JsonContainerIsArray(tags.val.binary.data))
+		return false;
+	key.type = jbvString;
+	key.val.string.val = (char *) tag;
+	key.val.string.len = strlen(tag);
+	return findJsonbValueFromContainer(tags.val.binary.data, JB_FARRAY, &key) != NULL;
+}
+
+/* Counts the contact's events of a name since 'since' (saved plan). */
+static int64
+count_events(int64 contact_id, const char *name, TimestampTz since)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[3];
+	int64		count = 0;
+	bool		isnull;
+
+	if (contact_id == 0)
+		return 0;
+	SPI_connect();
+	if (plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+		SPIPlanPtr	p = SPI_prepare("SELECT pg_catalog.count(*) FROM meisa.events "
+									"WHERE contact_id = $1 AND name = $2 AND occurred_at >= $3",
+									3, types);
+
+		if (p == NULL)
+			elog(ERROR, "meisa: could not prepare the event count: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	values[0] = Int64GetDatum(contact_id);
+	values[1] = CStringGetTextDatum(name);
+	values[2] = TimestampTzGetDatum(since);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: could not count events");
+	if (SPI_processed == 1)
+		count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return count;
+}
+
+/* Evaluates a "performed" node. */
+static bool
+performed_holds(const CondNode *node, CondContext *ctx)
+{
+	TimestampTz since = DT_NOBEGIN;
+	int64		count;
+	JsonbValue	v;
+
+	if (node->has_within)
+		since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+														TimestampTzGetDatum(ctx->now),
+														PointerGetDatum(&node->within)));
+	count = count_events(ctx->contact_id, node->name, since);
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(count);
+	for (int i = 0; i < node->ntests; i++)
+		if (!test_holds(&node->tests[i], &v, ctx))
+			return false;
+	return true;
+}
+
+/* True when the compiled rule holds (NULL = always). */
+bool
+condition_eval(const CondNode *node, CondContext *ctx)
+{
+	if (node == NULL)
+		return true;
+	check_stack_depth();
+	switch (node->kind)
+	{
+		case CK_ALL:
+			for (int i = 0; i < node->nchildren; i++)
+				if (!condition_eval(node->children[i], ctx))
+					return false;
+			return true;
+		case CK_ANY:
+			for (int i = 0; i < node->nchildren; i++)
+				if (condition_eval(node->children[i], ctx))
+					return true;
+			return false;
+		case CK_NOT:
+			return !condition_eval(node->children[0], ctx);
+		case CK_FIELD:
+			return field_holds(node, ctx);
+		case CK_EVENT:
+			{
+				JsonbValue	v;
+				bool		present = follow_path(root_container(ctx->properties),
+												  node->segs, node->nsegs, &v);
+
+				for (int i = 0; i < node->ntests; i++)
+					if (!test_holds(&node->tests[i], present ? &v : NULL, ctx))
+						return false;
+				return true;
+			}
+		case CK_HAS_TAG:
+			return has_tag(ctx, node->name);
+		case CK_LACKS_TAG:
+			return !has_tag(ctx, node->name);
+		case CK_PERFORMED:
+			return performed_holds(node, ctx);
+	}
+	return false;
+}
+
+/* True when 'conditions' (NULL = always) hold for the contact's current state. */
+bool
+condition_holds(Jsonb *conditions, int64 contact_id)
+{
+	MemoryContext cxt,
+				old;
+	CondNode   *node;
+	CondContext ctx;
+	bool		result;
+
+	if (conditions == NULL)
+		return true;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "meisa condition",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	node = condition_compile_or_error(conditions, "conditions",
+									  COND_ALLOW_EVENT | COND_ALLOW_CHANGES);
+	condition_context_init(&ctx, contact_id, NULL, NULL);
+	result = condition_eval(node, &ctx);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return result;
+}
+
+/*
+ * meisa.condition_test(conditions, contact, changes, properties): evaluates a
+ * rule against the given contact data, change set and event properties.
+ */
+Datum
+meisa_condition_test(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *conditions = PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0);
+	Jsonb	   *contact = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	Jsonb	   *changes = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	Jsonb	   *properties = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	CondNode   *node;
+	CondContext ctx;
+	int64		contact_id = 0;
+	JsonbValue	id;
+
+	node = condition_compile_or_error(conditions, "conditions",
+									  COND_ALLOW_EVENT | COND_ALLOW_CHANGES);
+	if (contact && !JB_ROOT_IS_OBJECT(contact))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("contact must be a JSON object")));
+	if (changes && !JB_ROOT_IS_OBJECT(changes))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("changes must be a JSON object")));
+	if (contact && get_key(&contact->root, "id", 2, &id) && id.type == jbvNumeric)
+		contact_id = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+													   NumericGetDatum(id.val.numeric)));
+	condition_context_init(&ctx, contact_id, changes, properties);
+	ctx.contact = contact;
+	ctx.contact_loaded = true;
+	PG_RETURN_BOOL(condition_eval(node, &ctx));
+}

@@ -1,0 +1,622 @@
+/*
+ * contacts_trigger.c
+ *		The triggers of meisa.contacts, which see every write whatever its
+ *		path (the API functions, automation actions, plain SQL):
+ *		- BEFORE INSERT/UPDATE normalises what a plain statement could get
+ *		  wrong: the email (trimmed, lower-cased, validated), the tags
+ *		  (trimmed, checked, sorted, unique, counted), the custom_fields
+ *		  (names, value types, count), the subscription bookkeeping
+ *		  (unsubscribe_reason, unsubscribed_at) and updated_at;
+ *		- AFTER INSERT/UPDATE computes the change set of the write, records it
+ *		  in meisa.activity and fires the automations (contact_created or
+ *		  contact_updated, then tag_added/tag_removed once per tag).
+ *		Neither keeps state between calls except saved plans, so automation
+ *		actions may write contacts again from inside the AFTER trigger.
+ */
+#include "meisa.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+
+#include "contacts.h"
+#include "diff.h"
+#include "email.h"
+#include "payload.h"
+
+PG_FUNCTION_INFO_V1(meisa_contacts_before);
+PG_FUNCTION_INFO_V1(meisa_contacts_after);
+
+/* Attribute numbers of the contact columns in the trigger's relation. */
+typedef struct ContactAttrs
+{
+	int			id;
+	int			email;
+	int			external_id;
+	int			first_name;
+	int			last_name;
+	int			custom_fields;
+	int			tags;
+	int			subscribed;
+	int			unsubscribe_reason;
+	int			unsubscribed_at;
+	int			bounced_at;
+	int			complained_at;
+	int			updated_at;
+} ContactAttrs;
+
+/* Saved plan inserting an activity row. */
+static SPIPlanPtr activity_plan = NULL;
+
+/* The attribute number of a column the trigger needs; ERROR when missing. */
+static int
+attnum(TupleDesc desc, const char *name)
+{
+	int			n = SPI_fnumber(desc, name);
+
+	if (n <= 0)
+		elog(ERROR, "meisa contacts trigger: column \"%s\" is missing", name);
+	return n;
+}
+
+/* Finds the attribute numbers of every contact column by name. */
+static void
+resolve_attrs(TupleDesc desc, ContactAttrs *a)
+{
+	a->id = attnum(desc, "id");
+	a->email = attnum(desc, "email");
+	a->external_id = attnum(desc, "external_id");
+	a->first_name = attnum(desc, "first_name");
+	a->last_name = attnum(desc, "last_name");
+	a->custom_fields = attnum(desc, "custom_fields");
+	a->tags = attnum(desc, "tags");
+	a->subscribed = attnum(desc, "subscribed");
+	a->unsubscribe_reason = attnum(desc, "unsubscribe_reason");
+	a->unsubscribed_at = attnum(desc, "unsubscribed_at");
+	a->bounced_at = attnum(desc, "bounced_at");
+	a->complained_at = attnum(desc, "complained_at");
+	a->updated_at = attnum(desc, "updated_at");
+}
+
+/* ERROR unless called as a row trigger of the expected timing. */
+static TriggerData *
+check_trigger(FunctionCallInfo fcinfo, bool before)
+{
+	TriggerData *td;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("meisa contacts trigger functions must be called as triggers")));
+	td = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		(before != TRIGGER_FIRED_BEFORE(td->tg_event)) ||
+		!(TRIGGER_FIRED_BY_INSERT(td->tg_event) || TRIGGER_FIRED_BY_UPDATE(td->tg_event)))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("meisa contacts trigger fired at the wrong time")));
+	return td;
+}
+
+/* True when column 'att' differs between the old tuple (NULL = insert) and the new one. */
+static bool
+column_changed(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup, int att)
+{
+	Form_pg_attribute fa = TupleDescAttr(desc, att - 1);
+	bool		onull,
+				nnull;
+	Datum		o,
+				n;
+
+	n = heap_getattr(newtup, att, desc, &nnull);
+	if (oldtup == NULL)
+		return !nnull;
+	o = heap_getattr(oldtup, att, desc, &onull);
+	if (onull || nnull)
+		return onull != nnull;
+	return !datumIsEqual(o, n, fa->attbyval, fa->attlen);
+}
+
+/* Normalises a text[] of tags; returns NULL when it is already normal. */
+static ArrayType *
+normalize_tags(ArrayType *arr)
+{
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n,
+				i,
+				m;
+	char	  **tags;
+	bool		same;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("field \"tags\" must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+	tags = palloc(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		if (enulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("null tag in field \"tags\"")));
+		tags[i] = tag_normalize(VARDATA_ANY(elems[i]), VARSIZE_ANY_EXHDR(elems[i]), "tags");
+	}
+	m = tags_sort_unique(tags, n);
+	tags_check_count(m, "tags");
+	same = (m == n) && ARR_LBOUND(arr)[0] == 1;
+	for (i = 0; same && i < n; i++)
+		if (strlen(tags[i]) != VARSIZE_ANY_EXHDR(elems[i]) ||
+			memcmp(tags[i], VARDATA_ANY(elems[i]), VARSIZE_ANY_EXHDR(elems[i])) != 0)
+			same = false;
+	if (same && n > 0)
+		return NULL;
+	if (n == 0 && ARR_NDIM(arr) == 0)
+		return NULL;
+	for (i = 0; i < m; i++)
+		elems[i] = CStringGetTextDatum(tags[i]);
+	return construct_array(elems, m, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/*
+ * BEFORE INSERT OR UPDATE ON meisa.contacts: normalises the email, tags,
+ * custom_fields, subscription bookkeeping and updated_at of the new row.
+ */
+Datum
+meisa_contacts_before(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = check_trigger(fcinfo, true);
+	TupleDesc	desc = td->tg_relation->rd_att;
+	bool		is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
+	HeapTuple	oldtup = is_update ? td->tg_trigtuple : NULL;
+	HeapTuple	newtup = is_update ? td->tg_newtuple : td->tg_trigtuple;
+	ContactAttrs a;
+	int			natts = desc->natts;
+	Datum	   *values = palloc0(sizeof(Datum) * natts);
+	bool	   *nulls = palloc0(sizeof(bool) * natts);
+	bool	   *repl = palloc0(sizeof(bool) * natts);
+	bool		any_repl = false;
+	bool		tracked = false;
+	bool		isnull;
+	Datum		d;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	resolve_attrs(desc, &a);
+
+	/* email: trimmed, lower-cased, valid */
+	if (column_changed(desc, oldtup, newtup, a.email))
+	{
+		tracked = true;
+		d = heap_getattr(newtup, a.email, desc, &isnull);
+		if (!isnull)
+		{
+			text	   *t = DatumGetTextPP(d);
+			int			len = VARSIZE_ANY_EXHDR(t);
+			char	   *norm = email_normalize(VARDATA_ANY(t), len, "email");
+
+			if ((int) strlen(norm) != len || memcmp(norm, VARDATA_ANY(t), len) != 0)
+			{
+				values[a.email - 1] = CStringGetTextDatum(norm);
+				repl[a.email - 1] = any_repl = true;
+			}
+		}
+	}
+
+	/* tags: normalised, sorted, unique, counted */
+	if (column_changed(desc, oldtup, newtup, a.tags))
+	{
+		tracked = true;
+		d = heap_getattr(newtup, a.tags, desc, &isnull);
+		if (!isnull)
+		{
+			ArrayType  *norm = normalize_tags(DatumGetArrayTypeP(d));
+
+			if (norm != NULL)
+			{
+				values[a.tags - 1] = PointerGetDatum(norm);
+				repl[a.tags - 1] = any_repl = true;
+			}
+		}
+	}
+
+	/* custom_fields: an object of valid names and scalar values */
+	if (column_changed(desc, oldtup, newtup, a.custom_fields))
+	{
+		tracked = true;
+		d = heap_getattr(newtup, a.custom_fields, desc, &isnull);
+		if (!isnull)
+		{
+			Jsonb	   *cf = DatumGetJsonbP(d);
+
+			if (JB_ROOT_IS_SCALAR(cf))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("field \"custom_fields\" must be a JSON object")));
+			custom_fields_check(&cf->root, false, "custom_fields");
+		}
+	}
+
+	if (column_changed(desc, oldtup, newtup, a.external_id) ||
+		column_changed(desc, oldtup, newtup, a.first_name) ||
+		column_changed(desc, oldtup, newtup, a.last_name) ||
+		column_changed(desc, oldtup, newtup, a.bounced_at) ||
+		column_changed(desc, oldtup, newtup, a.complained_at) ||
+		column_changed(desc, oldtup, newtup, a.unsubscribe_reason))
+		tracked = true;
+
+	/* subscription bookkeeping: reason and time of the last change */
+	if (column_changed(desc, oldtup, newtup, a.subscribed) || !is_update)
+	{
+		bool		sub;
+		bool		reason_null;
+
+		d = heap_getattr(newtup, a.subscribed, desc, &isnull);
+		sub = isnull ? true : DatumGetBool(d);
+		if (is_update)
+			tracked = true;
+		(void) heap_getattr(newtup, a.unsubscribe_reason, desc, &reason_null);
+		if (sub && !reason_null)
+		{
+			nulls[a.unsubscribe_reason - 1] = true;
+			repl[a.unsubscribe_reason - 1] = any_repl = true;
+		}
+		else if (!sub && reason_null)
+		{
+			values[a.unsubscribe_reason - 1] = CStringGetTextDatum("unsubscribed");
+			repl[a.unsubscribe_reason - 1] = any_repl = true;
+		}
+		if (is_update ? !column_changed(desc, oldtup, newtup, a.unsubscribed_at)
+			: (!sub && heap_attisnull(newtup, a.unsubscribed_at, desc)))
+		{
+			values[a.unsubscribed_at - 1] = TimestampTzGetDatum(now);
+			repl[a.unsubscribed_at - 1] = any_repl = true;
+		}
+	}
+
+	/* updated_at follows every tracked change unless the statement set it */
+	if (is_update && tracked && !column_changed(desc, oldtup, newtup, a.updated_at))
+	{
+		values[a.updated_at - 1] = TimestampTzGetDatum(now);
+		repl[a.updated_at - 1] = any_repl = true;
+	}
+
+	if (any_repl)
+		newtup = heap_modify_tuple(newtup, desc, values, nulls, repl);
+	return PointerGetDatum(newtup);
+}
+
+/* Pushes a JSON string value, or null for SQL NULL. */
+static void
+jv_text(JsonbValue *v, Datum d, bool isnull)
+{
+	if (isnull)
+	{
+		v->type = jbvNull;
+		return;
+	}
+	{
+		text	   *t = DatumGetTextPP(d);
+
+		v->type = jbvString;
+		v->val.string.val = VARDATA_ANY(t);
+		v->val.string.len = VARSIZE_ANY_EXHDR(t);
+	}
+}
+
+/* Pushes a change entry for a scalar column when it changed; returns 1 when pushed. */
+static int
+column_entry(JsonbParseState **state, const char *name, TupleDesc desc,
+			 HeapTuple oldtup, HeapTuple newtup, int att, char kind)
+{
+	JsonbValue	ov,
+				nv;
+	bool		onull = true,
+				nnull;
+	Datum		o = (Datum) 0,
+				n;
+
+	n = heap_getattr(newtup, att, desc, &nnull);
+	if (oldtup)
+		o = heap_getattr(oldtup, att, desc, &onull);
+	if (onull && nnull)
+		return 0;
+	if (!onull && !nnull)
+	{
+		Form_pg_attribute fa = TupleDescAttr(desc, att - 1);
+
+		if (datumIsEqual(o, n, fa->attbyval, fa->attlen))
+			return 0;
+		if (kind == 't')
+		{
+			text	   *a = DatumGetTextPP(o),
+					   *b = DatumGetTextPP(n);
+
+			if (VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+				memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0)
+				return 0;
+		}
+	}
+	switch (kind)
+	{
+		case 't':
+			jv_text(&ov, o, onull);
+			jv_text(&nv, n, nnull);
+			break;
+		case 'b':
+			ov.type = onull ? jbvNull : jbvBool;
+			ov.val.boolean = onull ? false : DatumGetBool(o);
+			nv.type = nnull ? jbvNull : jbvBool;
+			nv.val.boolean = nnull ? false : DatumGetBool(n);
+			break;
+		default:				/* timestamptz, as to_jsonb writes it */
+			{
+				char		buf[MAXDATELEN + 1];
+
+				ov.type = jbvNull;
+				nv.type = jbvNull;
+				if (!onull)
+				{
+					ov.type = jbvString;
+					ov.val.string.val = pstrdup(JsonEncodeDateTime(buf, o, TIMESTAMPTZOID, NULL));
+					ov.val.string.len = strlen(ov.val.string.val);
+				}
+				if (!nnull)
+				{
+					nv.type = jbvString;
+					nv.val.string.val = pstrdup(JsonEncodeDateTime(buf, n, TIMESTAMPTZOID, NULL));
+					nv.val.string.len = strlen(nv.val.string.val);
+				}
+			}
+			break;
+	}
+	diff_push_entry(state, name, strlen(name), &ov, &nv, NULL, NULL);
+	return 1;
+}
+
+/* The elements of a tags column (NULL = none) as text datums. */
+static void
+tags_of(TupleDesc desc, HeapTuple tup, int att, Datum **elems, int *n)
+{
+	bool		isnull;
+	Datum		d;
+
+	*elems = NULL;
+	*n = 0;
+	if (tup == NULL)
+		return;
+	d = heap_getattr(tup, att, desc, &isnull);
+	if (isnull)
+		return;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  elems, NULL, n);
+}
+
+/* True when text datum 'x' is among elems[0..n). */
+static bool
+text_in(Datum x, Datum *elems, int n)
+{
+	int			i;
+	text	   *tx = DatumGetTextPP(x);
+
+	for (i = 0; i < n; i++)
+	{
+		text	   *te = DatumGetTextPP(elems[i]);
+
+		if (VARSIZE_ANY_EXHDR(tx) == VARSIZE_ANY_EXHDR(te) &&
+			memcmp(VARDATA_ANY(tx), VARDATA_ANY(te), VARSIZE_ANY_EXHDR(tx)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Pushes a JSON array of the given text datums (only those flagged when 'pick'). */
+static void
+push_text_array(JsonbParseState **state, Datum *elems, int n, bool *pick)
+{
+	int			i;
+	JsonbValue	v;
+
+	pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < n; i++)
+	{
+		if (pick && !pick[i])
+			continue;
+		jv_text(&v, elems[i], false);
+		pushJsonbValue(state, WJB_ELEM, &v);
+	}
+	pushJsonbValue(state, WJB_END_ARRAY, NULL);
+}
+
+/* Pushes a key. */
+static void
+push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/*
+ * AFTER INSERT OR UPDATE ON meisa.contacts: records the change set of the
+ * write in meisa.activity and fires the automations.
+ */
+Datum
+meisa_contacts_after(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = check_trigger(fcinfo, false);
+	Relation	rel = td->tg_relation;
+	TupleDesc	desc = rel->rd_att;
+	bool		is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
+	HeapTuple	oldtup = is_update ? td->tg_trigtuple : NULL;
+	HeapTuple	newtup = is_update ? td->tg_newtuple : td->tg_trigtuple;
+	ContactAttrs a;
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	Jsonb	   *changes;
+	int			n = 0;
+	int64		id;
+	bool		isnull;
+	Datum	   *otags,
+			   *ntags;
+	int			onum,
+				nnum,
+				i;
+	bool	   *added,
+			   *removed;
+	int			nadded = 0,
+				nremoved = 0;
+	Oid			save_userid;
+	int			save_sec;
+	Oid			owner = rel->rd_rel->relowner;
+	Datum		args[3];
+
+	resolve_attrs(desc, &a);
+	id = DatumGetInt64(heap_getattr(newtup, a.id, desc, &isnull));
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	n += column_entry(&state, "email", desc, oldtup, newtup, a.email, 't');
+	n += column_entry(&state, "external_id", desc, oldtup, newtup, a.external_id, 't');
+	n += column_entry(&state, "first_name", desc, oldtup, newtup, a.first_name, 't');
+	n += column_entry(&state, "last_name", desc, oldtup, newtup, a.last_name, 't');
+	n += column_entry(&state, "subscribed", desc, oldtup, newtup, a.subscribed, 'b');
+	n += column_entry(&state, "unsubscribe_reason", desc, oldtup, newtup, a.unsubscribe_reason, 't');
+	n += column_entry(&state, "bounced_at", desc, oldtup, newtup, a.bounced_at, 'T');
+	n += column_entry(&state, "complained_at", desc, oldtup, newtup, a.complained_at, 'T');
+
+	/* custom_fields, key by key */
+	if (column_changed(desc, oldtup, newtup, a.custom_fields))
+	{
+		JsonbValue	ov,
+					nv;
+		Datum		d;
+		StringInfoData path;
+
+		ov.type = nv.type = jbvNull;
+		if (oldtup)
+		{
+			d = heap_getattr(oldtup, a.custom_fields, desc, &isnull);
+			if (!isnull)
+			{
+				Jsonb	   *j = DatumGetJsonbP(d);
+
+				ov.type = jbvBinary;
+				ov.val.binary.data = &j->root;
+				ov.val.binary.len = VARSIZE(j) - VARHDRSZ;
+			}
+		}
+		d = heap_getattr(newtup, a.custom_fields, desc, &isnull);
+		if (!isnull)
+		{
+			Jsonb	   *j = DatumGetJsonbP(d);
+
+			nv.type = jbvBinary;
+			nv.val.binary.data = &j->root;
+			nv.val.binary.len = VARSIZE(j) - VARHDRSZ;
+		}
+		initStringInfo(&path);
+		appendStringInfoString(&path, "custom_fields");
+		n += diff_push(&state, &path, &ov, &nv);
+	}
+
+	/* tags, with the added and removed ones */
+	tags_of(desc, oldtup, a.tags, &otags, &onum);
+	tags_of(desc, newtup, a.tags, &ntags, &nnum);
+	added = palloc0(sizeof(bool) * (nnum + 1));
+	removed = palloc0(sizeof(bool) * (onum + 1));
+	for (i = 0; i < nnum; i++)
+		if (!text_in(ntags[i], otags, onum))
+			added[i] = true, nadded++;
+	for (i = 0; i < onum; i++)
+		if (!text_in(otags[i], ntags, nnum))
+			removed[i] = true, nremoved++;
+	if (nadded > 0 || nremoved > 0)
+	{
+		JsonbValue	null = {.type = jbvNull};
+
+		push_key(&state, "tags");
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		push_key(&state, "old");
+		if (oldtup)
+			push_text_array(&state, otags, onum, NULL);
+		else
+			pushJsonbValue(&state, WJB_VALUE, &null);
+		push_key(&state, "new");
+		push_text_array(&state, ntags, nnum, NULL);
+		push_key(&state, "added");
+		push_text_array(&state, ntags, nnum, added);
+		push_key(&state, "removed");
+		push_text_array(&state, otags, onum, removed);
+		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+		n++;
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	if (n == 0)
+		return PointerGetDatum(NULL);
+	changes = JsonbValueToJsonb(res);
+
+	/* hand the change set to the function that caused this write */
+	if (contact_write_capture != NULL && !contact_write_capture->filled &&
+		(contact_write_capture->contact_id == id ||
+		 (contact_write_capture->contact_id == 0 && !is_update)))
+	{
+		MemoryContext old = MemoryContextSwitchTo(contact_write_capture->cxt);
+
+		contact_write_capture->changes = palloc(VARSIZE(changes));
+		memcpy(contact_write_capture->changes, changes, VARSIZE(changes));
+		contact_write_capture->contact_id = id;
+		contact_write_capture->filled = true;
+		MemoryContextSwitchTo(old);
+	}
+
+	/* the rest runs as the owner of the contacts table */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	if (save_userid != owner)
+		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (activity_plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, TEXTOID, JSONBOID};
+		SPIPlanPtr	p = SPI_prepare("INSERT INTO meisa.activity (contact_id, kind, detail) "
+									"VALUES ($1, $2, $3)", 3, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		activity_plan = p;
+	}
+	args[0] = Int64GetDatum(id);
+	args[1] = CStringGetTextDatum(is_update ? "updated" : "created");
+	args[2] = JsonbPGetDatum(changes);
+	if (SPI_execute_plan(activity_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "meisa: could not record contact activity");
+	SPI_finish();
+
+	automation_fire(is_update ? MEISA_TRIGGER_CONTACT_UPDATED : MEISA_TRIGGER_CONTACT_CREATED,
+					id, NULL, changes, NULL);
+	for (i = 0; i < nnum; i++)
+		if (added[i])
+			automation_fire(MEISA_TRIGGER_TAG_ADDED, id, TextDatumGetCString(ntags[i]), changes, NULL);
+	for (i = 0; i < onum; i++)
+		if (removed[i])
+			automation_fire(MEISA_TRIGGER_TAG_REMOVED, id, TextDatumGetCString(otags[i]), changes, NULL);
+
+	if (save_userid != owner)
+		SetUserIdAndSecContext(save_userid, save_sec);
+	return PointerGetDatum(NULL);
+}

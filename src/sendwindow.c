@@ -1,0 +1,84 @@
+/*
+ * sendwindow.c
+ *		Send windows of sequences: a step that falls due outside the window
+ *		(allowed ISO week days, local opening and closing time) waits for the
+ *		next opening, computed in the contact's time zone
+ *		(custom_fields.timezone) or the sequence's.
+ */
+#include "sequences.h"
+
+#include "datatype/timestamp.h"
+#include "utils/datetime.h"
+
+/* The time zone named 'name', or NULL when it is unknown (never throws). */
+pg_tz *
+send_window_zone(const char *name)
+{
+	if (name == NULL || name[0] == '\0' || strlen(name) > TZ_STRLEN_MAX)
+		return NULL;
+	return pg_tzset(name);
+}
+
+/* The instant at which local wall-clock time 'local' occurs in 'tz'. */
+static TimestampTz
+local_to_instant(Timestamp local, pg_tz *tz)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+	TimestampTz result;
+
+	if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	tzoff = DetermineTimeZoneOffset(&tm, tz);
+	if (tm2timestamp(&tm, fsec, &tzoff, &result) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	return result;
+}
+
+/* The first instant at or after 'at' inside the window, in time zone 'tz'. */
+TimestampTz
+send_window_next(TimestampTz at, pg_tz *tz, const SendWindow *w)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tzoff;
+	Timestamp	local;
+	int64		day;
+	int64		tod;
+	int			d;
+
+	if (timestamp2tm(at, &tzoff, &tm, &fsec, NULL, tz) != 0 ||
+		tm2timestamp(&tm, fsec, NULL, &local) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	day = local / USECS_PER_DAY;
+	if (local < 0 && local % USECS_PER_DAY != 0)
+		day--;
+	tod = local - day * USECS_PER_DAY;
+
+	for (d = 0; d <= 7; d++)
+	{
+		int64		date = day + d;
+		int			dow = j2day((int) (date + POSTGRES_EPOCH_JDATE));	/* 0 = Sunday */
+		int			iso = dow == 0 ? 7 : dow;
+
+		if (w->days_mask != 0 && (w->days_mask & (1 << iso)) == 0)
+			continue;
+		if (d == 0)
+		{
+			if (tod >= w->start_us && tod < w->end_us)
+				return at;
+			if (tod >= w->end_us)
+				continue;
+		}
+		return local_to_instant(date * USECS_PER_DAY + w->start_us, tz);
+	}
+	/* an empty day set is rejected on write; never wait forever */
+	return at;
+}

@@ -1,0 +1,291 @@
+/*
+ * trigger_email.c
+ *		meisa_trigger_email(trigger_key, payload): the transactional email
+ *		endpoint.  Checks the payload (email, data_variables,
+ *		idempotency_key), finds the contact by email (creating it through
+ *		meisa_upsert, the same path the API uses, when the address is new),
+ *		renders the transactional template with that key and queues one
+ *		message.  Transactional mail goes to marketing-unsubscribed contacts;
+ *		a hard-bounced or complained address gets a 'suppressed' message
+ *		instead, announced with a NOTICE.  A repeated idempotency_key returns
+ *		the first message's id and queues nothing.
+ */
+#include "outbox.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/numeric.h"
+
+PG_FUNCTION_INFO_V1(meisa_trigger_email);
+
+/* Longest idempotency_key accepted. */
+#define IDEMPOTENCY_KEY_MAX 255
+
+/* The text of a jsonb string value (palloc'd). */
+static char *
+jbv_cstring(JsonbValue *v)
+{
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* A human name of a jsonb value's type, for error messages. */
+static const char *
+jbv_type_name(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
+		default:
+			return "value";
+	}
+}
+
+/* Tells the caller that message 'id' was recorded as suppressed, and why. */
+static void
+notice_suppressed(int64 id, const char *to_email, const char *reason)
+{
+	ereport(NOTICE,
+			(errmsg("message %lld to \"%s\" was suppressed: the address %s",
+					(long long) id, to_email ? to_email : "",
+					strcmp(reason, "bounced") == 0 ? "hard-bounced" :
+					strcmp(reason, "complained") == 0 ? "complained" : reason),
+			 errdetail("The message is recorded with status \"suppressed\" and last_error \"%s\".",
+					   reason)));
+}
+
+/* The id of the contact with this email (trimmed, lower-cased), or 0. */
+static int64
+contact_id_by_email(const char *email)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+	int64		id = 0;
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		plan = outbox_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=)"
+								" pg_catalog.lower(pg_catalog.btrim($1))",
+								1, types);
+	}
+	values[0] = CStringGetTextDatum(email);
+	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: contact lookup failed");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return id;
+}
+
+/*
+ * Creates the contact through meisa_upsert({"email": ...}) of this
+ * extension (validation, normalisation and contact_created included) and
+ * returns its id.
+ */
+static int64
+contact_create(const char *email)
+{
+	Oid			fn = InvalidOid;
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+	JsonbValue *res;
+	JsonbValue *idv;
+	Jsonb	   *payload;
+	Jsonb	   *result;
+
+	if (SPI_execute("SELECT p.oid FROM pg_catalog.pg_proc p"
+					" JOIN pg_catalog.pg_extension e ON e.extnamespace OPERATOR(pg_catalog.=) p.pronamespace"
+					" WHERE e.extname OPERATOR(pg_catalog.=) 'meisa'"
+					" AND p.proname OPERATOR(pg_catalog.=) 'meisa_upsert'"
+					" AND p.proargtypes OPERATOR(pg_catalog.=) '3802'::pg_catalog.oidvector",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: lookup of meisa_upsert failed");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		fn = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	if (!OidIsValid(fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("meisa_upsert(jsonb) is not available to create contact \"%s\"", email)));
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "email";
+	k.val.string.len = 5;
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = (char *) email;
+	v.val.string.len = strlen(email);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	payload = JsonbValueToJsonb(res);
+
+	result = DatumGetJsonbP(OidFunctionCall1(fn, JsonbPGetDatum(payload)));
+	idv = getKeyJsonValueFromContainer(&result->root, "id", 2, NULL);
+	if (idv == NULL || idv->type != jbvNumeric)
+		elog(ERROR, "meisa: meisa_upsert returned no contact id");
+	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(idv->val.numeric)));
+}
+
+/* meisa_trigger_email(trigger_key text, payload jsonb) returns bigint */
+Datum
+meisa_trigger_email(PG_FUNCTION_ARGS)
+{
+	char	   *trigger_key;
+	Jsonb	   *payload;
+	char	   *email = NULL;
+	Jsonb	   *data = NULL;
+	char	   *idem = NULL;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	TemplateRow *t;
+	MessageSource src;
+	ContactState cs;
+	int64		contact_id;
+	int64		id;
+	char	   *reason = NULL;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("trigger_key must not be null")));
+	trigger_key = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payload must be a JSON object"),
+				 errdetail("The payload is null.")));
+	payload = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_OBJECT(payload))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payload must be a JSON object")));
+
+	/* read and check the payload's keys */
+	it = JsonbIteratorInit(&payload->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = jbv_cstring(&v);
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (strcmp(key, "email") == 0)
+		{
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("email must be a string, not %s", jbv_type_name(&v))));
+			email = jbv_cstring(&v);
+		}
+		else if (strcmp(key, "data_variables") == 0)
+		{
+			if (v.type == jbvNull)
+				continue;
+			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("data_variables must be an object, not %s", jbv_type_name(&v))));
+			data = JsonbValueToJsonb(&v);
+		}
+		else if (strcmp(key, "idempotency_key") == 0)
+		{
+			if (v.type == jbvNull)
+				continue;
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("idempotency_key must be a string, not %s", jbv_type_name(&v))));
+			idem = jbv_cstring(&v);
+			if (idem[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("idempotency_key must not be empty")));
+			if (strlen(idem) > IDEMPOTENCY_KEY_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("idempotency_key is too long"),
+						 errdetail("The limit is %d bytes.", IDEMPOTENCY_KEY_MAX)));
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown key \"%s\" in payload", key),
+					 errhint("The payload of meisa_trigger_email takes \"email\", \"data_variables\" and \"idempotency_key\".")));
+	}
+	if (email == NULL || email[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("email is required"),
+				 errdetail("The payload of meisa_trigger_email must name the recipient in \"email\".")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
+
+	/* the template first: an unknown key must not create a contact */
+	t = template_lookup(trigger_key);
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("template \"%s\" does not exist", trigger_key)));
+	if (strcmp(t->kind, "transactional") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("transactional template \"%s\" does not exist", trigger_key),
+				 errdetail("Template \"%s\" is a %s template.", trigger_key, t->kind),
+				 errhint("meisa_trigger_email sends transactional templates only.")));
+
+	/* a retry with the same idempotency_key: the first message answers */
+	if (idem != NULL)
+	{
+		char	   *status = NULL;
+		char	   *last_error = NULL;
+		char	   *to_email = NULL;
+
+		id = outbox_idempotent_message(trigger_key, idem, &status, &last_error, &to_email);
+		if (id != 0)
+		{
+			if (status && strcmp(status, "suppressed") == 0)
+				notice_suppressed(id, to_email, last_error ? last_error : "suppressed");
+			SPI_finish();
+			PG_RETURN_INT64(id);
+		}
+	}
+
+	contact_id = contact_id_by_email(email);
+	if (contact_id == 0)
+		contact_id = contact_create(email);
+	if (!contact_state_lookup(contact_id, &cs))
+		elog(ERROR, "meisa: contact %lld vanished", (long long) contact_id);
+
+	memset(&src, 0, sizeof(src));
+	src.required_kind = "transactional";
+	src.trigger_key = trigger_key;
+	src.idempotency_key = idem;
+	id = outbox_queue_contact(&cs, trigger_key, data, &src, &reason);
+	if (reason)
+		notice_suppressed(id, cs.email, reason);
+	SPI_finish();
+	PG_RETURN_INT64(id);
+}
