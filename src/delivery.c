@@ -74,6 +74,7 @@ enum
 	Q_RELEASE,
 	Q_BOUNCE,
 	Q_NEXT_DUE,
+	Q_NEXT_RUN,
 	Q_COUNT
 };
 
@@ -132,10 +133,13 @@ static const char *const query_sql[Q_COUNT] = {
 	/* Q_NEXT_DUE: $1 default sender set, $2 secret set */
 	"SELECT LEAST((SELECT min(x.next_attempt_at) FROM meisa.messages x WHERE x.status = 'queued' "
 	"AND (x.from_address IS NOT NULL OR $1) AND (x.kind <> 'marketing' OR $2)), "
-	"(SELECT min(y.lease_until) FROM meisa.messages y WHERE y.status = 'sending'))"
+	"(SELECT min(y.lease_until) FROM meisa.messages y WHERE y.status = 'sending'))",
+	/* Q_NEXT_RUN: the next enrolment step due in the future (past ones wait for the naptime) */
+	"SELECT min(e.next_run_at) FROM meisa.enrollments e WHERE e.status = 'active' "
+	"AND e.next_run_at > pg_catalog.now()"
 };
 
-static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 1, 2};
+static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 1, 2, 0};
 static const Oid query_types[Q_COUNT][5] = {
 	{0},
 	{INT4OID, BOOLOID, BOOLOID, FLOAT8OID},
@@ -149,6 +153,7 @@ static const Oid query_types[Q_COUNT][5] = {
 	{INT8OID, INT4OID, FLOAT8OID},
 	{INT8OID},
 	{BOOLOID, BOOLOID},
+	{0},
 };
 
 static SPIPlanPtr plans[Q_COUNT];
@@ -648,9 +653,12 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	return sent;
 }
 
-/* The earliest time a queued message or an expired lease needs the worker (0 = none). */
+/*
+ * The earliest time a queued message, an expiring lease or (with_steps) an
+ * enrolment step needs the worker (0 = none).
+ */
 TimestampTz
-delivery_next_due(void)
+delivery_next_due(bool with_steps)
 {
 	Datum		v[2];
 	bool		isnull;
@@ -664,6 +672,13 @@ delivery_next_due(void)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		next = DatumGetTimestampTz(d);
+	if (with_steps)
+	{
+		run_query(Q_NEXT_RUN, NULL, NULL, true, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull && (next == 0 || DatumGetTimestampTz(d) < next))
+			next = DatumGetTimestampTz(d);
+	}
 	delivery_xact_commit();
 	return next;
 }
