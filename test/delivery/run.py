@@ -336,8 +336,14 @@ def test_smtp_url_unset():
           all(v[0] == "queued" and v[1] == 0 for v in st.values()), st)
     n = pg.log_text().count("meisa.smtp_url is not set")
     check(f"no smtp_url: logged once ({n})", n == 1)
+    # meisa_deliver() sends one batch synchronously with the session's smtp_url
+    sink.clear()
+    more = [queue(c, "nourl@example.com", subject=f"by meisa_deliver {i}") for i in range(3)]
+    n = pg.psql(f"SET meisa.smtp_url = 'smtp://127.0.0.1:{SMTP_PORT}'; SELECT meisa_deliver(3)")
+    check(f"meisa_deliver(3): sent {n} of the 5 waiting, over one connection",
+          n == "3" and len(sink.files()) == 3 and sink.connections() == 1, (n, len(sink.files())))
     pg.reload({"meisa.smtp_url": None})
-    check("no smtp_url: sent once it is set again", all_status(ids, "sent", 10), status(ids))
+    check("no smtp_url: sent once it is set again", all_status(ids + more, "sent", 10), status(ids + more))
 
 
 def test_run_due_hook():
