@@ -126,7 +126,9 @@ static const char *const query_sql[Q_COUNT] = {
 	"UPDATE meisa.messages SET status = 'queued', attempts = attempts - 1, lease_until = NULL, "
 	"next_attempt_at = GREATEST(next_attempt_at, pg_catalog.now() + $3 * interval '1 second'), "
 	"updated_at = pg_catalog.now() WHERE id = $1 AND status = 'sending' AND attempts = $2",
-	/* Q_BOUNCE: $1 contact id (same effect as a hard bounce reported by the provider) */
+	/* Q_BOUNCE: $1 contact id, $2 SMTP answer (as meisa_record_bounce(email, 'hard', detail)) */
+	"WITH a AS (INSERT INTO meisa.activity (contact_id, kind, detail) VALUES ($1, 'bounce', "
+	"pg_catalog.jsonb_build_object('kind', 'hard', 'detail', $2))) "
 	"UPDATE meisa.contacts SET bounced_at = pg_catalog.now(), subscribed = false, "
 	"unsubscribe_reason = 'bounced', unsubscribed_at = pg_catalog.now(), updated_at = pg_catalog.now() "
 	"WHERE id = $1 AND bounced_at IS NULL",
@@ -139,7 +141,7 @@ static const char *const query_sql[Q_COUNT] = {
 	"AND e.next_run_at > pg_catalog.now()"
 };
 
-static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 1, 2, 0};
+static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 2, 2, 0};
 static const Oid query_types[Q_COUNT][5] = {
 	{0},
 	{INT4OID, BOOLOID, BOOLOID, FLOAT8OID},
@@ -151,7 +153,7 @@ static const Oid query_types[Q_COUNT][5] = {
 	{INT8OID, INT4OID, TEXTOID},
 	{INT8OID, INT4OID, TEXTOID},
 	{INT8OID, INT4OID, FLOAT8OID},
-	{INT8OID},
+	{INT8OID, TEXTOID},
 	{BOOLOID, BOOLOID},
 	{0},
 };
@@ -348,13 +350,21 @@ build_step(void *arg)
 	MemoryContextSwitchTo(old);
 }
 
+typedef struct BounceArg
+{
+	int64		contact_id;
+	const char *detail;
+} BounceArg;
+
 /* Guarded step: marks the contact bounced. */
 static void
 bounce_step(void *arg)
 {
-	Datum		v[1];
+	BounceArg  *b = (BounceArg *) arg;
+	Datum		v[2];
 
-	v[0] = Int64GetDatum(*(int64 *) arg);
+	v[0] = Int64GetDatum(b->contact_id);
+	v[1] = CStringGetTextDatum(b->detail);
 	run_query(Q_BOUNCE, v, NULL, false, 0);
 }
 
@@ -601,7 +611,9 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 					settle(Q_FAILED, m, r.error, 0);
 					if (r.rcpt_rejected && m->contact_id != 0)
 					{
-						err = run_guarded(bounce_step, &m->contact_id);
+						BounceArg	b = {m->contact_id, r.error};
+
+						err = run_guarded(bounce_step, &b);
 						if (err)
 							ereport(WARNING,
 									(errmsg("meisa: could not mark contact %lld bounced: %s",

@@ -315,6 +315,12 @@ def test_permfail():
                  f"FROM meisa.contacts WHERE id = {a}")[0]
     check("5xx on RCPT: contact marked bounced (bounced_at, unsubscribed, reason bounced)",
           ra == ["t", "f", "bounced", "t"], ra)
+    act = pg.psql(f"SELECT detail->>'kind' || ' ' || (detail->>'detail') FROM meisa.activity "
+                  f"WHERE contact_id = {a} AND kind = 'bounce'")
+    check("5xx on RCPT: a bounce activity records the server's answer",
+          act.startswith("hard RCPT: 550 5.1.1"), act)
+    listed = pg.psql("SELECT reason FROM meisa.unsubscribed_emails WHERE email = 'nosuch@example.com'")
+    check("5xx on RCPT: listed in meisa.unsubscribed_emails as bounced", listed == "bounced", listed)
     rb = pg.rows(f"SELECT bounced_at IS NULL, subscribed FROM meisa.contacts WHERE id = {b}")[0]
     check("5xx on DATA: contact not bounced", rb == ["t", "t"], rb)
     m3 = queue(a, "nosuch@example.com", subject="after the bounce")
