@@ -374,6 +374,20 @@ def test_run_due_hook():
     pg.psql("DROP FUNCTION public.meisa_run_due(timestamptz); DROP TABLE public.run_due_calls")
 
 
+def test_extension_recreated():
+    """DROP EXTENSION: the worker waits (logged once); CREATE EXTENSION: it delivers again."""
+    sink.clear()
+    pg.psql("DROP EXTENSION meisa CASCADE")
+    time.sleep(2.5)
+    n = pg.log_text().count("extension meisa is not installed")
+    check(f"recreate: without the extension the worker waits, logged once ({n})", n == 1)
+    check("recreate: the worker keeps running", pg.worker_pid() is not None)
+    pg.psql("CREATE EXTENSION meisa")
+    c = add_contact("again@example.com")
+    mid = queue(c, "again@example.com", subject="after CREATE EXTENSION")
+    check("recreate: mail is delivered after CREATE EXTENSION", all_status([mid], "sent", 10), status([mid]))
+
+
 def test_worker_sigterm():
     """SIGTERM stops the worker cleanly; the postmaster restarts it; mail goes on."""
     sink.clear()
@@ -500,7 +514,7 @@ def main():
               wait_for(lambda: pg.worker_pid() is not None, 10))
         for t in (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
                   test_tempfail, test_permfail, test_smtp_url_unset, test_run_due_hook,
-                  test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
+                  test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
             try:
                 t()
             except Exception:
