@@ -145,7 +145,7 @@ class Sink:
         for f in glob.glob(os.path.join(self.dir, "*.eml")):
             os.unlink(f)
         # the sink keeps its log files open: truncate instead of recreate
-        for name in ("received.log", "connections.log"):
+        for name in ("received.log", "connections.log", "inflight.log"):
             open(os.path.join(self.dir, name), "w").close()
 
     def files(self):
@@ -165,6 +165,13 @@ class Sink:
             return []
         with open(path) as f:
             return [line.split() for line in f if line.strip()]
+
+    def inflight(self):
+        path = os.path.join(self.dir, "inflight.log")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [line.split()[1] for line in f if line.strip()]
 
     def connections(self):
         path = os.path.join(self.dir, "connections.log")

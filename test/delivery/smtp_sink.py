@@ -11,7 +11,8 @@ file (re-read when it changes):
    "delay": 0.2}
 
 "match" is a substring of the recipient, "times" how often the rule answers
-(-1 = always), "delay" seconds to wait before accepting each message.  Every
+(-1 = always), "delay" seconds to wait before answering 250 to a message it
+has already stored (each such wait is announced in DIR/inflight.log).  Every
 EHLO/HELO (one per SMTP connection) is counted in DIR/connections.log.
 
 Usage: smtp_sink.py PORT DIR [CONTROL_FILE]
@@ -36,6 +37,7 @@ class Handler:
         self.count = 0
         self.log = open(os.path.join(outdir, "received.log"), "a", buffering=1)
         self.conns = open(os.path.join(outdir, "connections.log"), "a", buffering=1)
+        self.inflight = open(os.path.join(outdir, "inflight.log"), "a", buffering=1)
 
     def load(self):
         if not self.control:
@@ -86,9 +88,6 @@ class Handler:
         reply = self.rule("data", rcpt)
         if reply:
             return reply
-        delay = float(self.rules.get("delay", 0) or 0)
-        if delay > 0:
-            await asyncio.sleep(delay)
         data = envelope.original_content or envelope.content
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
@@ -99,12 +98,19 @@ class Handler:
             if line.lower().startswith(b"message-id:"):
                 msgid = line.split(b":", 1)[1].strip().decode("ascii", "replace")
         self.count += 1
-        name = os.path.join(self.outdir, "%06d-%d.eml" % (self.count, os.getpid()))
+        n = self.count
+        name = os.path.join(self.outdir, "%06d-%d.eml" % (n, os.getpid()))
         with open(name + ".tmp", "wb") as f:
             f.write(data)
         os.rename(name + ".tmp", name)
         self.log.write("%.6f %s %s\n" % (time.time(), msgid, rcpt))
-        return "250 2.0.0 OK queued as %d" % self.count
+        delay = float(self.rules.get("delay", 0) or 0)
+        if delay > 0:
+            # stored, but the answer comes late: a client that dies now
+            # cannot know the message was accepted
+            self.inflight.write("%.6f %s\n" % (time.time(), msgid))
+            await asyncio.sleep(delay)
+        return "250 2.0.0 OK queued as %d" % n
 
 
 async def main():
