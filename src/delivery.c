@@ -74,6 +74,7 @@ enum
 	Q_RELEASE,
 	Q_BOUNCE,
 	Q_NEXT_DUE,
+	Q_NEXT_RUN,
 	Q_COUNT
 };
 
@@ -125,17 +126,22 @@ static const char *const query_sql[Q_COUNT] = {
 	"UPDATE meisa.messages SET status = 'queued', attempts = attempts - 1, lease_until = NULL, "
 	"next_attempt_at = GREATEST(next_attempt_at, pg_catalog.now() + $3 * interval '1 second'), "
 	"updated_at = pg_catalog.now() WHERE id = $1 AND status = 'sending' AND attempts = $2",
-	/* Q_BOUNCE: $1 contact id (same effect as a hard bounce reported by the provider) */
+	/* Q_BOUNCE: $1 contact id, $2 SMTP answer (as meisa_record_bounce(email, 'hard', detail)) */
+	"WITH a AS (INSERT INTO meisa.activity (contact_id, kind, detail) VALUES ($1, 'bounce', "
+	"pg_catalog.jsonb_build_object('kind', 'hard', 'detail', $2))) "
 	"UPDATE meisa.contacts SET bounced_at = pg_catalog.now(), subscribed = false, "
 	"unsubscribe_reason = 'bounced', unsubscribed_at = pg_catalog.now(), updated_at = pg_catalog.now() "
 	"WHERE id = $1 AND bounced_at IS NULL",
 	/* Q_NEXT_DUE: $1 default sender set, $2 secret set */
 	"SELECT LEAST((SELECT min(x.next_attempt_at) FROM meisa.messages x WHERE x.status = 'queued' "
 	"AND (x.from_address IS NOT NULL OR $1) AND (x.kind <> 'marketing' OR $2)), "
-	"(SELECT min(y.lease_until) FROM meisa.messages y WHERE y.status = 'sending'))"
+	"(SELECT min(y.lease_until) FROM meisa.messages y WHERE y.status = 'sending'))",
+	/* Q_NEXT_RUN: the next enrolment step due in the future (past ones wait for the naptime) */
+	"SELECT min(e.next_run_at) FROM meisa.enrollments e WHERE e.status = 'active' "
+	"AND e.next_run_at > pg_catalog.now()"
 };
 
-static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 1, 2};
+static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 2, 2, 0};
 static const Oid query_types[Q_COUNT][5] = {
 	{0},
 	{INT4OID, BOOLOID, BOOLOID, FLOAT8OID},
@@ -147,11 +153,15 @@ static const Oid query_types[Q_COUNT][5] = {
 	{INT8OID, INT4OID, TEXTOID},
 	{INT8OID, INT4OID, TEXTOID},
 	{INT8OID, INT4OID, FLOAT8OID},
-	{INT8OID},
+	{INT8OID, TEXTOID},
 	{BOOLOID, BOOLOID},
+	{0},
 };
 
 static SPIPlanPtr plans[Q_COUNT];
+
+/* When the next message may be sent under meisa.max_send_rate (across batches). */
+static TimestampTz rate_next_send = 0;
 static MemoryContext xact_saved_ctx = NULL;
 
 /* Starts a transaction with SPI connected and a snapshot (worker only). */
@@ -293,6 +303,7 @@ run_guarded(guarded_fn fn, void *arg)
 {
 	MemoryContext oldctx = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+	uint32		holdoff = InterruptHoldoffCount;
 	char	   *volatile err = NULL;
 
 	BeginInternalSubTransaction(NULL);
@@ -311,6 +322,8 @@ run_guarded(guarded_fn fn, void *arg)
 		MemoryContextSwitchTo(oldctx);
 		ed = CopyErrorData();
 		FlushErrorState();
+		/* an ERROR resets the interrupt holdoff; the caller's still holds */
+		InterruptHoldoffCount = holdoff;
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldctx);
 		CurrentResourceOwner = oldowner;
@@ -337,13 +350,21 @@ build_step(void *arg)
 	MemoryContextSwitchTo(old);
 }
 
+typedef struct BounceArg
+{
+	int64		contact_id;
+	const char *detail;
+} BounceArg;
+
 /* Guarded step: marks the contact bounced. */
 static void
 bounce_step(void *arg)
 {
-	Datum		v[1];
+	BounceArg  *b = (BounceArg *) arg;
+	Datum		v[2];
 
-	v[0] = Int64GetDatum(*(int64 *) arg);
+	v[0] = Int64GetDatum(b->contact_id);
+	v[1] = CStringGetTextDatum(b->detail);
 	run_query(Q_BOUNCE, v, NULL, false, 0);
 }
 
@@ -492,9 +513,15 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	lease_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) meisa_lease_time * 1000);
 	margin_ms = Min((long) meisa_smtp_timeout * 1000, (long) meisa_lease_time * 500);
 
+	/*
+	 * From here every claimed message is settled or released before a
+	 * cancel or SIGTERM is honoured: they are checked for between messages
+	 * and abort a transfer in progress (smtp.c), and nothing is left
+	 * 'sending' by a clean exit.
+	 */
+	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
-		TimestampTz next_send = 0;
 		int			stop_at = n;	/* first message not attempted */
 		double		release_delay = 0;
 
@@ -546,16 +573,21 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 			{
 				TimestampTz now = GetCurrentTimestamp();
 
-				while (next_send > now && !ProcDiePending && !QueryCancelPending)
+				while (rate_next_send > now && !ProcDiePending && !QueryCancelPending)
 				{
 					long		secs;
 					int			usecs;
 
-					TimestampDifference(now, next_send, &secs, &usecs);
+					TimestampDifference(now, rate_next_send, &secs, &usecs);
 					pg_usleep(Min(secs * 1000000L + usecs, 100000L));
 					now = GetCurrentTimestamp();
 				}
-				next_send = TimestampTzPlusMilliseconds(Max(now, next_send), 0) +
+				if (ProcDiePending || QueryCancelPending)
+				{
+					stop_at = i;
+					break;
+				}
+				rate_next_send = Max(now, rate_next_send) +
 					(TimestampTz) (1000000.0 / meisa_max_send_rate);
 			}
 
@@ -579,7 +611,9 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 					settle(Q_FAILED, m, r.error, 0);
 					if (r.rcpt_rejected && m->contact_id != 0)
 					{
-						err = run_guarded(bounce_step, &m->contact_id);
+						BounceArg	b = {m->contact_id, r.error};
+
+						err = run_guarded(bounce_step, &b);
 						if (err)
 							ereport(WARNING,
 									(errmsg("meisa: could not mark contact %lld bounced: %s",
@@ -624,15 +658,19 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	RESUME_INTERRUPTS();
 
 	MemoryContextSwitchTo(oldctx);
 	MemoryContextDelete(batch_ctx);
 	return sent;
 }
 
-/* The earliest time a queued message or an expired lease needs the worker (0 = none). */
+/*
+ * The earliest time a queued message, an expiring lease or (with_steps) an
+ * enrolment step needs the worker (0 = none).
+ */
 TimestampTz
-delivery_next_due(void)
+delivery_next_due(bool with_steps)
 {
 	Datum		v[2];
 	bool		isnull;
@@ -646,6 +684,13 @@ delivery_next_due(void)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		next = DatumGetTimestampTz(d);
+	if (with_steps)
+	{
+		run_query(Q_NEXT_RUN, NULL, NULL, true, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull && (next == 0 || DatumGetTimestampTz(d) < next))
+			next = DatumGetTimestampTz(d);
+	}
 	delivery_xact_commit();
 	return next;
 }

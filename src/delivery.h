@@ -106,8 +106,11 @@ extern void smtp_session_close(SmtpSession *s);
  */
 extern int	delivery_run_batch(int max, bool own_transactions, bool *more);
 
-/* The earliest time a queued message or an expired lease needs the worker (0 = none). */
-extern TimestampTz delivery_next_due(void);
+/*
+ * The earliest time a queued message, an expiring lease or (with_steps) an
+ * enrolment step needs the worker (0 = none).
+ */
+extern TimestampTz delivery_next_due(bool with_steps);
 
 /* Starts a transaction with SPI connected and a snapshot (worker only). */
 extern void delivery_xact_begin(const char *activity);

@@ -26,6 +26,9 @@ struct SmtpSession
 	char		last_cmd[8];	/* verb of the last command sent */
 	int			last_code;		/* last reply code received */
 	char		last_reply[256];	/* first line of that reply */
+	char		fail_cmd[8];	/* command of the first 4xx/5xx reply */
+	int			fail_code;		/* first 4xx/5xx reply code, 0 = none */
+	char		fail_reply[256];	/* first line of that reply */
 	char		errbuf[CURL_ERROR_SIZE];
 };
 
@@ -90,16 +93,32 @@ smtp_debug(CURL *handle, curl_infotype type, char *data, size_t size, void *arg)
 			n++;
 		}
 		s->last_reply[n] = '\0';
+		/* keep the first failure: a later QUIT or RSET answer must not hide it */
+		if (s->last_code >= 400 && s->fail_code == 0)
+		{
+			s->fail_code = s->last_code;
+			memcpy(s->fail_cmd, s->last_cmd, sizeof(s->fail_cmd));
+			memcpy(s->fail_reply, s->last_reply, sizeof(s->fail_reply));
+		}
 	}
 	return 0;
 }
 
-/* libcurl progress callback: aborts the transfer on cancel or shutdown. */
+/*
+ * libcurl progress callback: aborts the transfer on cancel or shutdown, but
+ * only while the message is not yet completely handed over; after that the
+ * server may already have accepted it, so its answer is awaited (at most
+ * meisa.smtp_timeout) rather than risking a resend of a delivered message.
+ */
 static int
 smtp_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 			  curl_off_t ultotal, curl_off_t ulnow)
 {
-	return (ProcDiePending || QueryCancelPending) ? 1 : 0;
+	SmtpSession *s = (SmtpSession *) arg;
+
+	if ((ProcDiePending || QueryCancelPending) && s->pos < s->len)
+		return 1;
+	return 0;
 }
 
 /* Fails with the libcurl error of a setopt call that did not take. */
@@ -156,6 +175,7 @@ smtp_session_open(void)
 		smtp_check(curl_easy_setopt(c, CURLOPT_DEBUGDATA, s), "CURLOPT_DEBUGDATA");
 		smtp_check(curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L), "CURLOPT_NOPROGRESS");
 		smtp_check(curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, smtp_progress), "CURLOPT_XFERINFOFUNCTION");
+		smtp_check(curl_easy_setopt(c, CURLOPT_XFERINFODATA, s), "CURLOPT_XFERINFODATA");
 		smtp_check(curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf), "CURLOPT_ERRORBUFFER");
 		smtp_check(curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L), "CURLOPT_TCP_KEEPALIVE");
 	}
@@ -186,6 +206,9 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 	s->last_cmd[0] = '\0';
 	s->last_code = 0;
 	s->last_reply[0] = '\0';
+	s->fail_cmd[0] = '\0';
+	s->fail_code = 0;
+	s->fail_reply[0] = '\0';
 	s->errbuf[0] = '\0';
 
 	rcpt = curl_slist_append(NULL, to_env);
@@ -209,12 +232,9 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 	pfree(to_env);
 
 	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
-	if (s->last_code)
-		code = s->last_code;
-	r->code = (int) code;
-
 	if (rc == CURLE_OK)
 	{
+		r->code = (int) code;
 		r->outcome = SMTP_SENT;
 		return;
 	}
@@ -224,22 +244,28 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 		strlcpy(r->error, "sending was interrupted", sizeof(r->error));
 		return;
 	}
-	if (s->last_reply[0] != '\0' && code >= 400)
+	if (s->fail_code)
+	{
+		/* the server said no: the first failing reply and the command it answered */
+		r->code = s->fail_code;
 		snprintf(r->error, sizeof(r->error), "%s: %s",
-				 s->last_cmd[0] ? s->last_cmd : "connect", s->last_reply);
+				 s->fail_cmd[0] ? s->fail_cmd : "connect", s->fail_reply);
+	}
 	else
+	{
+		r->code = (int) code;
 		snprintf(r->error, sizeof(r->error), "%s%s%s", curl_easy_strerror(rc),
 				 s->errbuf[0] ? ": " : "", s->errbuf);
+	}
 
-	if (code >= 400 && code < 600 &&
-		(strcmp(s->last_cmd, "RCPT") == 0 || strcmp(s->last_cmd, "DATA") == 0))
+	if (s->fail_code && (strcmp(s->fail_cmd, "RCPT") == 0 || strcmp(s->fail_cmd, "DATA") == 0))
 	{
-		if (code < 500)
+		if (s->fail_code < 500)
 			r->outcome = SMTP_TEMPFAIL;
 		else
 		{
 			r->outcome = SMTP_PERMFAIL;
-			r->rcpt_rejected = (strcmp(s->last_cmd, "RCPT") == 0);
+			r->rcpt_rejected = (strcmp(s->fail_cmd, "RCPT") == 0);
 		}
 	}
 	else

@@ -365,6 +365,7 @@ worker_round(MemoryContext round_ctx)
 	static bool logged_absent = false;
 	bool		installed;
 	char	   *run_due;
+	bool		have_run_due;
 	TimestampTz next;
 	long		naptime = meisa_worker_naptime;
 	int			batches = 0;
@@ -374,6 +375,7 @@ worker_round(MemoryContext round_ctx)
 		return naptime;
 
 	run_due = worker_find_extension(&installed, round_ctx);
+	have_run_due = (run_due != NULL);
 	if (!installed)
 	{
 		if (!logged_absent)
@@ -411,8 +413,8 @@ worker_round(MemoryContext round_ctx)
 	if (more)
 		return 0;
 
-	/* sleep until the next message or lease is due */
-	next = delivery_next_due();
+	/* sleep until the next message, lease or sequence step is due */
+	next = delivery_next_due(have_run_due);
 	if (next != 0)
 	{
 		long		secs;

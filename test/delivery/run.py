@@ -1,0 +1,535 @@
+#!/usr/bin/python3
+"""run.py: live delivery tests of meisa against a real SMTP server.
+
+Starts the SMTP sink (smtp_sink.py, on aiosmtpd) and a private cluster with
+meisa preloaded, queues messages and checks what the SMTP server received,
+then injects faults: the SMTP server down, 4xx then success, 5xx (failed and
+bounced), kill -9 of the postmaster during a batch, SIGTERM of the worker.
+Prints "N passed, M failed" last and exits non-zero on any failure.
+
+Usage (as root): run.py [BINDIR]   (default $PGBIN or /usr/lib/postgresql/15/bin)
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import Cluster, Sink, wait_for  # noqa: E402
+
+BINDIR = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+BASE = os.environ.get("MEISA_TEST_DIR", "/tmp/meisa-delivery-test")
+PG_PORT = int(os.environ.get("MEISA_PG_PORT", "55450"))
+SMTP_PORT = int(os.environ.get("MEISA_SMTP_PORT", "55455"))
+
+passed = 0
+failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok     {name}")
+    else:
+        failed += 1
+        print(f"FAILED {name} {detail}")
+
+
+pg = Cluster(BINDIR, BASE, PG_PORT, SMTP_PORT)
+sink = Sink(SMTP_PORT, BASE)
+
+
+def q(s):
+    """A SQL string literal."""
+    return "'" + s.replace("'", "''") + "'"
+
+
+def add_contact(email, subscribed=True):
+    return int(pg.psql(f"INSERT INTO meisa.contacts (email, subscribed) VALUES ({q(email)}, {subscribed}) "
+                       "RETURNING id"))
+
+
+def queue(contact_id, to, kind="transactional", subject="Hello", text="text body", html="<p>html body</p>"):
+    cid = "NULL" if contact_id is None else str(contact_id)
+    t = "NULL" if text is None else q(text)
+    h = "NULL" if html is None else q(html)
+    return int(pg.psql(
+        "INSERT INTO meisa.messages (contact_id, to_email, kind, subject, text, html, message_id) "
+        f"VALUES ({cid}, {q(to)}, {q(kind)}, {q(subject)}, {t}, {h}, "
+        "'live-' || gen_random_uuid() || '@meisa.test') RETURNING id"))
+
+
+def status(ids):
+    rows = pg.rows("SELECT id, status, attempts, coalesce(last_error, '') FROM meisa.messages "
+                   f"WHERE id IN ({','.join(map(str, ids))}) ORDER BY id")
+    return {int(r[0]): (r[1], int(r[2]), r[3]) for r in rows}
+
+
+def all_status(ids, st, timeout=20):
+    return wait_for(lambda: all(v[0] == st for v in status(ids).values()), timeout)
+
+
+def msgids(ids):
+    rows = pg.rows(f"SELECT id, message_id FROM meisa.messages WHERE id IN ({','.join(map(str, ids))})")
+    return {int(r[0]): "<" + r[1].strip("<>") + ">" for r in rows}
+
+
+def received_ids():
+    return [m["Message-ID"] for _, m in sink.messages()]
+
+
+def body_of(msg, subtype):
+    part = msg.get_body(preferencelist=(subtype,))
+    if part is None or part.get_content_type() != "text/" + subtype:
+        return None
+    return part.get_content().replace("\r\n", "\n").rstrip("\n")
+
+
+# ---------------------------------------------------------------- tests
+
+def test_basic():
+    """Each message arrives once, parses, and says what the row says."""
+    sink.clear()
+    ada = add_contact("ada@example.com")
+    bob = add_contact("bob@example.com")
+    cases = [
+        (ada, "ada@example.com", "marketing", "Welcome, Ada!", "Hi Ada,\nwelcome.", "<p>Hi <b>Ada</b></p>"),
+        (bob, "bob@example.com", "transactional", "Ihr Passwort — Grüße aus Köln ✓ " + "long words " * 8,
+         "Zeile 1\n.Punkt am Anfang\n..zwei\nFrom the start\nÜmläüte = gleich", "<p>Grüße</p>"),
+        (ada, "ada@example.com", "marketing", "日本語の件名 and emoji 🎉", None, "<p>only html 🎉</p>"),
+        (bob, "bob@example.com", "transactional", "text only", "just text\n\n-- \nsig", None),
+    ]
+    ids = [queue(*c) for c in cases]
+    ok = all_status(ids, "sent")
+    check("basic: every message reaches status sent", ok, status(ids))
+    by_mid = msgids(ids)
+    time.sleep(0.3)
+    got = sink.messages()
+    rec = [m["Message-ID"] for _, m in got]
+    check("basic: the sink received each message exactly once",
+          sorted(rec) == sorted(by_mid.values()), rec)
+    for (cid, to, kind, subject, text, html), mid_id in zip(cases, ids):
+        mid = by_mid[mid_id]
+        match = [(raw, m) for raw, m in got if m["Message-ID"] == mid]
+        if not match:
+            check(f"basic: message {mid_id} received", False)
+            continue
+        raw, m = match[0]
+        check(f"basic {mid_id}: CRLF only, lines <= 998", b"\n" not in raw.replace(b"\r\n", b"")
+              and all(len(line) <= 998 for line in raw.split(b"\r\n")))
+        check(f"basic {mid_id}: subject round-trips", str(m["Subject"]) == subject, repr(str(m["Subject"])))
+        check(f"basic {mid_id}: headers From/To/Date/MIME-Version",
+              m["From"].addresses[0].addr_spec == "noreply@meisa.test"
+              and m["From"].addresses[0].display_name == "Meisa Test"
+              and m["To"].addresses[0].addr_spec == to
+              and m["Date"] is not None and m["Date"].datetime is not None
+              and m["MIME-Version"] == "1.0", str(m))
+        if text and html:
+            check(f"basic {mid_id}: multipart/alternative text+html",
+                  m.get_content_type() == "multipart/alternative"
+                  and [p.get_content_type() for p in m.iter_parts()] == ["text/plain", "text/html"])
+        check(f"basic {mid_id}: parts decode to the row's text and html",
+              (text is None or body_of(m, "plain") == text) and (html is None or body_of(m, "html") == html),
+              (body_of(m, "plain"), body_of(m, "html")))
+        lu = m["List-Unsubscribe"]
+        if kind == "marketing":
+            ok = lu is not None and m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            check(f"basic {mid_id}: marketing carries List-Unsubscribe (RFC 8058)", ok, str(lu))
+            if ok:
+                token = re.match(r"<https://app\.test/unsubscribe/([A-Za-z0-9_-]+)>", str(lu)).group(1)
+                got_cid = pg.psql(f"SELECT meisa.unsubscribe_token_contact({q(token)})")
+                check(f"basic {mid_id}: the token names the contact", int(got_cid) == cid, got_cid)
+        else:
+            check(f"basic {mid_id}: transactional has no List-Unsubscribe",
+                  lu is None and m["List-Unsubscribe-Post"] is None)
+    # the token unsubscribes (meisa_unsubscribe when the API is present)
+    raw, m = [(r, x) for r, x in got if x["Message-ID"] == by_mid[ids[0]]][0]
+    token = re.search(r"/unsubscribe/([A-Za-z0-9_-]+)>", str(m["List-Unsubscribe"])).group(1)
+    has_api = pg.psql("SELECT to_regprocedure('meisa_unsubscribe(text,text)') IS NOT NULL") == "t"
+    if has_api:
+        pg.psql(f"SELECT meisa_unsubscribe({q(token)})")
+    else:
+        pg.psql(f"UPDATE meisa.contacts SET subscribed = false, unsubscribe_reason = 'unsubscribed', "
+                f"unsubscribed_at = now() WHERE id = meisa.unsubscribe_token_contact({q(token)})")
+    check(f"basic: the token unsubscribes ada ({'meisa_unsubscribe' if has_api else 'token lookup'})",
+          pg.psql(f"SELECT subscribed FROM meisa.contacts WHERE id = {ada}") == "f")
+    # marketing to her is now suppressed when sent, transactional still goes
+    m1 = queue(ada, "ada@example.com", "marketing", "after unsubscribe")
+    m2 = queue(ada, "ada@example.com", "transactional", "receipt after unsubscribe")
+    ok = wait_for(lambda: status([m1])[m1][0] == "suppressed" and status([m2])[m2][0] == "sent", 10)
+    check("basic: after unsubscribing, marketing is suppressed and transactional sent", ok, status([m1, m2]))
+
+
+def test_api():
+    """Mail queued through the API: meisa_trigger_email (transactional) and a
+    sequence step run by the worker's meisa_run_due (marketing); the
+    List-Unsubscribe token works with meisa_unsubscribe."""
+    if pg.psql("SELECT to_regprocedure('meisa_trigger_email(text,jsonb)') IS NULL "
+               "OR to_regprocedure('meisa_enroll(text,text)') IS NULL") == "t":
+        check("api: meisa_trigger_email/meisa_enroll not installed (skipped)", True)
+        return
+    sink.clear()
+    pg.psql("""INSERT INTO meisa.templates (key, kind, subject, html, text) VALUES
+      ('live_reset', 'transactional', 'Your code, {{first_name}}', '<p>Code <b>{{data.code}}</b></p>',
+       'Code {{data.code}}'),
+      ('live_welcome', 'marketing', 'Willkommen, {{first_name}}! ✓',
+       '<p>Hi {{first_name}}, <a href="{{{unsubscribe_url}}}">unsubscribe</a></p>',
+       'Hi {{first_name}}
+Unsubscribe: {{{unsubscribe_url}}}')""")
+    pg.psql("""INSERT INTO meisa.sequences (name) VALUES ('live_onboarding');
+      INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
+      SELECT id, 1, '0', 'live_welcome' FROM meisa.sequences WHERE name = 'live_onboarding'""")
+    cid = pg.psql("""SELECT (meisa_upsert('{"email": "Api@Example.com", "first_name": "Zoë"}')->>'id')""")
+    t0 = time.time()
+    mid = pg.psql("""SELECT meisa_trigger_email('live_reset',
+                     '{"email": "api@example.com", "data_variables": {"code": "424242"}}')""")
+    ok = wait_for(lambda: len(sink.files()) == 1, 5, 0.005)
+    check(f"api: meisa_trigger_email delivered in {(time.time() - t0) * 1000:.0f} ms", ok)
+    pg.psql("SELECT meisa_enroll('api@example.com', 'live_onboarding')")
+    ok = wait_for(lambda: len(sink.files()) == 2, 10)
+    check("api: the sequence step was run by the worker and delivered", ok, len(sink.files()))
+    got = {str(m["Subject"]): m for _, m in sink.messages()}
+    reset = got.get("Your code, Zoë")
+    welcome = got.get("Willkommen, Zoë! ✓")
+    check("api: subjects rendered and round-tripped", reset is not None and welcome is not None, list(got))
+    if not (reset and welcome):
+        return
+    check("api: transactional body and no List-Unsubscribe",
+          body_of(reset, "plain") == "Code 424242" and reset["List-Unsubscribe"] is None,
+          body_of(reset, "plain"))
+    row = pg.rows(f"SELECT message_id, status FROM meisa.messages WHERE id = {mid}")[0]
+    check("api: Message-ID is the row's message_id, status sent",
+          reset["Message-ID"] == "<" + row[0].strip("<>") + ">" and row[1] == "sent", row)
+    lu = str(welcome["List-Unsubscribe"])
+    token = re.search(r"/unsubscribe/([A-Za-z0-9_-]+)>", lu)
+    body_token = re.search(r"Unsubscribe: https://app\.test/unsubscribe/([A-Za-z0-9_-]+)",
+                           body_of(welcome, "plain") or "")
+    check("api: marketing mail has List-Unsubscribe and the link in its body", token and body_token, lu)
+    if token and body_token:
+        ids = pg.psql(f"SELECT meisa.unsubscribe_token_contact({q(token.group(1))}), "
+                      f"meisa.unsubscribe_token_contact({q(body_token.group(1))})")
+        check("api: both tokens name the contact", ids == f"{cid}\t{cid}", ids)
+        pg.psql(f"SELECT meisa_unsubscribe({q(token.group(1))})")
+        st = pg.rows("SELECT subscribed, (SELECT count(*) FROM meisa.unsubscribed_emails "
+                     "WHERE email = 'api@example.com') FROM meisa.contacts WHERE email = 'api@example.com'")[0]
+        check("api: meisa_unsubscribe(token from the header) unsubscribes", st == ["f", "1"], st)
+
+
+def test_wake_at_commit():
+    """A commit wakes the worker at once even with a long naptime."""
+    pg.reload({"meisa.worker_naptime": "60s"})
+    time.sleep(1.5)     # let the worker enter its long sleep
+    sink.clear()
+    c = add_contact("wake@example.com")
+    t0 = time.time()
+    mid = queue(c, "wake@example.com", subject="wake up")
+    ok = wait_for(lambda: len(sink.files()) == 1, 5, 0.005)
+    dt = time.time() - t0
+    check(f"wake: message delivered {dt*1000:.0f} ms after commit with naptime 60s", ok and dt < 1.0)
+    # rolled back: no message, no harm
+    pg.psql("BEGIN; INSERT INTO meisa.messages (to_email, kind, subject, message_id) "
+            "VALUES ('rb@example.com', 'transactional', 'rolled back', 'rb@meisa.test'); ROLLBACK;")
+    pg.reload({"meisa.worker_naptime": None})
+    all_status([mid], "sent")
+
+
+def test_connection_reuse_and_rate():
+    """A batch uses one SMTP connection; meisa.max_send_rate spaces sends."""
+    sink.clear()
+    c = add_contact("batch@example.com")
+    pg.psql("BEGIN; " + "; ".join(
+        "INSERT INTO meisa.messages (contact_id, to_email, kind, subject, text, message_id) "
+        f"VALUES ({c}, 'batch@example.com', 'transactional', 'batch {i}', 'x', 'batch-{i}-' || gen_random_uuid())"
+        for i in range(30)) + "; COMMIT;")
+    ok = wait_for(lambda: len(sink.files()) == 30, 20)
+    check("reuse: 30 messages committed together arrive", ok, len(sink.files()))
+    check(f"reuse: they used {sink.connections()} SMTP connection(s)", sink.connections() == 1)
+    sink.clear()
+    pg.reload({"meisa.max_send_rate": "10"})
+    ids = [queue(c, "batch@example.com", subject=f"rate {i}") for i in range(12)]
+    ok = all_status(ids, "sent", 20)
+    times = sorted(float(r[0]) for r in sink.received_log())
+    span = times[-1] - times[0] if len(times) > 1 else 0
+    check(f"rate: 12 messages at max_send_rate=10 took {span:.2f}s (>= 1.0)", ok and span >= 1.0)
+    pg.reload({"meisa.max_send_rate": None})
+
+
+def test_smtp_down():
+    """SMTP server down: messages wait (queued, retried), then go once it is up."""
+    sink.stop()
+    sink.clear()
+    c = add_contact("down@example.com")
+    ids = [queue(c, "down@example.com", subject=f"while down {i}") for i in range(3)]
+    tried = wait_for(lambda: any(v[1] >= 1 for v in status(ids).values()), 10)
+    st = status(ids)
+    check("down: messages stay queued with an error while the server is down",
+          tried and all(v[0] == "queued" for v in st.values())
+          and any("connect" in v[2].lower() for v in st.values()), st)
+    time.sleep(1.5)
+    sink.start()
+    ok = all_status(ids, "sent", 20)
+    check("down: once the server is up every message goes", ok, status(ids))
+    time.sleep(0.3)
+    rec = received_ids()
+    check("down: each arrived exactly once", sorted(rec) == sorted(msgids(ids).values()), rec)
+
+
+def test_tempfail():
+    """4xx then success: retried with backoff, delivered once."""
+    sink.clear()
+    sink.set_control({"rcpt": [{"match": "rcptlater@", "reply": "451 4.3.0 try again later", "times": 2}],
+                      "data": [{"match": "datalater@", "reply": "452 4.3.1 insufficient storage", "times": 1}]})
+    a = add_contact("rcptlater@example.com")
+    b = add_contact("datalater@example.com")
+    m1 = queue(a, "rcptlater@example.com", subject="rcpt 4xx twice")
+    m2 = queue(b, "datalater@example.com", subject="data 4xx once")
+    ok = all_status([m1, m2], "sent", 20)
+    st = status([m1, m2])
+    check("4xx: both delivered after retries", ok, st)
+    check("4xx: attempts count the tries (3 and 2)", st[m1][1] == 3 and st[m2][1] == 2, st)
+    time.sleep(0.3)
+    check("4xx: each arrived once", len(sink.files()) == 2, len(sink.files()))
+    contacts = pg.rows(f"SELECT bounced_at IS NULL FROM meisa.contacts WHERE id IN ({a},{b})")
+    check("4xx: no bounce recorded", all(r[0] == "t" for r in contacts))
+    sink.set_control({})
+
+
+def test_permfail():
+    """5xx to RCPT: failed + contact bounced; 5xx to DATA: failed only."""
+    sink.clear()
+    sink.set_control({"rcpt": [{"match": "nosuch@", "reply": "550 5.1.1 no such user here", "times": -1}],
+                      "data": [{"match": "spamtrap@", "reply": "554 5.7.1 message content rejected", "times": -1}]})
+    a = add_contact("nosuch@example.com")
+    b = add_contact("spamtrap@example.com")
+    m1 = queue(a, "nosuch@example.com", subject="to a dead address")
+    m2 = queue(b, "spamtrap@example.com", subject="rejected content")
+    ok = all_status([m1, m2], "failed", 15)
+    st = status([m1, m2])
+    check("5xx: both failed after one attempt", ok and st[m1][1] == 1 and st[m2][1] == 1, st)
+    check("5xx: last_error keeps the server's answer", "550" in st[m1][2] and "554" in st[m2][2], st)
+    ra = pg.rows(f"SELECT bounced_at IS NOT NULL, subscribed, unsubscribe_reason, unsubscribed_at IS NOT NULL "
+                 f"FROM meisa.contacts WHERE id = {a}")[0]
+    check("5xx on RCPT: contact marked bounced (bounced_at, unsubscribed, reason bounced)",
+          ra == ["t", "f", "bounced", "t"], ra)
+    act = pg.psql(f"SELECT detail->>'kind' || ' ' || (detail->>'detail') FROM meisa.activity "
+                  f"WHERE contact_id = {a} AND kind = 'bounce'")
+    check("5xx on RCPT: a bounce activity records the server's answer",
+          act.startswith("hard RCPT: 550 5.1.1"), act)
+    listed = pg.psql("SELECT reason FROM meisa.unsubscribed_emails WHERE email = 'nosuch@example.com'")
+    check("5xx on RCPT: listed in meisa.unsubscribed_emails as bounced", listed == "bounced", listed)
+    rb = pg.rows(f"SELECT bounced_at IS NULL, subscribed FROM meisa.contacts WHERE id = {b}")[0]
+    check("5xx on DATA: contact not bounced", rb == ["t", "t"], rb)
+    m3 = queue(a, "nosuch@example.com", subject="after the bounce")
+    ok = wait_for(lambda: status([m3])[m3][0] == "suppressed", 10)
+    check("5xx: later mail to the bounced address is suppressed, not sent", ok, status([m3]))
+    check("5xx: the sink stored nothing", len(sink.files()) == 0)
+    sink.set_control({})
+
+
+def test_smtp_url_unset():
+    """Without meisa.smtp_url the worker delivers nothing and logs it once."""
+    sink.clear()
+    pg.reload({"meisa.smtp_url": ""})
+    c = add_contact("nourl@example.com")
+    ids = [queue(c, "nourl@example.com", subject=f"no url {i}") for i in range(2)]
+    time.sleep(2.5)
+    st = status(ids)
+    check("no smtp_url: messages stay queued, not attempted",
+          all(v[0] == "queued" and v[1] == 0 for v in st.values()), st)
+    n = pg.log_text().count("meisa.smtp_url is not set")
+    check(f"no smtp_url: logged once ({n})", n == 1)
+    # meisa_deliver() sends one batch synchronously with the session's smtp_url
+    sink.clear()
+    more = [queue(c, "nourl@example.com", subject=f"by meisa_deliver {i}") for i in range(3)]
+    n = pg.psql(f"SET meisa.smtp_url = 'smtp://127.0.0.1:{SMTP_PORT}'; SELECT meisa_deliver(3)")
+    check(f"meisa_deliver(3): sent {n} of the 5 waiting, over one connection",
+          n == "3" and len(sink.files()) == 3 and sink.connections() == 1, (n, len(sink.files())))
+    pg.reload({"meisa.smtp_url": None})
+    check("no smtp_url: sent once it is set again", all_status(ids + more, "sent", 10), status(ids + more))
+
+
+def test_run_due_hook():
+    """The worker calls meisa_run_due(timestamptz) each round when it exists."""
+    if pg.psql("SELECT to_regprocedure('public.meisa_run_due(timestamptz)') IS NOT NULL") == "t":
+        # the extension's own meisa_run_due: test_api's sequence step went through it
+        check("run_due: the worker runs the extension's meisa_run_due each round without an error",
+              not re.search(r"ERROR:.*run_due", pg.log_text()))
+        return
+    sink.clear()
+    pg.psql("CREATE TABLE public.run_due_calls (at timestamptz)")
+    pg.psql("""CREATE FUNCTION public.meisa_run_due(at timestamptz) RETURNS int LANGUAGE sql AS $$
+                 INSERT INTO public.run_due_calls VALUES (at);
+                 INSERT INTO meisa.messages (to_email, kind, subject, text, message_id)
+                 SELECT 'due@example.com', 'transactional', 'from run_due', 'x', 'due-' || gen_random_uuid()
+                  WHERE (SELECT count(*) FROM public.run_due_calls) = 1;
+                 SELECT 1 $$""")
+    ok = wait_for(lambda: len(sink.files()) >= 1, 8)
+    calls = int(pg.psql("SELECT count(*) FROM public.run_due_calls"))
+    check(f"run_due: called by the worker ({calls} calls), its message delivered in the same round",
+          ok and calls >= 1)
+    pg.psql("DROP FUNCTION public.meisa_run_due(timestamptz); DROP TABLE public.run_due_calls")
+
+
+def test_extension_recreated():
+    """DROP EXTENSION: the worker waits (logged once); CREATE EXTENSION: it delivers again."""
+    sink.clear()
+    pg.psql("DROP EXTENSION meisa CASCADE")
+    time.sleep(2.5)
+    n = pg.log_text().count("extension meisa is not installed")
+    check(f"recreate: without the extension the worker waits, logged once ({n})", n == 1)
+    check("recreate: the worker keeps running", pg.worker_pid() is not None)
+    pg.psql("CREATE EXTENSION meisa")
+    c = add_contact("again@example.com")
+    mid = queue(c, "again@example.com", subject="after CREATE EXTENSION")
+    check("recreate: mail is delivered after CREATE EXTENSION", all_status([mid], "sent", 10), status([mid]))
+
+
+def test_worker_sigterm():
+    """SIGTERM stops the worker cleanly; the postmaster restarts it; mail goes on."""
+    sink.clear()
+    pid = pg.worker_pid()
+    check("sigterm: the worker runs (backend_type 'meisa delivery')", pid is not None)
+    os.kill(pid, signal.SIGTERM)
+    gone = wait_for(lambda: pg.worker_pid() != pid, 5)
+    check("sigterm: the worker exits", gone)
+    c = add_contact("sigterm@example.com")
+    ids = [queue(c, "sigterm@example.com", subject=f"after sigterm {i}") for i in range(3)]
+    back = wait_for(lambda: pg.worker_pid() not in (None, pid), 15)
+    check("sigterm: the postmaster restarts the worker", back)
+    check("sigterm: messages queued meanwhile are sent", all_status(ids, "sent", 15), status(ids))
+    time.sleep(0.3)
+    check("sigterm: each once", len(sink.files()) == 3, len(sink.files()))
+    # SIGTERM in the middle of a slow batch: unsent rows go back to the queue
+    sink.clear()
+    sink.set_control({"delay": 0.3})
+    ids = [queue(c, "sigterm@example.com", subject=f"slow {i}") for i in range(8)]
+    wait_for(lambda: len(sink.files()) >= 2, 10, 0.02)
+    pid = pg.worker_pid()
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: pg.worker_pid() != pid, 5)
+    st = status(ids)
+    check("sigterm mid-batch: nothing left 'sending' after a clean exit",
+          all(v[0] in ("sent", "queued") for v in st.values()), st)
+    sink.set_control({})
+    ok = all_status(ids, "sent", 20)
+    time.sleep(0.3)
+    rec = received_ids()
+    check("sigterm mid-batch: all delivered after the restart, each once",
+          ok and sorted(rec) == sorted(msgids(ids).values()), (status(ids), len(rec)))
+
+
+def test_kill9(whole=False):
+    """kill -9 of the postmaster (whole=True: and of every server process at
+    once, as in a machine crash) while a batch is sending: none lost,
+    duplicates only from the in-flight batch, resent with the same Message-ID
+    and bytes."""
+    what = "postmaster and all its children" if whole else "postmaster"
+    sink.clear()
+    sink.set_control({"delay": 0.15})
+    c = add_contact("crash-all@example.com" if whole else "crash@example.com")
+    pg.psql("INSERT INTO meisa.messages (contact_id, to_email, kind, subject, text, html, message_id) "
+            f"SELECT {c}, (SELECT email FROM meisa.contacts WHERE id = {c}), 'marketing', 'crash ' || i, 'text ' || i, '<p>' || i || '</p>', "
+            "'crash-' || i || '-' || gen_random_uuid() FROM generate_series(1, 40) i")
+    pg.psql("UPDATE meisa.messages SET subject = 'old ' || subject WHERE subject LIKE 'crash %' AND status = 'sent'")
+    ids = [int(x) for x in pg.psql("SELECT id FROM meisa.messages WHERE subject LIKE 'crash %'").split()]
+    wait_for(lambda: len(sink.files()) >= 5, 15, 0.02)
+    if whole:
+        # strike while a message is handed over and the server has not answered yet
+        n = len(sink.inflight())
+        wait_for(lambda: len(sink.inflight()) > n, 5, 0.005)
+        inflight = sink.inflight()[-1]
+    sending = pg.rows("SELECT count(*) FROM meisa.messages WHERE status = 'sending'")[0][0]
+    ppid = pg.postmaster_pid()
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(ppid)], capture_output=True,
+                              text=True).stdout.split()
+    os.kill(ppid, signal.SIGKILL)
+    if whole:
+        for p in children:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    check(f"kill -9 ({what}): killed while {sending} messages were 'sending'", int(sending) > 0)
+
+    def all_gone():
+        for p in children + [str(ppid)]:
+            try:
+                os.kill(int(p), 0)
+                return False
+            except ProcessLookupError:
+                pass
+        return True
+    check(f"kill -9 ({what}): every server process is gone", wait_for(all_gone, 20))
+    before = len(sink.files())
+    sink.set_control({})
+    pg.start()
+    ok = all_status(ids, "sent", 40)
+    check(f"kill -9 ({what}): after restart every message is sent", ok,
+          pg.rows("SELECT status, count(*) FROM meisa.messages WHERE subject LIKE 'crash %' GROUP BY 1"))
+    time.sleep(0.5)
+    want = msgids(ids)
+    got = sink.messages()
+    counts = {}
+    raws = {}
+    for raw, m in got:
+        mid = m["Message-ID"]
+        counts[mid] = counts.get(mid, 0) + 1
+        raws.setdefault(mid, set()).add(raw)
+    lost = [v for v in want.values() if v not in counts]
+    dups = {k: n for k, n in counts.items() if n > 1}
+    check(f"kill -9 ({what}): none lost", not lost, lost)
+    check(f"kill -9 ({what}): {len(dups)} duplicate(s), at most the in-flight batch ({sending})",
+          len(dups) <= int(sending) and all(n == 2 for n in dups.values()), dups)
+    check(f"kill -9 ({what}): a resent message has the same Message-ID and identical bytes",
+          all(len(raws[k]) == 1 for k in dups))
+    check(f"kill -9 ({what}): received {len(got)} = 40 + duplicates (before the crash: {before})",
+          len(got) == 40 + sum(n - 1 for n in dups.values()))
+    if whole:
+        check(f"kill -9 ({what}): the message in flight ({inflight}) arrived twice, with identical bytes",
+              dups.get(inflight) == 2 and len(raws[inflight]) == 1, dups)
+        again = int(pg.psql("SELECT count(*) FROM meisa.messages WHERE subject LIKE 'crash %' AND attempts >= 2"))
+        check(f"kill -9 ({what}): the batch left 'sending' was claimed again after its lease ({again} messages)",
+              again > 0)
+    pg.psql("CREATE EXTENSION IF NOT EXISTS amcheck")
+    bad = pg.psql("SELECT count(*) FROM verify_heapam('meisa.messages')")
+    pg.psql("SELECT bt_index_check(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+            "WHERE c.relname = 'messages' AND c.relnamespace = 'meisa'::regnamespace")
+    check(f"kill -9 ({what}): amcheck finds meisa.messages and its indexes sound", bad == "0", bad)
+
+
+def main():
+    print(f"meisa live delivery tests: bindir {BINDIR}, PostgreSQL port {PG_PORT}, SMTP port {SMTP_PORT}")
+    t0 = time.time()
+    try:
+        pg.init()
+        sink.start()
+        pg.start()
+        pg.psql("CREATE DATABASE meisa_test", db="postgres")
+        pg.psql("CREATE EXTENSION meisa")
+        check("the worker starts with the server",
+              wait_for(lambda: pg.worker_pid() is not None, 10))
+        for t in (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
+                  test_tempfail, test_permfail, test_smtp_url_unset, test_run_due_hook,
+                  test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
+            try:
+                t()
+            except Exception:
+                check(getattr(t, "__name__", "test") + " raised", False, traceback.format_exc())
+        check("no server crash in the log (besides the kill -9)",
+              "terminated by signal 11" not in pg.log_text() and "TRAP" not in pg.log_text())
+    finally:
+        try:
+            pg.stop(force=True)
+        finally:
+            sink.stop()
+    print(f"time {time.time() - t0:.0f}s")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
