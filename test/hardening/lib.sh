@@ -94,13 +94,19 @@ pg_start() {
   STARTED_CLUSTERS+=("$dir")
 }
 
-# Starts an existing cluster directory.
+# Starts an existing cluster directory.  The ports sit inside the kernel's
+# ephemeral range: when an outgoing connection (e.g. the worker's SMTP
+# session) happens to hold our port, the bind fails; retry for up to 75 s.
 pg_ctl_start() {
-  local dir=$1
-  # PG_LD_PRELOAD (asan.sh): a sanitizer runtime preloaded into the server only
-  as_pg env LD_PRELOAD="${PG_LD_PRELOAD:-}" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
-    "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null 2>&1 9>&- \
-    || { echo "pg_ctl start failed:"; tail -20 "$dir/server.log"; return 1; }
+  local dir=$1 try
+  for try in $(seq 1 25); do
+    # PG_LD_PRELOAD (asan.sh): a sanitizer runtime preloaded into the server only
+    as_pg env LD_PRELOAD="${PG_LD_PRELOAD:-}" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
+      "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null 2>&1 9>&- && return 0
+    tail -5 "$dir/server.log" | grep -q "Address already in use" || break
+    sleep 3
+  done
+  echo "pg_ctl start failed:"; tail -20 "$dir/server.log"; return 1
 }
 
 # Stops a cluster directory if it runs.
