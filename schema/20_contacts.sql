@@ -17,9 +17,6 @@ CREATE FUNCTION meisa.normalize_email(email text) RETURNS text
 CREATE FUNCTION meisa.normalize_tag(tag text) RETURNS text
     LANGUAGE c STABLE PARALLEL SAFE     -- depends on meisa.max_tag_length
     AS 'MODULE_PATHNAME', 'meisa_normalize_tag';
-CREATE FUNCTION meisa.token_contact_id(token text) RETURNS bigint
-    LANGUAGE c STABLE STRICT
-    AS 'MODULE_PATHNAME', 'meisa_token_contact';
 
 -- API: Private. The contact as template/condition data (contact_data_jsonb).
 CREATE FUNCTION meisa.contact_data(contact_id bigint) RETURNS jsonb
@@ -35,6 +32,18 @@ CREATE TRIGGER contacts_normalize BEFORE INSERT OR UPDATE ON meisa.contacts
     FOR EACH ROW EXECUTE FUNCTION meisa.contacts_before();
 CREATE TRIGGER contacts_changes AFTER INSERT OR UPDATE ON meisa.contacts
     FOR EACH ROW EXECUTE FUNCTION meisa.contacts_after();
+-- meisa.activity has no foreign key (see 10_tables.sql): it goes with its contact here.
+CREATE FUNCTION meisa.contacts_deleted() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, meisa, pg_temp
+    AS $$
+BEGIN
+    DELETE FROM meisa.activity a WHERE a.contact_id = OLD.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER contacts_deleted AFTER DELETE ON meisa.contacts
+    FOR EACH ROW EXECUTE FUNCTION meisa.contacts_deleted();
 
 -- API: Public. Create or update a contact.
 CREATE FUNCTION meisa_upsert(payload jsonb) RETURNS jsonb
@@ -119,7 +128,7 @@ BEGIN
     IF pg_catalog.strpos($1, '@') > 0 THEN
         cid := meisa.contact_id_by_email($1);
     ELSE
-        cid := meisa.token_contact_id($1);
+        cid := meisa.unsubscribe_token_contact($1);   -- 60_delivery.sql
     END IF;
     UPDATE meisa.contacts c
        SET subscribed = false, unsubscribe_reason = $2, unsubscribed_at = pg_catalog.now()

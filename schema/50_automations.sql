@@ -27,7 +27,7 @@ CREATE FUNCTION meisa.condition_test(conditions jsonb, contact jsonb,
                                      changes jsonb DEFAULT NULL,
                                      properties jsonb DEFAULT NULL)
     RETURNS boolean
-    LANGUAGE c STABLE PARALLEL RESTRICTED
+    LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'meisa_condition_test';
 
 -- API: Reader.  One row per automation: how often it matched and how its

@@ -45,6 +45,14 @@ SELECT split_part(pg_temp.try($$SELECT meisa_unsubscribe('not-a-valid-token')$$)
 SET meisa.secret = 'regress-secret';
 SELECT split_part(pg_temp.try($$SELECT meisa_unsubscribe('not-a-valid-token')$$), ':', 1);
 RESET meisa.secret;
+-- a valid token (the one in the contact's unsubscribe link) unsubscribes that contact
+SELECT meisa_resubscribe('ann@example.com');
+SET meisa.secret = 'foundation-test-secret-0123456789';
+SET meisa.unsubscribe_base_url = 'https://example.com/u?t=';
+SELECT meisa_unsubscribe(substring(meisa.unsubscribe_url(c.id) FROM 't=(.*)$')) FROM meisa.contacts c WHERE email = 'ann@example.com';
+SELECT email, reason FROM meisa.unsubscribed_emails;
+RESET meisa.secret;
+RESET meisa.unsubscribe_base_url;
 -- resubscribe clears everything
 SELECT meisa_resubscribe('ann@example.com');
 SELECT meisa_resubscribe('ann@example.com');

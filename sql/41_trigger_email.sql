@@ -14,6 +14,10 @@ INSERT INTO meisa.templates (key, kind, subject, html, text, "from", reply_to) V
   ('bad_subject', 'transactional', 'Order {{{data.order}}}', NULL, 'x', NULL, NULL),
   ('newsletter', 'marketing', 'News', NULL, 'news', NULL, NULL);
 
+-- unsubscribe links are signed with meisa.secret
+SET meisa.secret = 'regression-secret';
+SET meisa.unsubscribe_base_url = 'https://acme.io/u/';
+
 INSERT INTO meisa.contacts (email, first_name, subscribed) VALUES
   ('ann@example.com', 'Ann', true),
   ('unsub@example.com', 'Una', false);
@@ -35,9 +39,20 @@ SELECT message_id ~ ('^<[0-9a-f]{24}\.' || id || '@mail\.acme\.io>$') AS message
 -- without a sender domain the Message-ID uses meisa.local; the email is
 -- matched trimmed and case-insensitively; unsubscribe_url is template data
 SELECT meisa_trigger_email('receipt', '{"email": "  ANN@Example.com ", "data_variables": {"order": 7, "total": "9.90"}}') AS receipt_id \gset
-SELECT to_email, subject, text ~ '^Total 9\.90 \(.*\)$' AS text_ok, from_address IS NULL AS no_from,
+SELECT to_email, subject, text ~ '^Total 9\.90 \(https://acme\.io/u/[A-Za-z0-9_-]+\)$' AS text_ok, from_address IS NULL AS no_from,
        message_id ~ ('^<[0-9a-f]{24}\.' || id || '@meisa\.local>$') AS message_id_ok
   FROM meisa.messages WHERE id = :receipt_id;
+-- without a "from" in the template the sender is meisa.from_address
+SET meisa.from_address = 'News <news@Example.org>';
+SELECT meisa_trigger_email('receipt', '{"email": "ann@example.com"}') AS guc_from_id \gset
+SELECT from_address, message_id ~ ('^<[0-9a-f]{24}\.' || id || '@example\.org>$') AS message_id_ok
+  FROM meisa.messages WHERE id = :guc_from_id;
+RESET meisa.from_address;
+-- the template's own "from" wins over the setting
+SET meisa.from_address = 'news@example.org';
+SELECT meisa_trigger_email('password_reset', '{"email": "ann@example.com"}') AS tpl_from_id \gset
+SELECT from_address FROM meisa.messages WHERE id = :tpl_from_id;
+RESET meisa.from_address;
 -- Message-IDs are unique
 SELECT count(DISTINCT message_id) = count(*) AS unique_ids FROM meisa.messages;
 
@@ -111,6 +126,16 @@ SELECT meisa_trigger_email('receipt', '{"email": "ann@example.com", "idempotency
 -- an idempotency_key over 255 bytes (54000)
 SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'idempotency_key', repeat('i', 256)));
 \echo :LAST_ERROR_SQLSTATE
+-- size limits (54000): the payload (meisa.max_payload_size) and data_variables
+-- (meisa.max_property_size, as event properties)
+SET meisa.max_payload_size = 1024;
+SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'data_variables', jsonb_build_object('x', repeat('x', 2000))));
+\echo :LAST_ERROR_SQLSTATE
+RESET meisa.max_payload_size;
+SET meisa.max_property_size = 100;
+SELECT meisa_trigger_email('receipt', jsonb_build_object('email', 'ann@example.com', 'data_variables', jsonb_build_object('x', repeat('x', 200))));
+\echo :LAST_ERROR_SQLSTATE
+RESET meisa.max_property_size;
 -- unknown payload key, payload not an object, null arguments (22023)
 SELECT meisa_trigger_email('receipt', '{"email": "ann@example.com", "data": {}}');
 \echo :LAST_ERROR_SQLSTATE
@@ -122,6 +147,12 @@ SELECT meisa_trigger_email(NULL, '{"email": "ann@example.com"}');
 \echo :LAST_ERROR_SQLSTATE
 -- a rendered subject with a line break (header injection) is rejected (22023)
 SELECT meisa_trigger_email('bad_subject', E'{"email": "ann@example.com", "data_variables": {"order": "1\\r\\nBcc: evil@x.io"}}');
+\echo :LAST_ERROR_SQLSTATE
+-- a recipient address with a line break never gets queued: contacts reject it
+-- (also for plain SQL), and so does the creation path of meisa_trigger_email
+INSERT INTO meisa.contacts (email) VALUES (E'crlf@example.com\r\nBcc: evil@x.io');
+\echo :LAST_ERROR_SQLSTATE
+SELECT meisa_trigger_email('receipt', E'{"email": "crlf@example.com\\r\\nBcc: evil@x.io"}');
 \echo :LAST_ERROR_SQLSTATE
 -- a render failure (output limit) is an error too
 SET meisa.max_render_size = 1024;

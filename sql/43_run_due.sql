@@ -128,6 +128,18 @@ SELECT e.status, e.current_step, e.next_run_at, e.last_error
   FROM meisa.enrollments e JOIN meisa.contacts c ON c.id = e.contact_id WHERE c.email LIKE 'lll%';
 RESET meisa.sequence_retry_delay;
 
+-- steps with a zero delay all run in the same call, in order
+INSERT INTO meisa.sequences (name) VALUES ('burst');
+INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
+SELECT s.id, v.position, '0', v.template
+  FROM meisa.sequences s, (VALUES (1, 'day0'), (2, 'day1'), (3, 'day3')) v(position, template)
+ WHERE s.name = 'burst';
+SELECT meisa_enroll('ann@example.com', 'burst') AS burst \gset
+SELECT meisa_run_due(now()) AS advanced;
+SELECT e.status, e.current_step, string_agg(m.template_key, ',' ORDER BY m.id) AS messages
+  FROM meisa.enrollments e JOIN meisa.messages m ON m.enrollment_id = e.id
+ WHERE e.id = :burst GROUP BY 1, 2;
+
 -- a sequence without steps completes at once
 INSERT INTO meisa.sequences (name) VALUES ('empty');
 SELECT meisa_enroll('ann@example.com', 'empty') AS empty \gset

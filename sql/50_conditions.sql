@@ -3,7 +3,10 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t50 CASCADE;
+CREATE SCHEMA t50;
 RESET client_min_messages;
+SET search_path = t50, public;
 SET timezone = 'UTC';
 
 CREATE TEMP TABLE c AS SELECT '{"id": 0, "email": "ann@example.com", "first_name": "Ann",
@@ -129,6 +132,12 @@ SELECT t('{"has_tag": "vip"}') AS has_vip,
        t('{"all": []}') AS all_empty,
        t('{"any": []}') AS any_empty,
        t('[{"has_tag": "vip"}, {"has_tag": "beta"}]') AS array_all;
+-- the tags array as a field: contains an element, changed in the change set
+SELECT t('{"field": "tags", "contains": "vip"}') AS tags_contains,
+       t('{"field": "tags", "contains": ["x", "beta"]}') AS tags_contains_any,
+       t('{"field": "tags", "contains": "vi"}') AS tags_no_substring,
+       t('{"field": "tags", "eq": "vip"}') AS tags_not_a_scalar,
+       meisa.condition_test('{"field": "tags", "changed": true}', '{}', '{"tags": {"old": [], "new": ["a"], "added": ["a"], "removed": []}}') AS tags_changed;
 -- an object of tests as the value of eq / ne
 SELECT t('{"field": "custom_fields.age", "eq": {"gte": 40, "lt": 50}}') AS eq_tests,
        t('{"field": "custom_fields.age", "ne": {"gte": 40, "lt": 50}}') AS ne_tests;

@@ -5,7 +5,10 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t52 CASCADE;
+CREATE SCHEMA t52;
 RESET client_min_messages;
+SET search_path = t52, public;
 
 INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('tips', 'marketing', 'Tips', 'Hi');
 INSERT INTO meisa.sequences (name) VALUES ('welcome'), ('other');
@@ -83,6 +86,15 @@ SELECT mark();
 UPDATE meisa.contacts SET tags = '{}' WHERE email = 'bob@example.com';
 SELECT name, email, trigger, status, actions_done, depth FROM new_runs();
 SELECT mark();
+-- tag_removed from another automation's action
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES
+  ('demote', 'tag_added', 'demote', '[{"remove_tag": "vip"}]');
+UPDATE meisa.contacts SET tags = tags || '{vip}' WHERE email = 'bob@example.com';
+SELECT mark();
+SELECT meisa_add_tag('bob@example.com', 'demote');
+SELECT name, email, trigger, status, actions_done, depth FROM new_runs();
+SELECT mark();
+DELETE FROM meisa.automations WHERE name = 'demote';
 -- tag_added from meisa_upsert tag_names: one firing per tag
 SELECT meisa_upsert('{"email": "dan@example.com", "tag_names": ["a", "vip"]}') ->> 'created' AS created;
 SELECT name, email, trigger, status, actions_done, depth FROM new_runs();
@@ -127,3 +139,11 @@ INSERT INTO meisa.automations (name, trigger, trigger_filter, actions, position)
 SELECT meisa_add_tag('eve@example.com', 'order');
 SELECT name, trigger, depth FROM new_runs() WHERE name <> 'on any tag';
 SELECT count(*) AS failed_runs FROM runs WHERE status = 'failed';
+-- plain SQL: INSERT ... ON CONFLICT DO UPDATE and a multi-row UPDATE fire per contact
+SELECT mark();
+INSERT INTO meisa.contacts (email, custom_fields) VALUES ('eve@example.com', '{"plan": "team"}'), ('fay@example.com', '{}')
+  ON CONFLICT (email) DO UPDATE SET custom_fields = meisa.contacts.custom_fields || excluded.custom_fields;
+SELECT name, email, trigger, depth FROM new_runs() WHERE name <> 'on any tag' ORDER BY email, name;
+SELECT mark();
+UPDATE meisa.contacts SET custom_fields = custom_fields || '{"plan": "enterprise"}' WHERE email IN ('ann@example.com', 'bob@example.com');
+SELECT name, email, trigger, depth FROM new_runs() WHERE name <> 'on any tag' ORDER BY email, name;

@@ -4,7 +4,10 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t53 CASCADE;
+CREATE SCHEMA t53;
 RESET client_min_messages;
+SET search_path = t53, public;
 
 INSERT INTO meisa.templates (key, kind, subject, text) VALUES
   ('tips', 'marketing', 'Tips for {{first_name}}', 'Try {{data.feature}}, {{first_name}} ({{custom_fields.plan}})');

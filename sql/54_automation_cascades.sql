@@ -7,9 +7,11 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t54 CASCADE;
+CREATE SCHEMA t54;
 RESET client_min_messages;
+SET search_path = t54, public;
 
-DROP FUNCTION IF EXISTS runs();
 CREATE FUNCTION runs() RETURNS TABLE (name text, trigger text, status text, actions_done int, depth int, error text)
   LANGUAGE sql AS $$ SELECT a.name, r.trigger, r.status, r.actions_done, r.depth, r.error
     FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.depth, r.id $$;

@@ -3,7 +3,10 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DROP SCHEMA IF EXISTS t55 CASCADE;
+CREATE SCHEMA t55;
 RESET client_min_messages;
+SET search_path = t55, public;
 
 INSERT INTO meisa.templates (key, kind, subject, text) VALUES
   ('welcome-pro-1', 'marketing', 'Welcome to Pro, {{first_name}}', 'Thanks for upgrading.'),

@@ -14,6 +14,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -171,7 +172,12 @@ meisa_automations_validate(PG_FUNCTION_ARGS)
 				 errmsg("invalid automation \"%s\": %s", name, error),
 				 errdetail("%s", error),
 				 errhint("See the rule language in the automations documentation.")));
-	check_references(&a, name);
+	/*
+	 * pg_dump and pg_restore run with check_function_bodies = false: a
+	 * restored rule may name sequences and templates restored after it.
+	 */
+	if (check_function_bodies)
+		check_references(&a, name);
 
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{

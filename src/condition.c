@@ -54,7 +54,7 @@ static const struct
 /* The contact fields a "field" test may name (besides custom_fields.NAME). */
 static const char *const plain_fields[] = {
 	"email", "external_id", "first_name", "last_name", "subscribed",
-	"created_at", "updated_at"
+	"created_at", "updated_at", "tags"
 };
 
 static CondNode *compile_node(JsonbValue *v, const char *path, CompileState *st);

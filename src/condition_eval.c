@@ -406,7 +406,8 @@ count_events(int64 contact_id, const char *name, TimestampTz since)
 	values[0] = Int64GetDatum(contact_id);
 	values[1] = CStringGetTextDatum(name);
 	values[2] = TimestampTzGetDatum(since);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
+	/* not read-only: the count sees the event being tracked right now */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: could not count events");
 	if (SPI_processed == 1)
 		count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],

@@ -32,7 +32,6 @@ PG_FUNCTION_INFO_V1(meisa_upsert);
 PG_FUNCTION_INFO_V1(meisa_normalize_email);
 PG_FUNCTION_INFO_V1(meisa_normalize_tag);
 PG_FUNCTION_INFO_V1(meisa_contact_data);
-PG_FUNCTION_INFO_V1(meisa_token_contact);
 
 /* Attempts of the read-merge-write loop before giving up. */
 #define UPSERT_MAX_ATTEMPTS 20
@@ -874,13 +873,4 @@ meisa_normalize_tag(PG_FUNCTION_ARGS)
 				 errmsg("field \"tag\" must not be null")));
 	t = PG_GETARG_TEXT_PP(0);
 	PG_RETURN_TEXT_P(cstring_to_text(tag_normalize(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), "tag")));
-}
-
-/* meisa.token_contact_id(text) returns bigint: the contact a token names. */
-Datum
-meisa_token_contact(PG_FUNCTION_ARGS)
-{
-	char	   *token = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	PG_RETURN_INT64(unsubscribe_token_contact(token));
 }

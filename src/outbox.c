@@ -10,8 +10,8 @@
  *		and the reason in last_error, and is never handed to delivery.
  */
 #include "outbox.h"
+#include "mustache.h"
 
-#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "port.h"
 #include "utils/builtins.h"
@@ -378,8 +378,23 @@ outbox_queue_contact(const ContactState *cs, const char *template_key,
 					 Jsonb *data, const MessageSource *src,
 					 char **suppressed_reason)
 {
+	TemplateRow *t = template_lookup(template_key);
+
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("template \"%s\" does not exist", template_key)));
+	return outbox_queue_template(cs, t, data, src, suppressed_reason);
+}
+
+/* outbox_queue with the template row already loaded (SPI connected). */
+int64
+outbox_queue_template(const ContactState *cs, const TemplateRow *t,
+					  Jsonb *data, const MessageSource *src,
+					  char **suppressed_reason)
+{
 	static SPIPlanPtr plan = NULL;
-	TemplateRow *t;
+	const char *template_key = t->key;
 	Jsonb	   *tdata;
 	PartialContext pc;
 	char	   *subject;
@@ -396,11 +411,6 @@ outbox_queue_contact(const ContactState *cs, const char *template_key,
 	if (suppressed_reason)
 		*suppressed_reason = NULL;
 
-	t = template_lookup(template_key);
-	if (t == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("template \"%s\" does not exist", template_key)));
 	if (src && src->required_kind && strcmp(src->required_kind, t->kind) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -411,7 +421,7 @@ outbox_queue_contact(const ContactState *cs, const char *template_key,
 	tdata = template_data(cs, data);
 	pc.cxt = CurrentMemoryContext;
 	pc.column = "text";
-	subject = mustache_render_jsonb(t->subject, tdata, outbox_partial, &pc);
+	subject = mustache_render_jsonb_plain(t->subject, tdata, outbox_partial, &pc);
 	if (t->html)
 	{
 		pc.column = "html";
@@ -420,7 +430,7 @@ outbox_queue_contact(const ContactState *cs, const char *template_key,
 	if (t->text)
 	{
 		pc.column = "text";
-		text = mustache_render_jsonb(t->text, tdata, outbox_partial, &pc);
+		text = mustache_render_jsonb_plain(t->text, tdata, outbox_partial, &pc);
 	}
 
 	from = sender_address(t);

@@ -64,6 +64,11 @@ extern int64 outbox_idempotent_message(const char *trigger_key, const char *idem
 									   char **status, char **last_error,
 									   char **to_email);
 
+/* outbox_queue_contact with the template row already loaded. */
+extern int64 outbox_queue_template(const ContactState *cs, const TemplateRow *t,
+								   Jsonb *data, const MessageSource *src,
+								   char **suppressed_reason);
+
 /* Checks a template key (22023 naming the field when malformed). */
 extern void template_check_key(const char *key, const char *field);
 

@@ -2,8 +2,9 @@
  * rundue.c
  *		meisa_run_due(at): advances every active enrolment of an enabled
  *		sequence whose next_run_at is at or before 'at'.  Enrolments are
- *		locked in batches with FOR UPDATE SKIP LOCKED, so concurrent callers
- *		never process the same enrolment twice.  Per enrolment, in order:
+ *		locked with FOR UPDATE SKIP LOCKED, so concurrent callers
+ *		never process the same enrolment twice (a cursor per pass, fetched in
+ *		batches of meisa.run_due_batch_size).  Per enrolment, in order:
  *		  1. exit conditions hold -> status 'exited', exit_reason 'exit_conditions';
  *		  2. no step after current_step -> status 'completed';
  *		  3. outside the send window -> next_run_at = the next opening;
@@ -43,6 +44,7 @@ typedef struct RunStep
 	Interval	delay;
 	char	   *template_key;
 	Jsonb	   *conditions;		/* NULL = always */
+	TemplateRow *template;		/* loaded on first use in this run */
 } RunStep;
 
 /* A sequence with its steps (ordered by position), as loaded for one run. */
@@ -55,6 +57,7 @@ typedef struct RunSequence
 	SendWindow	window;
 	pg_tz	   *tz;				/* the sequence's time zone */
 	int			nsteps;
+	int			maxsteps;		/* allocated entries of steps */
 	RunStep    *steps;
 } RunSequence;
 
@@ -153,8 +156,8 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 		if (rs->tz == NULL)
 			rs->tz = send_window_zone("UTC");
 		rs->nsteps = 0;
-		rs->steps = palloc0(sizeof(RunStep) *
-							(DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull)) + 1));
+		rs->maxsteps = (int) DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull)) + 1;
+		rs->steps = palloc0(sizeof(RunStep) * rs->maxsteps);
 	}
 	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
@@ -176,7 +179,13 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 
 		if (rs == NULL)
 			continue;			/* disabled sequence, or added since */
+		if (rs->nsteps >= rs->maxsteps)
+		{
+			rs->maxsteps *= 2;
+			rs->steps = repalloc(rs->steps, sizeof(RunStep) * rs->maxsteps);
+		}
 		st = &rs->steps[rs->nsteps++];
+		memset(st, 0, sizeof(RunStep));
 		st->position = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		st->delay = *DatumGetIntervalP(SPI_getbinval(tup, desc, 3, &isnull));
 		st->template_key = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
@@ -215,9 +224,24 @@ schedule_after(RunItem *it, RunSequence *rs, int idx, TimestampTz at)
 	}
 }
 
+/* Loads a step's template into 'cxt' for the rest of the run; ERROR if gone. */
+static TemplateRow *
+load_template(const char *key, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TemplateRow *t = template_lookup(key);
+
+	MemoryContextSwitchTo(old);
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("template \"%s\" does not exist", key)));
+	return t;
+}
+
 /* Advances one enrolment (may throw: the caller holds a subtransaction). */
 static void
-run_one(RunItem *it, RunSequence *rs, TimestampTz at)
+run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 {
 	RunStep    *step = NULL;
 	int			idx;
@@ -281,7 +305,9 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at)
 	src.enrollment_id = it->id;
 	src.sequence_id = rs->id;
 	src.step_position = step->position;
-	outbox_queue_contact(&it->cs, step->template_key, NULL, &src, &reason);
+	if (step->template == NULL)
+		step->template = load_template(step->template_key, runcxt);
+	outbox_queue_template(&it->cs, step->template, NULL, &src, &reason);
 	if (reason)
 	{
 		/* constant strings: 'reason' lives in the per-item context */
@@ -315,7 +341,7 @@ record_failure(RunItem *it, ErrorData *edata, TimestampTz at)
  */
 static bool
 run_in_subxact(RunItem *items, int n, HTAB *seqs, TimestampTz at,
-			   MemoryContext itemcxt, ErrorData **error)
+			   MemoryContext runcxt, MemoryContext itemcxt, ErrorData **error)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -334,7 +360,7 @@ run_in_subxact(RunItem *items, int n, HTAB *seqs, TimestampTz at,
 
 			CHECK_FOR_INTERRUPTS();
 			prev = MemoryContextSwitchTo(itemcxt);
-			run_one(&items[i], rs, at);
+			run_one(&items[i], rs, at, runcxt);
 			MemoryContextSwitchTo(prev);
 			MemoryContextReset(itemcxt);
 		}
@@ -424,18 +450,22 @@ store_outcomes(RunItem *items, int n)
 		elog(ERROR, "meisa: could not update enrolments");
 }
 
-/* Locks the next batch of due enrolments; returns how many were filled in. */
-static int
-lock_batch(TimestampTz at, ArrayType *enabled_ids, RunItem *items, int max)
+/*
+ * Opens a cursor over the due enrolments of enabled sequences, oldest first,
+ * locking each row as it is fetched (FOR UPDATE SKIP LOCKED).  One cursor
+ * per pass keeps the index scan moving forward instead of rescanning the
+ * entries of rows already advanced.
+ */
+static Portal
+open_due_cursor(TimestampTz at, ArrayType *enabled_ids)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[3];
-	uint64		i;
-	int			n;
+	Datum		values[2];
+	Portal		portal;
 
 	if (plan == NULL)
 	{
-		Oid			types[3] = {TIMESTAMPTZOID, INT8ARRAYOID, INT4OID};
+		Oid			types[2] = {TIMESTAMPTZOID, INT8ARRAYOID};
 
 		plan = outbox_keep_plan("SELECT e.id, e.contact_id, e.sequence_id, e.current_step,"
 								" c.email, c.subscribed, c.bounced_at IS NOT NULL,"
@@ -446,14 +476,25 @@ lock_batch(TimestampTz at, ArrayType *enabled_ids, RunItem *items, int max)
 								" WHERE e.status OPERATOR(pg_catalog.=) 'active'"
 								" AND e.next_run_at OPERATOR(pg_catalog.<=) $1"
 								" AND e.sequence_id OPERATOR(pg_catalog.=) ANY ($2)"
-								" ORDER BY e.next_run_at LIMIT $3"
-								" FOR UPDATE OF e SKIP LOCKED", 3, types);
+								" ORDER BY e.next_run_at"
+								" FOR UPDATE OF e SKIP LOCKED", 2, types);
 	}
 	values[0] = TimestampTzGetDatum(at);
 	values[1] = PointerGetDatum(enabled_ids);
-	values[2] = Int32GetDatum(max);
-	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: could not lock due enrolments");
+	portal = SPI_cursor_open(NULL, plan, values, NULL, false);
+	if (portal == NULL)
+		elog(ERROR, "meisa: could not open the due enrolments cursor");
+	return portal;
+}
+
+/* Fetches and locks the next batch of due enrolments; returns how many. */
+static int
+fetch_batch(Portal portal, RunItem *items, int max)
+{
+	uint64		i;
+	int			n;
+
+	SPI_cursor_fetch(portal, true, max);
 	n = (int) SPI_processed;
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -515,38 +556,53 @@ meisa_run_due(PG_FUNCTION_ARGS)
 	seqs = load_sequences(runcxt, &enabled_ids);
 	items = MemoryContextAlloc(runcxt, sizeof(RunItem) * batch);
 
+	/*
+	 * Passes: each walks the due enrolments once.  A step with a zero delay
+	 * makes its enrolment due again at once; the next pass takes it (the
+	 * cursor of a pass does not see rows changed after it opened).
+	 */
 	for (;;)
 	{
-		int			n,
-					i;
-		ErrorData  *error = NULL;
+		Portal		portal = open_due_cursor(at, enabled_ids);
+		int64		pass_rows = 0;
 
-		oldcxt = MemoryContextSwitchTo(batchcxt);
-		n = lock_batch(at, enabled_ids, items, batch);
-		if (n == 0)
+		for (;;)
 		{
-			MemoryContextSwitchTo(oldcxt);
-			break;
-		}
+			int			n,
+						i;
+			ErrorData  *error = NULL;
 
-		/* optimistic: the whole batch in one subtransaction */
-		if (!run_in_subxact(items, n, seqs, at, itemcxt, &error))
-		{
-			/* something failed: redo one enrolment per subtransaction */
-			FreeErrorData(error);
-			for (i = 0; i < n; i++)
+			oldcxt = MemoryContextSwitchTo(batchcxt);
+			n = fetch_batch(portal, items, batch);
+			if (n == 0)
 			{
-				error = NULL;
-				if (!run_in_subxact(&items[i], 1, seqs, at, itemcxt, &error))
-					record_failure(&items[i], error, at);
+				MemoryContextSwitchTo(oldcxt);
+				break;
 			}
+			pass_rows += n;
+
+			/* optimistic: the whole batch in one subtransaction */
+			if (!run_in_subxact(items, n, seqs, at, runcxt, itemcxt, &error))
+			{
+				/* something failed: redo one enrolment per subtransaction */
+				FreeErrorData(error);
+				for (i = 0; i < n; i++)
+				{
+					error = NULL;
+					if (!run_in_subxact(&items[i], 1, seqs, at, runcxt, itemcxt, &error))
+						record_failure(&items[i], error, at);
+				}
+			}
+			for (i = 0; i < n; i++)
+				if (items[i].advanced)
+					advanced++;
+			store_outcomes(items, n);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(batchcxt);
 		}
-		for (i = 0; i < n; i++)
-			if (items[i].advanced)
-				advanced++;
-		store_outcomes(items, n);
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(batchcxt);
+		SPI_cursor_close(portal);
+		if (pass_rows == 0)
+			break;
 	}
 
 	SPI_finish();

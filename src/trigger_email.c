@@ -11,6 +11,7 @@
  *		the first message's id and queues nothing.
  */
 #include "outbox.h"
+#include "payload.h"
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
@@ -180,6 +181,7 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("payload must be a JSON object")));
+	payload_check_size(payload, "payload");
 
 	/* read and check the payload's keys */
 	it = JsonbIteratorInit(&payload->root);
@@ -208,6 +210,12 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("data_variables must be an object, not %s", jbv_type_name(&v))));
 			data = JsonbValueToJsonb(&v);
+			if (VARSIZE(data) - VARHDRSZ > (Size) meisa_max_property_size)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("data_variables is too large"),
+						 errdetail("It takes %zu bytes; meisa.max_property_size allows %d.",
+								   (Size) (VARSIZE(data) - VARHDRSZ), meisa_max_property_size)));
 		}
 		else if (strcmp(key, "idempotency_key") == 0)
 		{
@@ -283,7 +291,7 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 	src.required_kind = "transactional";
 	src.trigger_key = trigger_key;
 	src.idempotency_key = idem;
-	id = outbox_queue_contact(&cs, trigger_key, data, &src, &reason);
+	id = outbox_queue_template(&cs, t, data, &src, &reason);
 	if (reason)
 		notice_suppressed(id, cs.email, reason);
 	SPI_finish();

@@ -1,0 +1,219 @@
+-- Privileges and security (DESIGN §7): PUBLIC can do nothing; meisa_app calls
+-- the API but neither reads contacts nor changes automations; meisa_reader
+-- reads the views and writes nothing; meisa_admin configures but cannot read
+-- the secrets; objects created by an unprivileged role (a public.lower(), an
+-- operator) never run inside meisa's functions and triggers.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_meisa_nobody;
+DROP ROLE IF EXISTS regress_meisa_app;
+DROP ROLE IF EXISTS regress_meisa_admin;
+DROP ROLE IF EXISTS regress_meisa_reader;
+DROP ROLE IF EXISTS regress_meisa_evil;
+RESET client_min_messages;
+CREATE ROLE regress_meisa_nobody;
+CREATE ROLE regress_meisa_app IN ROLE meisa_app;
+CREATE ROLE regress_meisa_admin IN ROLE meisa_admin;
+CREATE ROLE regress_meisa_reader IN ROLE meisa_reader;
+CREATE ROLE regress_meisa_evil;
+
+-- Fixtures, as the superuser.
+INSERT INTO meisa.templates (key, kind, subject, text)
+VALUES ('sec_receipt', 'transactional', 'Receipt for {{first_name}}', 'Thanks {{data.item}}');
+SELECT meisa_upsert('{"email": "owner@example.com", "external_id": "sec-1", "first_name": "Olga"}') ->> 'created' AS fixture_created;
+
+-- ---------------------------------------------------------------------
+-- PUBLIC (a role without any meisa role) can use nothing of the extension.
+-- Catalog-wide: no extension function executable, no table or view usable,
+-- no schema usage.
+SELECT count(*) AS public_executable_functions
+  FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
+ WHERE has_function_privilege('regress_meisa_nobody', p.oid, 'EXECUTE');
+SELECT count(*) AS public_usable_relations
+  FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
+ WHERE c.relkind IN ('r', 'v', 'm', 'p')
+   AND has_table_privilege('regress_meisa_nobody', c.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER');
+SELECT count(*) AS public_usable_sequences
+  FROM pg_class c WHERE c.relnamespace = 'meisa'::regnamespace
+   AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('regress_meisa_nobody', c.oid, 'USAGE,SELECT,UPDATE') END;
+SELECT has_schema_privilege('regress_meisa_nobody', 'meisa', 'USAGE') AS public_schema_usage;
+SET ROLE regress_meisa_nobody;
+SELECT meisa_upsert('{"email": "nobody@example.com"}');
+SELECT meisa_track('login', '{"email": "nobody@example.com"}');
+SELECT meisa_trigger_email('sec_receipt', '{"email": "nobody@example.com"}');
+SELECT meisa_unsubscribe('owner@example.com');
+SELECT count(*) FROM meisa.contacts;
+SELECT count(*) FROM meisa.unsubscribed_emails;
+RESET ROLE;
+
+-- ---------------------------------------------------------------------
+-- meisa_app: the API works ...
+SET ROLE regress_meisa_app;
+SELECT meisa_upsert('{"email": "app@example.com", "first_name": "Ann"}') ->> 'created' AS app_created;
+SELECT meisa_track('login', '{"email": "app@example.com"}') > 0 AS app_tracked;
+SELECT count(*) AS add_tag_called FROM (SELECT meisa_add_tag('app@example.com', 'beta')) x;
+SELECT meisa_trigger_email('sec_receipt', '{"email": "app@example.com", "data_variables": {"item": "tea"}}') > 0 AS app_triggered;
+SELECT count(*) AS unsubscribe_called FROM (SELECT meisa_unsubscribe('app@example.com')) x;
+SELECT email, reason FROM meisa.unsubscribed_emails ORDER BY email;
+-- ... but contacts, events, messages and the rules are out of reach
+SELECT count(*) FROM meisa.contacts;
+SELECT count(*) FROM meisa.events;
+SELECT count(*) FROM meisa.messages;
+UPDATE meisa.contacts SET first_name = 'X';
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('app_rule', 'contact_created', '[{"add_tag": "x"}]');
+UPDATE meisa.automations SET enabled = false;
+DELETE FROM meisa.templates;
+SELECT count(*) FROM meisa.templates;
+RESET ROLE;
+
+-- ---------------------------------------------------------------------
+-- meisa_reader: reads every reporting view, writes nothing, calls no API.
+SET ROLE regress_meisa_reader;
+SELECT count(*) > 0 AS reader_sees_activity FROM meisa.contact_activity;
+SELECT count(*) >= 0 AS reader_sees_funnel FROM meisa.sequence_funnel;
+SELECT count(*) >= 0 AS reader_sees_automation_stats FROM meisa.automation_stats;
+SELECT count(*) >= 0 AS reader_sees_message_stats FROM meisa.message_stats;
+SELECT count(*) AS reader_unsubscribed FROM meisa.unsubscribed_emails;
+SELECT meisa_upsert('{"email": "reader@example.com"}');
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('reader_rule', 'contact_created', '[{"add_tag": "x"}]');
+DELETE FROM meisa.contacts;
+RESET ROLE;
+
+-- ---------------------------------------------------------------------
+-- meisa_admin: configures automations and templates ...
+SET ROLE regress_meisa_admin;
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions)
+VALUES ('admin_rule', 'tag_added', 'vip', '[{"add_tag": "very_important"}]');
+UPDATE meisa.automations SET enabled = false WHERE name = 'admin_rule';
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('admin_tpl', 'marketing', 'Hi', 'Hello {{first_name}}');
+SELECT name, enabled FROM meisa.automations ORDER BY name;
+RESET ROLE;
+-- ... but reads no secret: superuser-only settings stay hidden.
+LOAD 'meisa';
+SET meisa.secret = 'regress-secret';
+SET meisa.smtp_password = 'regress-password';
+SET ROLE regress_meisa_admin;
+SHOW meisa.secret;
+SHOW meisa.smtp_password;
+SELECT current_setting('meisa.secret');
+SELECT current_setting('meisa.smtp_password');
+SELECT count(*) AS visible_secret_settings FROM pg_settings WHERE name IN ('meisa.secret', 'meisa.smtp_password');
+SET meisa.secret = 'mine';
+RESET ROLE;
+SET ROLE regress_meisa_app;
+SHOW meisa.secret;
+RESET ROLE;
+SHOW meisa.secret;
+RESET meisa.secret;
+RESET meisa.smtp_password;
+
+-- ---------------------------------------------------------------------
+-- Every SECURITY DEFINER function of the extension pins its search_path,
+-- and no SQL or PL/pgSQL function of the extension runs with the caller's
+-- search_path (lists the offenders; none expected).
+SELECT p.oid::regprocedure AS definer_without_pinned_search_path
+  FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
+ WHERE p.prosecdef
+   AND NOT coalesce('search_path=pg_catalog, meisa, pg_temp' = ANY (p.proconfig), false)
+ ORDER BY 1;
+SELECT p.oid::regprocedure AS sql_function_without_search_path
+  FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE l.lanname IN ('sql', 'plpgsql')
+   AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+ ORDER BY 1;
+
+-- ---------------------------------------------------------------------
+-- search_path attack: an unprivileged role plants look-alikes of the
+-- functions and operators meisa uses; each one announces itself and tries
+-- to make its author superuser.  A victim session then puts public first.
+GRANT CREATE ON SCHEMA public TO regress_meisa_evil;
+SET ROLE regress_meisa_evil;
+CREATE FUNCTION public.meisa_evil_hit(what text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE NOTICE 'evil % ran as %', what, current_user;
+  BEGIN
+    EXECUTE 'ALTER ROLE regress_meisa_evil SUPERUSER';
+  EXCEPTION WHEN OTHERS THEN NULL;
+  END;
+END $$;
+CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('lower'); RETURN pg_catalog.lower($1); END $$;
+CREATE FUNCTION public.btrim(text) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('btrim'); RETURN pg_catalog.btrim($1); END $$;
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('now'); RETURN pg_catalog.now(); END $$;
+CREATE FUNCTION public.jsonb_typeof(jsonb) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('jsonb_typeof'); RETURN pg_catalog.jsonb_typeof($1); END $$;
+CREATE FUNCTION public.array_append(text[], text) RETURNS text[] LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('array_append'); RETURN pg_catalog.array_append($1, $2); END $$;
+CREATE FUNCTION public.evil_texteq(text, text) RETURNS boolean LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('text ='); RETURN pg_catalog.texteq($1, $2); END $$;
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.evil_texteq);
+CREATE FUNCTION public.evil_int8eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('bigint ='); RETURN pg_catalog.int8eq($1, $2); END $$;
+CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.evil_int8eq);
+CREATE FUNCTION public.evil_textcat(text, text) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('text ||'); RETURN pg_catalog.textcat($1, $2); END $$;
+CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = public.evil_textcat);
+CREATE FUNCTION public.evil_jsonb_field(jsonb, text) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('jsonb ->>'); RETURN pg_catalog.jsonb_object_field_text($1, $2); END $$;
+CREATE OPERATOR public.->> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = public.evil_jsonb_field);
+CREATE FUNCTION public.evil_jsonb_exists(jsonb, text) RETURNS boolean LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('jsonb ?'); RETURN pg_catalog.jsonb_exists($1, $2); END $$;
+CREATE OPERATOR public.? (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = public.evil_jsonb_exists);
+RESET ROLE;
+
+-- the victims: the superuser with public first (the worst case), then the app
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('sec_on_update', 'contact_updated', '{"field": "custom_fields.plan", "changed_to": "pro"}',
+   '[{"add_tag": "paid"}, {"set_field": {"custom_fields.level": "gold"}}, {"notify": {"channel": "sales", "message": "{{email}} upgraded"}}]'),
+  ('sec_on_event', 'custom_event', NULL, '[{"add_tag": "active"}]');
+SET search_path = public, pg_catalog;
+-- (the statements below avoid the planted operators themselves: only what
+-- runs inside meisa may be tempted)
+SELECT pg_catalog.jsonb_object_field_text(meisa_upsert('{"email": " Victim@Example.COM ", "external_id": "sec-2", "custom_fields": {"plan": "free"}}'), 'created') AS victim_created;
+SELECT meisa_upsert('{"email": "victim@example.com", "custom_fields": {"plan": "pro"}}') -> 'changed' AS victim_changed;
+SELECT meisa_track('purchase', '{"email": "victim@example.com", "properties": {"amount": 5}, "event_id": "sec-ev-1"}') > 0 AS victim_tracked;
+SELECT count(*) AS victim_tagged FROM (SELECT meisa_add_tag('victim@example.com', 'vip')) x;
+SELECT count(*) AS victim_untagged FROM (SELECT meisa_remove_tag('victim@example.com', 'vip')) x;
+SELECT meisa_trigger_email('sec_receipt', '{"email": "victim@example.com", "data_variables": {"item": "pen"}}') > 0 AS victim_mailed;
+SELECT meisa.render('Hi {{name}}', '{"name": "Vic"}') AS victim_render;
+SELECT meisa.jsonb_diff('{"a": 1, "b": "x"}', '{"a": 2, "b": "x"}') AS victim_diff;
+UPDATE meisa.contacts SET first_name = 'Vic', tags = pg_catalog.array_cat(tags, '{sql_tag}')
+ WHERE email OPERATOR(pg_catalog.=) 'victim@example.com';
+SELECT count(*) AS victim_unsubscribed FROM (SELECT meisa_unsubscribe('victim@example.com')) x;
+SELECT count(*) AS victim_resubscribed FROM (SELECT meisa_resubscribe('victim@example.com')) x;
+SELECT meisa_run_due(pg_catalog.now() + interval '1 day') >= 0 AS victim_run_due;
+SET client_min_messages = error;  -- no SMTP server here: only the code path matters
+SELECT count(*) AS victim_delivered FROM (SELECT meisa_deliver(10)) x;
+RESET client_min_messages;
+SET ROLE regress_meisa_app;
+SELECT pg_catalog.jsonb_object_field_text(meisa_upsert('{"email": "victim2@example.com", "custom_fields": {"plan": "pro"}}'), 'created') AS app_victim_created;
+SELECT meisa_upsert('{"email": "victim2@example.com", "custom_fields": {"plan": "free"}}') -> 'changed' AS app_victim_changed;
+RESET ROLE;
+RESET search_path;
+SELECT rolsuper AS evil_became_superuser FROM pg_roles WHERE rolname = 'regress_meisa_evil';
+SELECT email, tags, custom_fields FROM meisa.contacts WHERE email LIKE 'victim%' ORDER BY email;
+
+-- clean up the roles (cluster-wide objects)
+DROP FUNCTION public.lower(text), public.btrim(text), public.now(), public.jsonb_typeof(jsonb),
+  public.array_append(text[], text);
+DROP OPERATOR public.= (text, text), public.= (bigint, bigint), public.|| (text, text),
+  public.->> (jsonb, text), public.? (jsonb, text);
+DROP FUNCTION public.evil_texteq(text, text), public.evil_int8eq(bigint, bigint),
+  public.evil_textcat(text, text), public.evil_jsonb_field(jsonb, text),
+  public.evil_jsonb_exists(jsonb, text), public.meisa_evil_hit(text);
+REVOKE CREATE ON SCHEMA public FROM regress_meisa_evil;
+SET client_min_messages = warning;
+DROP EXTENSION meisa CASCADE;
+RESET client_min_messages;
+DROP ROLE regress_meisa_nobody, regress_meisa_app, regress_meisa_admin, regress_meisa_reader, regress_meisa_evil;

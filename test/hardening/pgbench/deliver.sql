@@ -1,0 +1,2 @@
+-- the sender's SQL entry point, concurrently with the worker
+SELECT stress.deliver();

@@ -1,0 +1,2 @@
+-- the scheduler's SQL entry point, concurrently with the worker
+SELECT stress.run_due();
