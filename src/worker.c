@@ -428,6 +428,8 @@ worker_round(MemoryContext round_ctx)
 		if (!PostmasterIsAlive())
 			proc_exit(1);
 	}
+	/* no idle connection while sleeping; settings may change before the next round */
+	delivery_session_close();
 	if (more)
 		return 0;
 
@@ -500,6 +502,7 @@ meisa_worker_main(Datum arg)
 			EmitErrorReport();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			delivery_session_close();
 			pgstat_report_activity(STATE_IDLE, NULL);
 			naptime = meisa_worker_naptime;
 		}
