@@ -160,6 +160,9 @@ static const Oid query_types[Q_COUNT][5] = {
 
 static SPIPlanPtr plans[Q_COUNT];
 
+/* The worker's SMTP session, kept open across the batches of a round. */
+static SmtpSession *worker_session = NULL;
+
 /* When the next message may be sent under meisa.max_send_rate (across batches). */
 static TimestampTz rate_next_send = 0;
 static MemoryContext xact_saved_ctx = NULL;
@@ -484,6 +487,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	TimestampTz lease_end;
 	long		margin_ms;
 	SmtpSession *volatile session = NULL;
+	MemoryContext sctx;
 
 	*more = false;
 	if (!delivery_configured())
@@ -525,7 +529,17 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 		int			stop_at = n;	/* first message not attempted */
 		double		release_delay = 0;
 
-		session = smtp_session_open();
+		/* the worker keeps its session for the next batch of the round */
+		if (own_transactions && worker_session)
+			session = worker_session;
+		else
+		{
+			sctx = MemoryContextSwitchTo(own_transactions ? TopMemoryContext : batch_ctx);
+			session = smtp_session_open();
+			MemoryContextSwitchTo(sctx);
+			if (own_transactions)
+				worker_session = session;
+		}
 		for (i = 0; i < n; i++)
 		{
 			DeliveryMsg *m = &msgs[i];
@@ -622,6 +636,12 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 					break;
 				case SMTP_CONNFAIL:
 					release_delay = backoff_seconds(m->attempts);
+					if (own_transactions)
+					{
+						/* reconnect next time */
+						delivery_session_close();
+						session = NULL;
+					}
 					settle(Q_RETRY, m, r.error, release_delay);
 					report_smtp_problem(r.error);
 					stop_at = i + 1;
@@ -648,13 +668,15 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 				delivery_xact_commit();
 			*more = false;
 		}
-		smtp_session_close(session);
+		if (!own_transactions)
+			smtp_session_close(session);
 		session = NULL;
 	}
 	PG_CATCH();
 	{
-		if (session)
+		if (session && session != worker_session)
 			smtp_session_close(session);
+		delivery_session_close();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -663,6 +685,17 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	MemoryContextSwitchTo(oldctx);
 	MemoryContextDelete(batch_ctx);
 	return sent;
+}
+
+/* Closes the worker's SMTP session (end of a round, errors, failures). */
+void
+delivery_session_close(void)
+{
+	SmtpSession *s = worker_session;
+
+	worker_session = NULL;
+	if (s)
+		smtp_session_close(s);
 }
 
 /*

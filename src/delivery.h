@@ -106,6 +106,9 @@ extern void smtp_session_close(SmtpSession *s);
  */
 extern int	delivery_run_batch(int max, bool own_transactions, bool *more);
 
+/* Closes the worker's SMTP session (kept open across the batches of a round). */
+extern void delivery_session_close(void);
+
 /*
  * The earliest time a queued message, an expiring lease or (with_steps) an
  * enrolment step needs the worker (0 = none).

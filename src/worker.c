@@ -358,6 +358,30 @@ worker_find_extension(bool *installed, MemoryContext ctx)
 	return run_due;
 }
 
+/* Calls meisa_run_due(now()); a failure is logged and does not hold up delivery. */
+static void
+worker_run_due(const char *func, MemoryContext round_ctx)
+{
+	char	   *sql = psprintf("SELECT %s(pg_catalog.now())", func);
+
+	PG_TRY();
+	{
+		delivery_xact_begin("meisa_run_due");
+		SPI_execute(sql, false, 0);
+		delivery_xact_commit();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(round_ctx);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(round_ctx);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_END_TRY();
+}
+
 /* One round: due sequence steps, then delivery batches; returns the sleep in ms. */
 static long
 worker_round(MemoryContext round_ctx)
@@ -390,13 +414,7 @@ worker_round(MemoryContext round_ctx)
 	logged_absent = false;
 
 	if (run_due)
-	{
-		char	   *sql = psprintf("SELECT %s(pg_catalog.now())", run_due);
-
-		delivery_xact_begin("meisa_run_due");
-		SPI_execute(sql, false, 0);
-		delivery_xact_commit();
-	}
+		worker_run_due(run_due, round_ctx);
 
 	while (more && !ProcDiePending && !ConfigReloadPending)
 	{
@@ -410,6 +428,8 @@ worker_round(MemoryContext round_ctx)
 		if (!PostmasterIsAlive())
 			proc_exit(1);
 	}
+	/* no idle connection while sleeping; settings may change before the next round */
+	delivery_session_close();
 	if (more)
 		return 0;
 
@@ -482,6 +502,7 @@ meisa_worker_main(Datum arg)
 			EmitErrorReport();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			delivery_session_close();
 			pgstat_report_activity(STATE_IDLE, NULL);
 			naptime = meisa_worker_naptime;
 		}

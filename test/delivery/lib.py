@@ -55,7 +55,6 @@ meisa.retry_backoff_max = '2s'
 meisa.lease_time = '6s'
 meisa.smtp_timeout = '5s'
 meisa.smtp_connect_timeout = '2s'
-log_min_messages = log
 {self.extra_conf}
 """)
 

@@ -358,6 +358,21 @@ def test_run_due_hook():
         # the extension's own meisa_run_due: test_api's sequence step went through it
         check("run_due: the worker runs the extension's meisa_run_due each round without an error",
               not re.search(r"ERROR:.*run_due", pg.log_text()))
+        # a failing meisa_run_due is logged and does not hold up delivery
+        sink.clear()
+        pg.psql("ALTER FUNCTION public.meisa_run_due(timestamptz) RENAME TO meisa_run_due_saved")
+        pg.psql("""CREATE FUNCTION public.meisa_run_due(at timestamptz) RETURNS int LANGUAGE plpgsql AS $$
+                   BEGIN RAISE EXCEPTION 'run_due test failure'; END $$""")
+        try:
+            logged = wait_for(lambda: pg.log_text().count("run_due test failure") >= 2, 10)
+            check("run_due: a failing meisa_run_due is logged (every round)", logged)
+            c = add_contact("rundue-fails@example.com")
+            mid = queue(c, "rundue-fails@example.com", subject="despite run_due failing")
+            ok = all_status([mid], "sent", 10)
+            check("run_due: while meisa_run_due fails, mail still goes", ok, status([mid]))
+        finally:
+            pg.psql("DROP FUNCTION public.meisa_run_due(timestamptz)")
+            pg.psql("ALTER FUNCTION public.meisa_run_due_saved(timestamptz) RENAME TO meisa_run_due")
         return
     sink.clear()
     pg.psql("CREATE TABLE public.run_due_calls (at timestamptz)")
