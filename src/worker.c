@@ -465,6 +465,14 @@ meisa_worker_main(Datum arg)
 
 	BackgroundWorkerInitializeConnection(meisa_database, NULL, 0);
 
+	/*
+	 * The worker runs as a superuser: its queries must never resolve a name
+	 * or an operator through the database's default search_path ("$user",
+	 * public), where any role with CREATE on public could plant a better
+	 * match (e.g. ||(text, integer)) and have it run as superuser.
+	 */
+	SetConfigOption("search_path", "pg_catalog, meisa, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
 	if (delivery_shared)
 	{
 		SpinLockAcquire(&delivery_shared->mutex);
