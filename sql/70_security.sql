@@ -170,6 +170,19 @@ CREATE OPERATOR public.->> (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = public.
 CREATE FUNCTION public.evil_jsonb_exists(jsonb, text) RETURNS boolean LANGUAGE plpgsql AS
   $$ BEGIN PERFORM public.meisa_evil_hit('jsonb ?'); RETURN pg_catalog.jsonb_exists($1, $2); END $$;
 CREATE OPERATOR public.? (LEFTARG = jsonb, RIGHTARG = text, FUNCTION = public.evil_jsonb_exists);
+-- better matches than pg_catalog's polymorphic operators (win in any path order)
+CREATE FUNCTION public.evil_textint(text, integer) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('text || integer'); RETURN pg_catalog.textcat($1, $2::text); END $$;
+CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.evil_textint);
+CREATE FUNCTION public.evil_textbigint(text, bigint) RETURNS text LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('text || bigint'); RETURN pg_catalog.textcat($1, $2::text); END $$;
+CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = bigint, FUNCTION = public.evil_textbigint);
+CREATE FUNCTION public.evil_arrappend(text[], text) RETURNS text[] LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('text[] || text'); RETURN pg_catalog.array_append($1, $2); END $$;
+CREATE OPERATOR public.|| (LEFTARG = text[], RIGHTARG = text, FUNCTION = public.evil_arrappend);
+CREATE FUNCTION public.evil_arrhas(text[], text[]) RETURNS boolean LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.meisa_evil_hit('text[] @> text[]'); RETURN pg_catalog.arraycontains($1, $2); END $$;
+CREATE OPERATOR public.@> (LEFTARG = text[], RIGHTARG = text[], FUNCTION = public.evil_arrhas);
 RESET ROLE;
 
 -- the victims: the superuser with public first (the worst case), then the app
@@ -209,6 +222,9 @@ DROP FUNCTION public.lower(text), public.btrim(text), public.now(), public.jsonb
   public.array_append(text[], text);
 DROP OPERATOR public.= (text, text), public.= (bigint, bigint), public.|| (text, text),
   public.->> (jsonb, text), public.? (jsonb, text);
+DROP OPERATOR public.|| (text, integer), public.|| (text, bigint), public.|| (text[], text), public.@> (text[], text[]);
+DROP FUNCTION public.evil_textint(text, integer), public.evil_textbigint(text, bigint),
+  public.evil_arrappend(text[], text), public.evil_arrhas(text[], text[]);
 DROP FUNCTION public.evil_texteq(text, text), public.evil_int8eq(bigint, bigint),
   public.evil_textcat(text, text), public.evil_jsonb_field(jsonb, text),
   public.evil_jsonb_exists(jsonb, text), public.meisa_evil_hit(text);
