@@ -98,5 +98,6 @@ SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'meisa.%'
    AND name IN ('meisa.database', 'meisa.smtp_url', 'meisa.smtp_user', 'meisa.from_address',
                 'meisa.unsubscribe_base_url', 'meisa.worker_naptime', 'meisa.max_send_rate', 'meisa.batch_size',
                 'meisa.lease_time', 'meisa.retry_backoff_base', 'meisa.retry_backoff_max',
-                'meisa.retry_give_up_after', 'meisa.smtp_connect_timeout', 'meisa.smtp_timeout')
+                'meisa.retry_give_up_after', 'meisa.smtp_connect_timeout', 'meisa.smtp_timeout',
+                'meisa.smtp_ca_file')
  ORDER BY name;
