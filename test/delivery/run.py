@@ -427,6 +427,21 @@ def test_starttls_auth():
         pg.reload({"meisa.smtp_ca_file": cert})
         ok = all_status([m2, m3], "sent", 15)
         check("tls: both go once the settings are right", ok and len(tls.files()) == 3, status([m2, m3]))
+        # smtps://: TLS from the start
+        smtps = Sink(SMTP_PORT + 2, BASE, name="smtps",
+                     env={"SINK_TLS_CERT": cert, "SINK_TLS_KEY": key, "SINK_IMPLICIT_TLS": "1",
+                          "SINK_AUTH": "meisa:s3cret"})
+        smtps.start()
+        try:
+            smtps.clear()
+            pg.reload({"meisa.smtp_url": f"smtps://127.0.0.1:{SMTP_PORT + 2}"})
+            m4 = queue(c, "tls@example.com", subject="over smtps")
+            ok = all_status([m4], "sent", 10)
+            check("smtps: delivered over implicit TLS with AUTH",
+                  ok and len(smtps.files()) == 1 and smtps.mail_lines() == ["MAIL tls=1 auth=meisa"],
+                  (status([m4]), smtps.mail_lines()))
+        finally:
+            smtps.stop()
     finally:
         pg.reload({"meisa.smtp_url": None, "meisa.smtp_user": None, "meisa.smtp_password": None,
                    "meisa.smtp_ca_file": None})

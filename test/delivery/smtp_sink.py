@@ -15,7 +15,8 @@ file (re-read when it changes):
 has already stored (each such wait is announced in DIR/inflight.log).  Every
 EHLO/HELO (one per SMTP connection) is counted in DIR/connections.log.
 
-Environment: SINK_TLS_CERT and SINK_TLS_KEY offer STARTTLS and require it;
+Environment: SINK_TLS_CERT and SINK_TLS_KEY offer STARTTLS and require it
+(with SINK_IMPLICIT_TLS=1: TLS from the first byte, as smtps:// expects);
 SINK_AUTH=user:password requires SMTP AUTH (after STARTTLS when TLS is on).
 Each connection line in connections.log says whether TLS and AUTH were used
 at MAIL FROM time ("MAIL tls=1 auth=user").
@@ -84,7 +85,7 @@ class Handler:
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.conns.write("%.6f MAIL tls=%d auth=%s\n" % (
-            time.time(), 1 if session.ssl else 0,
+            time.time(), 1 if (session.ssl or server.transport.get_extra_info("ssl_object")) else 0,
             getattr(session, "auth_data", None)))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -135,10 +136,14 @@ async def main():
     handler = Handler(outdir, control)
     loop = asyncio.get_running_loop()
     opts = {}
+    implicit = None
     if os.environ.get("SINK_TLS_CERT"):
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(os.environ["SINK_TLS_CERT"], os.environ["SINK_TLS_KEY"])
-        opts.update(tls_context=ctx, require_starttls=True)
+        if os.environ.get("SINK_IMPLICIT_TLS"):
+            implicit = ctx
+        else:
+            opts.update(tls_context=ctx, require_starttls=True)
     if os.environ.get("SINK_AUTH"):
         user, password = os.environ["SINK_AUTH"].split(":", 1)
 
@@ -147,11 +152,12 @@ async def main():
                   and getattr(auth_data, "password", None) == password.encode())
             return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
         opts.update(authenticator=authenticator, auth_required=True,
-                    auth_require_tls=bool(os.environ.get("SINK_TLS_CERT")))
+                    # with implicit TLS the whole session is encrypted already
+                    auth_require_tls=bool(os.environ.get("SINK_TLS_CERT")) and implicit is None)
     server = await loop.create_server(
         lambda: SMTP(handler, decode_data=False, hostname="sink.test",
                      data_size_limit=10 * 1024 * 1024, enable_SMTPUTF8=False, **opts),
-        host="127.0.0.1", port=port, reuse_address=True)
+        host="127.0.0.1", port=port, reuse_address=True, ssl=implicit)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
