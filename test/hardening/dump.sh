@@ -70,62 +70,86 @@ echo "   source tables (table|rows|checksum|max id):"; sed 's/^/     /' "$WORK_R
 # dump and restore
 as_pg "$BINDIR/pg_dump" -h "$WORK_ROOT/$SRC" -p $SRC_PORT -Fc -f "$WORK_ROOT/$SRC/app.dump" app
 verdict "pg_dump -Fc of the source database" "$([ -s "$WORK_ROOT/$SRC/app.dump" ] && echo true || echo false)"
-as_pg "$BINDIR/pg_restore" -h "$WORK_ROOT/$DST" -p $DST_PORT -d app --exit-on-error "$WORK_ROOT/$SRC/app.dump" \
-  >"$WORK_ROOT/dump-restore.log" 2>&1
+n=$(as_pg "$BINDIR/pg_restore" -l "$WORK_ROOT/$SRC/app.dump" | grep -c "SEQUENCE SET meisa ")
+verdict "the dump carries every meisa identity sequence position (1.1 registers them)" "$([ "$n" -ge 10 ] && echo true || echo false)" "$n SEQUENCE SET entries"
+# control: a 1.0 installation does not register them
+as_pg "$BINDIR/createdb" -h "$WORK_ROOT/$SRC" -p $SRC_PORT v10
+q $SRC v10 -c "CREATE EXTENSION meisa VERSION '1.0'" -c "SELECT meisa_upsert('{\"email\": \"a@b.co\"}')" >/dev/null 2>&1
+as_pg "$BINDIR/pg_dump" -h "$WORK_ROOT/$SRC" -p $SRC_PORT -Fc -f "$WORK_ROOT/$SRC/v10.dump" v10
+echo "   control: a meisa 1.0 dump has $(as_pg "$BINDIR/pg_restore" -l "$WORK_ROOT/$SRC/v10.dump" | grep -c "SEQUENCE SET meisa ") SEQUENCE SET entries for meisa"
+# Checks a restored database: verify_restore DB LABEL
+verify_restore() {
+  local db=$1 label=$2 out before
+  q $DST "$db" -c "$SNAP_SQL" >"$WORK_ROOT/dump-dst-$db.snap" 2>&1
+  if diff "$WORK_ROOT/dump-src.snap" "$WORK_ROOT/dump-dst-$db.snap" >"$WORK_ROOT/dump-$db.diff"; then
+    verdict "$label: restore gives back every row of every meisa table (no more, no less)" true "$(wc -l <"$WORK_ROOT/dump-src.snap") tables"
+  else
+    verdict "$label: restore gives back every row of every meisa table (no more, no less)" false
+    sed 's/^/     /' "$WORK_ROOT/dump-$db.diff"
+  fi
+  out=$(q $DST "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'" 2>&1)
+  verdict "$label: restored extension version is 1.1" "$([ "$out" = 1.1 ] && echo true || echo false)" "$out"
+
+  # identity sequences continue after the restored ids
+  out=$(q $DST "$db" 2>&1 <<'SQL'
+  SELECT string_agg(s.seq::text || ' last_value=' || coalesce(s.last, 0) || ' max(id)=' || s.maxid, ', ')
+    FROM (SELECT c.oid::regclass AS seq,
+                 (SELECT last_value FROM pg_sequences ps WHERE ps.schemaname = 'meisa' AND ps.sequencename = c.relname) AS last,
+                 (xpath('/row/m/text()', query_to_xml(format('SELECT coalesce(max(id), 0) AS m FROM %s', t.oid::regclass), false, true, '')))[1]::text::bigint AS maxid
+            FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')
+            JOIN pg_class t ON t.oid = d.refobjid
+           WHERE c.relkind = 'S' AND c.relnamespace = 'meisa'::regnamespace) s
+   WHERE coalesce(s.last, 0) < s.maxid;
+SQL
+  )
+  verdict "$label: every identity sequence is at or beyond its table's max(id)" "$([ -z "$out" ] && echo true || echo false)" "$out"
+
+  # meisa keeps working: new rows in every table, sequences resume, automations fire
+  out=$(q $DST "$db" 2>&1 <<'SQL'
+  SELECT (meisa_upsert('{"email": "after-restore@example.com", "external_id": "ar-1", "custom_fields": {"plan": "free"}}') ->> 'created');
+  SELECT (meisa_upsert('{"email": "after-restore@example.com", "custom_fields": {"plan": "pro"}}') -> 'changed') IS NOT NULL;
+  SELECT meisa_track('purchase', '{"email": "after-restore@example.com", "properties": {"amount": 500}, "event_id": "ar-ev"}') > 0;
+  SELECT meisa_trigger_email('receipt', '{"email": "after-restore@example.com", "data_variables": {"order": 1}}') > 0;
+  INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('after_restore', 'marketing', 'x', 'y');
+  INSERT INTO meisa.sequences (name) VALUES ('after_restore_seq');
+  INSERT INTO meisa.sequence_steps (sequence_id, position, template) SELECT id, 1, 'after_restore' FROM meisa.sequences WHERE name = 'after_restore_seq';
+  INSERT INTO meisa.automations (name, trigger, actions) VALUES ('after_restore_rule', 'tag_added', '[{"add_tag": "z"}]');
+  SELECT meisa_run_due(now() + interval '1 day') >= 0;
+  SELECT 'new contact: ' || (SELECT string_agg(a.name, ',' ORDER BY a.name) FROM meisa.automation_runs r
+           JOIN meisa.automations a ON a.id = r.automation_id JOIN meisa.contacts c ON c.id = r.contact_id
+          WHERE c.email = 'after-restore@example.com' AND r.status = 'done');
+  SELECT 'enrolled: ' || count(*) FROM meisa.enrollments e JOIN meisa.contacts c ON c.id = e.contact_id
+   WHERE c.email = 'after-restore@example.com';
+SQL
+  )
+  echo "$out" | sed 's/^/     /'
+  verdict "$label: after restore: API calls and inserts into every configured table succeed" \
+    "$(echo "$out" | grep -qiE "error|duplicate" && echo false || echo true)" "$(echo "$out" | grep -iE "error" | head -2)"
+  verdict "$label: after restore: a new contact fires welcome, upgrade and big_spender" \
+    "$(echo "$out" | grep -q "new contact: big_spender,upgrade,welcome" && echo true || echo false)"
+  # restored enrolments resume: every contact enrolled before the dump got step 2 now
+  out=$(q $DST "$db" -c "SELECT count(*) FROM meisa.enrollments e WHERE e.created_at < (SELECT min(created_at) FROM meisa.contacts WHERE email = 'after-restore@example.com') AND e.status = 'active' AND e.current_step < 2 AND e.sequence_id = (SELECT id FROM meisa.sequences WHERE name = 'onboarding')" 2>&1)
+  before=$(q $DST "$db" -c "SELECT count(*) FROM meisa.messages WHERE step_position = 2" 2>&1)
+  verdict "$label: after restore: restored enrolments resume (none left behind at step < 2; $before step-2 messages)" \
+    "$([ "$out" = 0 ] && [ "${before:-0}" -gt 0 ] 2>/dev/null && echo true || echo false)" "$out left"
+  out=$(q $DST "$db" -c "SELECT invariant || ': ' || violations FROM meisa.check_invariants()" 2>&1)
+  verdict "$label: after restore: meisa.check_invariants() clean" "$([ -z "$out" ] && echo true || echo false)" "$out"
+}
+
+# 1. A plain pg_restore.  meisa's contacts triggers see pg_restore's
+#    check_function_bodies = off and load the dumped rows as they are (no
+#    second "created" change set, no automation, no mail).
+as_pg "$BINDIR/createdb" -h "$WORK_ROOT/$DST" -p $DST_PORT plain
+as_pg "$BINDIR/pg_restore" -h "$WORK_ROOT/$DST" -p $DST_PORT -d plain --exit-on-error "$WORK_ROOT/$SRC/app.dump" \
+  >"$WORK_ROOT/dump-restore-plain.log" 2>&1
 rc=$?
-verdict "pg_restore into a fresh cluster without errors" "$([ $rc = 0 ] && echo true || echo false)" "$(head -3 "$WORK_ROOT/dump-restore.log" | tr '\n' ' ')"
-q $DST app -c "$SNAP_SQL" >"$WORK_ROOT/dump-dst.snap" 2>&1
-if diff "$WORK_ROOT/dump-src.snap" "$WORK_ROOT/dump-dst.snap" >"$WORK_ROOT/dump.diff"; then
-  verdict "restore gives back every row of every meisa table (no more, no less)" true "$(wc -l <"$WORK_ROOT/dump-src.snap") tables"
-else
-  verdict "restore gives back every row of every meisa table (no more, no less)" false
-  sed 's/^/     /' "$WORK_ROOT/dump.diff"
-fi
-out=$(q $DST app -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'" 2>&1)
-verdict "restored extension version is 1.1" "$([ "$out" = 1.1 ] && echo true || echo false)" "$out"
+verdict "plain pg_restore into a fresh cluster without errors" "$([ $rc = 0 ] && echo true || echo false)" "$(grep -m1 ERROR "$WORK_ROOT/dump-restore-plain.log")"
+verify_restore plain "plain restore"
 
-# identity sequences continue after the restored ids
-out=$(q $DST app 2>&1 <<'SQL'
-SELECT string_agg(s.seq::text || ' last_value=' || coalesce(s.last, 0) || ' max(id)=' || s.maxid, ', ')
-  FROM (SELECT c.oid::regclass AS seq,
-               (SELECT last_value FROM pg_sequences ps WHERE ps.schemaname = 'meisa' AND ps.sequencename = c.relname) AS last,
-               (xpath('/row/m/text()', query_to_xml(format('SELECT coalesce(max(id), 0) AS m FROM %s', t.oid::regclass), false, true, '')))[1]::text::bigint AS maxid
-          FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i')
-          JOIN pg_class t ON t.oid = d.refobjid
-         WHERE c.relkind = 'S' AND c.relnamespace = 'meisa'::regnamespace) s
- WHERE coalesce(s.last, 0) < s.maxid;
-SQL
-)
-verdict "every identity sequence is at or beyond its table's max(id)" "$([ -z "$out" ] && echo true || echo false)" "$out"
-
-# meisa keeps working: new rows in every table, sequences resume, automations fire
-out=$(q $DST app 2>&1 <<'SQL'
-SELECT (meisa_upsert('{"email": "after-restore@example.com", "external_id": "ar-1", "custom_fields": {"plan": "free"}}') ->> 'created');
-SELECT (meisa_upsert('{"email": "after-restore@example.com", "custom_fields": {"plan": "pro"}}') -> 'changed') IS NOT NULL;
-SELECT meisa_track('purchase', '{"email": "after-restore@example.com", "properties": {"amount": 500}, "event_id": "ar-ev"}') > 0;
-SELECT meisa_trigger_email('receipt', '{"email": "after-restore@example.com", "data_variables": {"order": 1}}') > 0;
-INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('after_restore', 'marketing', 'x', 'y');
-INSERT INTO meisa.sequences (name) VALUES ('after_restore_seq');
-INSERT INTO meisa.sequence_steps (sequence_id, position, template) SELECT id, 1, 'after_restore' FROM meisa.sequences WHERE name = 'after_restore_seq';
-INSERT INTO meisa.automations (name, trigger, actions) VALUES ('after_restore_rule', 'tag_added', '[{"add_tag": "z"}]');
-SELECT meisa_run_due(now() + interval '1 day') >= 0;
-SELECT 'new contact: ' || (SELECT string_agg(a.name, ',' ORDER BY a.name) FROM meisa.automation_runs r
-         JOIN meisa.automations a ON a.id = r.automation_id JOIN meisa.contacts c ON c.id = r.contact_id
-        WHERE c.email = 'after-restore@example.com' AND r.status = 'done');
-SELECT 'enrolled: ' || count(*) FROM meisa.enrollments e JOIN meisa.contacts c ON c.id = e.contact_id
- WHERE c.email = 'after-restore@example.com';
-SQL
-)
-echo "$out" | sed 's/^/     /'
-verdict "after restore: API calls and inserts into every configured table succeed" \
-  "$(echo "$out" | grep -qiE "error|duplicate" && echo false || echo true)" "$(echo "$out" | grep -iE "error" | head -2)"
-verdict "after restore: a new contact fires welcome, upgrade and big_spender" \
-  "$(echo "$out" | grep -q "new contact: big_spender,upgrade,welcome" && echo true || echo false)"
-# restored enrolments resume: every contact enrolled before the dump got step 2 now
-out=$(q $DST app -c "SELECT count(*) FROM meisa.enrollments e WHERE e.created_at < (SELECT min(created_at) FROM meisa.contacts WHERE email = 'after-restore@example.com') AND e.status = 'active' AND e.current_step < 2 AND e.sequence_id = (SELECT id FROM meisa.sequences WHERE name = 'onboarding')" 2>&1)
-before=$(q $DST app -c "SELECT count(*) FROM meisa.messages WHERE step_position = 2" 2>&1)
-verdict "after restore: restored enrolments resume (none left behind at step < 2; $before step-2 messages)" \
-  "$([ "$out" = 0 ] && [ "${before:-0}" -gt 0 ] 2>/dev/null && echo true || echo false)" "$out left"
-out=$(q $DST app -c "SELECT invariant || ': ' || violations FROM meisa.check_invariants()" 2>&1)
-verdict "after restore: meisa.check_invariants() clean" "$([ -z "$out" ] && echo true || echo false)" "$out"
+# 2. A restore with session_replication_role = replica (no trigger fires at all).
+as_pg env PGOPTIONS="-c session_replication_role=replica" "$BINDIR/pg_restore" -h "$WORK_ROOT/$DST" -p $DST_PORT \
+  -d app --exit-on-error "$WORK_ROOT/$SRC/app.dump" >"$WORK_ROOT/dump-restore.log" 2>&1
+rc=$?
+verdict "pg_restore with session_replication_role=replica without errors" "$([ $rc = 0 ] && echo true || echo false)" "$(grep -m1 ERROR "$WORK_ROOT/dump-restore.log")"
+verify_restore app "replica restore"
 finish

@@ -37,7 +37,8 @@ import psycopg2.extensions
 COMMON = {"22023", "22P02", "54000", "54001", "22021", "22P05", "22003"}
 ALLOWED = {
     "upsert": COMMON | {"23505"},           # identity conflict
-    "track": COMMON | {"23505", "P0002"},   # identity conflict; unknown external_id
+    # identity conflict; unknown external_id; occurred_at not a time (22007/22008)
+    "track": COMMON | {"23505", "P0002", "22007", "22008"},
     "trigger_email": COMMON | {"23505", "42704"},   # unknown template
     "add_tag": COMMON | {"23505", "P0002"},   # P0002: no contact has that email
     "render": COMMON,
@@ -258,6 +259,48 @@ class Gen:
                              {r.choice(TESTS): self.scalar()}, self.value()])
         return c
 
+    def valid_condition(self, depth=0):
+        """A condition of the documented language with random literals."""
+        r = self.r
+        k = r.random()
+        if depth < 3 and k < 0.2:
+            return {r.choice(["all", "any"]): [self.valid_condition(depth + 1) for _ in range(r.randint(1, 3))]}
+        if depth < 3 and k < 0.3:
+            return {"not": self.valid_condition(depth + 1)}
+        if k < 0.4:
+            return {r.choice(["has_tag", "lacks_tag"]): r.choice(["vip", "beta", "日本"])}
+        field = r.choice(["email", "first_name", "subscribed", "created_at", "custom_fields.plan",
+                          "custom_fields.n", "custom_fields.score"])
+        test = r.choice(["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "starts_with",
+                         "exists", "changed", "changed_from", "changed_to", "within_last", "older_than"])
+        if test in ("in", "not_in"):
+            v = [self.valid_scalar() for _ in range(r.randint(1, 3))]
+        elif test in ("exists", "changed"):
+            v = r.choice([True, False])
+        elif test in ("within_last", "older_than"):
+            v = r.choice(["7 days", "1 hour", "2 weeks"])
+        elif test in ("changed_from", "changed_to"):
+            v = r.choice([self.valid_scalar(), {"in": ["free", "pro"]}, {"gte": r.randint(0, 9)}])
+        else:
+            v = self.valid_scalar()
+        return {"field": field, test: v}
+
+    def valid_automation(self):
+        """(trigger, filter, conditions, actions) that should be accepted."""
+        r = self.r
+        trig = r.choice(TRIGGERS)
+        filt = {"tag_added": "vip", "tag_removed": "vip", "custom_event": "login",
+                "sequence_enrolled": "fz_seq"}.get(trig) if r.random() < 0.5 else None
+        cond = self.valid_condition() if r.random() < 0.8 else None
+        if trig == "custom_event" and r.random() < 0.5:
+            cond = {"event": "properties.amount", r.choice(["gte", "lt", "eq"]): r.randint(0, 100)}
+        acts = [r.choice([{"add_tag": r.choice(["auto", "日本", "x" * 50])}, {"remove_tag": "beta"},
+                          {"set_field": {"custom_fields.auto": self.valid_scalar()}},
+                          {"enroll": "fz_seq"}, {"unenroll": "fz_seq"}, {"send_email": "fz_mk"},
+                          {"notify": {"channel": "c", "message": "{{email}} {{first_name}}"}},
+                          {"unsubscribe": True}]) for _ in range(r.randint(1, 3))]
+        return trig, filt, cond, acts
+
     def action(self):
         r = self.r
         return r.choice([
@@ -456,11 +499,16 @@ class Fuzzer:
             self.run("unsubscribe", "SELECT meisa_unsubscribe(%s)", (arg,))
         elif t < 0.88:
             name = "fzauto%d" % i
-            cond = r.choice([None, json.dumps(g.condition(), ensure_ascii=False)])
-            acts = json.dumps(r.choice([[g.action() for _ in range(r.randint(0, 4))], g.value()]),
-                              ensure_ascii=False)
-            trig = r.choice(TRIGGERS + [g.string(10)])
-            filt = r.choice([None, None, "vip", "login", "fz_seq", g.string(10)])
+            if r.random() < 0.5:
+                trig, filt, cond, acts = g.valid_automation()
+                cond = json.dumps(cond, ensure_ascii=False) if cond is not None else None
+                acts = json.dumps(acts, ensure_ascii=False)
+            else:
+                cond = r.choice([None, json.dumps(g.condition(), ensure_ascii=False)])
+                acts = json.dumps(r.choice([[g.action() for _ in range(r.randint(0, 4))], g.value()]),
+                                  ensure_ascii=False)
+                trig = r.choice(TRIGGERS + [g.string(10)])
+                filt = r.choice([None, None, "vip", "login", "fz_seq", g.string(10)])
             self.run("automation",
                      "INSERT INTO meisa.automations (name, trigger, trigger_filter, conditions, actions) "
                      "VALUES (%s, %s, %s, %s::jsonb, %s::jsonb)", (name, trig, filt, cond, acts),
@@ -473,8 +521,9 @@ class Fuzzer:
             self.run("template",
                      "INSERT INTO meisa.templates (key, kind, subject, html, text, \"from\", reply_to) "
                      "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                     (key, r.choice(["transactional", "marketing", g.string(5)]),
-                      r.choice([g.template(), "Subject\r\nBcc: injected@evil.test", g.string()]),
+                     (key, r.choice(["transactional", "marketing", "marketing", g.string(5)]),
+                      r.choice([g.template(), "Hello {{first_name}}", "{{{first_name}}} {{last_name}}",
+                                "Subject\r\nBcc: injected@evil.test", g.string()]),
                       g.template(), r.choice([g.template(), None]),
                       r.choice([None, "a@b.com", "A <a@b.com>\r\nBcc: injected@evil.test", g.string()]),
                       r.choice([None, g.email(i)])),

@@ -5,7 +5,8 @@ One connection (one backend) makes N meisa_upsert calls, each its own
 transaction, mixing created, changed and unchanged contacts with automations
 firing (enrolment on creation, tag + notification on free->pro, a queued
 email on churn).  Every N/20 calls it reads the backend's own memory from
-pg_backend_memory_contexts.  After the warm-up (the first 20% of the calls)
+pg_backend_memory_contexts.  After the warm-up (the first 40% of the calls: every plan transition, so
+every automation path, has run)
 the total must not grow by more than the tolerance.
 
 Usage: memory.py --host DIR --port P --db DB --calls N [--tolerance BYTES]
@@ -36,7 +37,7 @@ TOP = ("SELECT name, coalesce(ident, ''), total_bytes FROM pg_backend_memory_con
        "ORDER BY total_bytes DESC LIMIT 6")
 
 N = a.calls
-K = max(N // 10, 10)          # distinct contacts: the first K calls create them
+K = max(N // 20, 10)          # distinct contacts: the first K calls create them
 PLANS = ["free", "pro", "free", "pro", "churned", "free"]
 samples = []
 kinds = {"created": 0, "changed": 0, "unchanged": 0}
@@ -73,7 +74,7 @@ cur.execute(TOP)
 print("largest contexts at the end:")
 for name, ident, total in cur.fetchall():
     print("  %-40s %-30s %d" % (name, ident[:30], total))
-warm = [s for s in samples if s[0] > N * 0.2]
+warm = [s for s in samples if s[0] > N * 0.4]  # a full cycle of PLANS runs by 30%
 base = warm[0][1]
 peak = max(s[1] for s in warm)
 final = samples[-1][1]

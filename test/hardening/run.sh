@@ -4,7 +4,8 @@
 #	55470-55479, loopback): stress.sh (8-client load + kill -9 crash loop +
 #	amcheck), fuzz.sh (hostile input), memory.sh (backend memory over many
 #	upserts), dump.sh (pg_dump/pg_restore and the 1.0 -> 1.1 upgrade).
-#	--quick: 10 s load, 1 crash, 3,000 fuzz inputs, 20,000 upserts (about
+#	--only asan adds the sanitizer build (asan.sh).  --quick: 10 s load, 1
+#	crash, 3,000 fuzz inputs, 20,000 upserts (about
 #	2 minutes).  Without it: 60 s load, 5 crashes, 100,000 fuzz inputs,
 #	1,000,000 upserts.  Ends with "N passed, M failed".
 set -uo pipefail

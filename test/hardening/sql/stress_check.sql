@@ -83,9 +83,16 @@ checks AS (
     (SELECT enrollment_id, step_position FROM meisa.messages
       WHERE enrollment_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1) x
   UNION ALL
-  SELECT 'enrolment step messages match progress', count(*), min(e.id::text)
+  -- a step beyond the enrolment's progress may only be a suppressed one
+  -- (the contact unsubscribed: the enrolment exits at that step)
+  SELECT 'no step queued beyond the enrolment progress', count(*), min(e.id || '/' || m.step_position)
+    FROM meisa.enrollments e JOIN meisa.messages m ON m.enrollment_id = e.id
+   WHERE m.step_position > e.current_step AND m.status <> 'suppressed'
+  UNION ALL
+  SELECT 'steps of an enrolment queued in order without gaps', count(*), min(e.id::text)
     FROM meisa.enrollments e
-   WHERE (SELECT count(*) FROM meisa.messages m WHERE m.enrollment_id = e.id) > e.current_step
+   WHERE (SELECT count(DISTINCT m.step_position) FROM meisa.messages m WHERE m.enrollment_id = e.id)
+         <> coalesce((SELECT max(m.step_position) FROM meisa.messages m WHERE m.enrollment_id = e.id), 0)
   UNION ALL
   SELECT 'event ids recorded once', count(*), min(event_id) FROM
     (SELECT event_id FROM meisa.events WHERE event_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) x

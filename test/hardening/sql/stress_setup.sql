@@ -78,7 +78,9 @@ BEGIN
   ELSE
     PERFORM meisa_remove_tag('user' || n || '@stress.test', t);
   END IF;
-EXCEPTION WHEN OTHERS THEN
+EXCEPTION WHEN no_data_found THEN
+  NULL;  -- the contact does not exist yet (documented P0002)
+WHEN OTHERS THEN
   INSERT INTO stress.errors (op, sqlstate, message) VALUES ('tag', SQLSTATE, SQLERRM);
 END $$;
 
