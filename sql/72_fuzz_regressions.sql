@@ -89,3 +89,23 @@ SELECT count(*) AS nobody_unsubscribed FROM meisa.contacts WHERE NOT subscribed;
 RESET meisa.secret;
 \set VERBOSITY default
 SELECT * FROM meisa.check_invariants();
+
+-- ---------------------------------------------------------------------
+-- Restore mode is for restores only: a non-superuser session that turns
+-- check_function_bodies off (migration tools and SQL-file loaders do) must
+-- not switch off change tracking and automations for its API calls.
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_meisa_fz_app;
+RESET client_min_messages;
+CREATE ROLE regress_meisa_fz_app IN ROLE meisa_app;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('fz_created', 'contact_created', '[{"add_tag": "tracked"}]');
+SET ROLE regress_meisa_fz_app;
+SET check_function_bodies = false;
+SELECT meisa_upsert('{"email": "  Bodies@Example.com ", "custom_fields": {"plan": "free"}}') ->> 'created' AS created;
+SELECT meisa_add_tag('bodies@example.com', 'vip') IS NOT NULL AS tagged;
+RESET check_function_bodies;
+RESET ROLE;
+SELECT email, tags FROM meisa.contacts WHERE email = 'bodies@example.com';
+SELECT a.kind FROM meisa.activity a JOIN meisa.contacts c ON c.id = a.contact_id
+ WHERE c.email = 'bodies@example.com' ORDER BY a.id;
+DROP ROLE regress_meisa_fz_app;

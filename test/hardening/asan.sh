@@ -61,7 +61,7 @@ echo "== asan: pg_regress suite and isolation specs under the sanitizers"
 rc=$?
 ok=$(grep -cE '\.\.\. +ok| ok +[0-9]+ ms' "$base/installcheck.log")
 bad=$(grep -cE 'FAILED|failed \(' "$base/installcheck.log")
-echo "   pg_regress/isolation under ASan: $ok ok, $bad failed (log $base/installcheck.log)"
+echo "   pg_regress/isolation under the sanitizers: $ok ok, $bad failed (log $base/installcheck.log)"
 verdict "asan: regression suite passes under the sanitizers" "$([ $rc = 0 ] && echo true || echo false)" "$bad failed"
 
 echo "== asan: fuzz ($COUNT inputs) under the sanitizers"

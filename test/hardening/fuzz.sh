@@ -45,14 +45,15 @@ chmod 755 "$DIR"
 out=$WORK_ROOT/fuzz-out
 rm -rf "$out"; mkdir -p "$out"
 /usr/bin/python3 "$HARD_DIR/fuzz.py" --host "$DIR" --port $PORT --db fuzz --ascii-db fuzz_ascii \
-  --count "$COUNT" --seed "$SEED" --log "$DIR/server.log" --out "$out" | tee "$out/fuzz.txt"
+  --count "$COUNT" --seed "$SEED" --log "$DIR/server.log" --out "$out" >"$out/fuzz.txt" 2>&1
+grep -avE '^(ok     |FAILED |[0-9]+ passed)' "$out/fuzz.txt"   # the verdicts are re-counted below
 while read -r line; do
   case "$line" in
     "ok     "*) verdict "${line#ok     }" true ;;
     "FAILED "*) verdict "${line#FAILED }" false ;;
   esac
-done < <(grep -E '^(ok     |FAILED )' "$out/fuzz.txt")
-grep -qE '^[0-9]+ passed' "$out/fuzz.txt" || verdict "fuzz.py completes" false
+done < <(grep -aE '^(ok     |FAILED )' "$out/fuzz.txt")
+grep -aqE '^[0-9]+ passed' "$out/fuzz.txt" || verdict "fuzz.py completes" false
 [ -s "$out/findings.jsonl" ] && cp "$out/findings.jsonl" "$WORK_ROOT/fuzz-findings-$SEED.jsonl" \
   && echo "   findings kept in $WORK_ROOT/fuzz-findings-$SEED.jsonl"
 

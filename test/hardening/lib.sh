@@ -21,6 +21,16 @@ while [ $# -gt 0 ]; do
   esac
 done
 export BINDIR QUICK
+# The scripts share fixed ports (55470-55479) and /tmp/meisa-hardening: a
+# second invocation (another checkout, a CI run) waits for the first one.
+if [ -z "${MEISA_HARDENING_LOCKED:-}" ]; then
+  exec 9>/tmp/meisa-hardening.lock
+  if ! flock -n 9; then
+    echo "waiting for another hardening run to finish (/tmp/meisa-hardening.lock)"
+    flock -w 3600 9 || { echo "lock not obtained"; exit 1; }
+  fi
+  export MEISA_HARDENING_LOCKED=1
+fi
 WORK_ROOT=${WORK_ROOT:-/tmp/meisa-hardening}
 mkdir -p "$WORK_ROOT"; chown postgres: "$WORK_ROOT"; chmod 755 "$WORK_ROOT"
 
@@ -84,13 +94,19 @@ pg_start() {
   STARTED_CLUSTERS+=("$dir")
 }
 
-# Starts an existing cluster directory.
+# Starts an existing cluster directory.  The ports sit inside the kernel's
+# ephemeral range: when an outgoing connection (e.g. the worker's SMTP
+# session) happens to hold our port, the bind fails; retry for up to 75 s.
 pg_ctl_start() {
-  local dir=$1
-  # PG_LD_PRELOAD (asan.sh): a sanitizer runtime preloaded into the server only
-  as_pg env LD_PRELOAD="${PG_LD_PRELOAD:-}" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
-    "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null 2>&1 \
-    || { echo "pg_ctl start failed:"; tail -20 "$dir/server.log"; return 1; }
+  local dir=$1 try
+  for try in $(seq 1 25); do
+    # PG_LD_PRELOAD (asan.sh): a sanitizer runtime preloaded into the server only
+    as_pg env LD_PRELOAD="${PG_LD_PRELOAD:-}" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
+      "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 120 start >/dev/null 2>&1 9>&- && return 0
+    tail -5 "$dir/server.log" | grep -q "Address already in use" || break
+    sleep 3
+  done
+  echo "pg_ctl start failed:"; tail -20 "$dir/server.log"; return 1
 }
 
 # Stops a cluster directory if it runs.
@@ -120,7 +136,7 @@ smtp_start() {
   local port=$1 maildir=$2
   mkdir -p "$(dirname "$maildir")"
   /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir" \
-    >"$maildir.log" 2>&1 &
+    >"$maildir.log" 2>&1 9>&- &
   STARTED_PIDS+=($!)
   local i
   for i in $(seq 1 50); do

@@ -23,14 +23,15 @@ pg_start $NAME $PORT "shared_preload_libraries = 'meisa'" "meisa.secret = 'memor
 as_pg "$BINDIR/createdb" -h "$DIR" -p $PORT memory
 q $NAME memory -f "$HARD_DIR/sql/stress_setup.sql" >/dev/null || { verdict "schema loads" false; finish; }
 out=$WORK_ROOT/memory.txt
-/usr/bin/python3 "$HARD_DIR/memory.py" --host "$DIR" --port $PORT --db memory --calls "$CALLS" | tee "$out"
+/usr/bin/python3 "$HARD_DIR/memory.py" --host "$DIR" --port $PORT --db memory --calls "$CALLS" >"$out" 2>&1
+grep -avE '^(ok     |FAILED |[0-9]+ passed)' "$out"   # the verdicts are re-counted below
 while read -r line; do
   case "$line" in
     "ok     "*) verdict "${line#ok     }" true ;;
     "FAILED "*) verdict "${line#FAILED }" false ;;
   esac
-done < <(grep -E '^(ok     |FAILED )' "$out")
-grep -qE '^[0-9]+ passed' "$out" || verdict "memory.py completes" false
+done < <(grep -aE '^(ok     |FAILED )' "$out")
+grep -aqE '^[0-9]+ passed' "$out" || verdict "memory.py completes" false
 c=$(crash_lines "$DIR/server.log" | wc -l)
 verdict "memory: no crash in the server log" "$([ "$c" = 0 ] && echo true || echo false)"
 finish

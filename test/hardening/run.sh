@@ -19,13 +19,20 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1"; exit 2 ;;
   esac
 done
+# one hardening run at a time (fixed ports, shared /tmp/meisa-hardening)
+exec 9>/tmp/meisa-hardening.lock
+if ! flock -n 9; then
+  echo "waiting for another hardening run to finish (/tmp/meisa-hardening.lock)"
+  flock -w 3600 9 || { echo "lock not obtained"; echo "0 passed, 1 failed"; exit 1; }
+fi
+export MEISA_HARDENING_LOCKED=1
 passed=0; failed=0; failing=()
 for part in $only; do
   log=/tmp/meisa-hardening-$part.log
   start=$(date +%s)
   bash "$here/$part.sh" "${args[@]}" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
   if [ -n "$line" ]; then
     p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
   else
