@@ -43,6 +43,8 @@ SELECT pg_temp.try($$INSERT INTO meisa.contacts (email, tags) VALUES ('t@example
 SELECT pg_temp.try($$INSERT INTO meisa.contacts (email, custom_fields) VALUES ('t@example.com', '[]') RETURNING id$$);
 SELECT pg_temp.try($$INSERT INTO meisa.contacts (email, custom_fields) VALUES ('t@example.com', '{"a": {"b": 1}}') RETURNING id$$);
 SELECT pg_temp.try($$INSERT INTO meisa.contacts (email, custom_fields) VALUES ('t@example.com', '{"bad name": 1}') RETURNING id$$);
+SELECT pg_temp.try($$INSERT INTO meisa.contacts (email, external_id) VALUES ('t@example.com', '') RETURNING id$$);
+SELECT pg_temp.try($$INSERT INTO meisa.contacts (email, external_id) VALUES ('t@example.com', E'a\nb') RETURNING id$$);
 SELECT pg_temp.try($$UPDATE meisa.contacts SET email = 'x y@example.com' RETURNING id$$);
 SELECT pg_temp.try($$UPDATE meisa.contacts SET email = 'OFF@example.com' WHERE email = 'sql@example.com' RETURNING id$$);
 SELECT count(*) FROM meisa.contacts;

@@ -63,14 +63,16 @@ RESET client_min_messages;
 SELECT id, status, attempts, regexp_replace(last_error, ':.*', '') AS last_error FROM meisa.messages WHERE id = 4;
 
 -- an expired lease (a crash between claim and settle) goes back to the queue
--- and is tried again; a live lease is left alone
+-- and is tried again; a live lease is left alone; a 'sending' row without a
+-- lease (set by hand) is queued again too
 INSERT INTO meisa.messages (id, contact_id, to_email, kind, subject, text, message_id, status, attempts, lease_until) VALUES
   (6, 1, 'ok@example.com', 'transactional', 'crashed', 'x', 'm6@t', 'sending', 1, now() - interval '1 s'),
-  (7, 1, 'ok@example.com', 'transactional', 'in flight', 'x', 'm7@t', 'sending', 1, now() + interval '1 min');
+  (7, 1, 'ok@example.com', 'transactional', 'in flight', 'x', 'm7@t', 'sending', 1, now() + interval '1 min'),
+  (11, 1, 'ok@example.com', 'transactional', 'no lease', 'x', 'm11@t', 'sending', 1, NULL);
 SET client_min_messages = error;
 SELECT meisa_deliver(10) AS sent;
 RESET client_min_messages;
-SELECT id, status, attempts, message_id FROM meisa.messages WHERE id IN (6, 7) ORDER BY id;
+SELECT id, status, attempts, message_id, lease_until IS NULL AS no_lease FROM meisa.messages WHERE id IN (6, 7, 11) ORDER BY id;
 
 -- marketing mail waits for meisa.secret; mail without any sender waits for meisa.from_address
 RESET meisa.secret;
@@ -96,5 +98,6 @@ SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'meisa.%'
    AND name IN ('meisa.database', 'meisa.smtp_url', 'meisa.smtp_user', 'meisa.from_address',
                 'meisa.unsubscribe_base_url', 'meisa.worker_naptime', 'meisa.max_send_rate', 'meisa.batch_size',
                 'meisa.lease_time', 'meisa.retry_backoff_base', 'meisa.retry_backoff_max',
-                'meisa.retry_give_up_after', 'meisa.smtp_connect_timeout', 'meisa.smtp_timeout')
+                'meisa.retry_give_up_after', 'meisa.smtp_connect_timeout', 'meisa.smtp_timeout',
+                'meisa.smtp_ca_file')
  ORDER BY name;

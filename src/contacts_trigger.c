@@ -3,7 +3,8 @@
  *		The triggers of meisa.contacts, which see every write whatever its
  *		path (the API functions, automation actions, plain SQL):
  *		- BEFORE INSERT/UPDATE normalises what a plain statement could get
- *		  wrong: the email (trimmed, lower-cased, validated), the tags
+ *		  wrong: the email (trimmed, lower-cased, validated), the external_id
+ *		  (checked like the API's), the tags
  *		  (trimmed, checked, sorted, unique, counted), the custom_fields
  *		  (names, value types, count), the subscription bookkeeping
  *		  (unsubscribe_reason, unsubscribed_at) and updated_at;
@@ -276,8 +277,24 @@ meisa_contacts_before(PG_FUNCTION_ARGS)
 		}
 	}
 
-	if (column_changed(desc, oldtup, newtup, a.external_id) ||
-		column_changed(desc, oldtup, newtup, a.first_name) ||
+	/* external_id: the same rules as the API's (not empty, no control characters, length) */
+	if (column_changed(desc, oldtup, newtup, a.external_id))
+	{
+		tracked = true;
+		d = heap_getattr(newtup, a.external_id, desc, &isnull);
+		if (!isnull)
+		{
+			text	   *t = DatumGetTextPP(d);
+			JsonbValue	v;
+
+			v.type = jbvString;
+			v.val.string.val = VARDATA_ANY(t);
+			v.val.string.len = VARSIZE_ANY_EXHDR(t);
+			(void) payload_short_text(&v, "external_id", false);
+		}
+	}
+
+	if (column_changed(desc, oldtup, newtup, a.first_name) ||
 		column_changed(desc, oldtup, newtup, a.last_name) ||
 		column_changed(desc, oldtup, newtup, a.bounced_at) ||
 		column_changed(desc, oldtup, newtup, a.complained_at) ||

@@ -82,7 +82,7 @@ static const char *const query_sql[Q_COUNT] = {
 	/* Q_REQUEUE: expired leases go back to the queue */
 	"UPDATE meisa.messages m SET status = 'queued', lease_until = NULL, updated_at = pg_catalog.now() "
 	"WHERE m.id IN (SELECT x.id FROM meisa.messages x WHERE x.status = 'sending' "
-	"AND x.lease_until < pg_catalog.now() FOR UPDATE SKIP LOCKED)",
+	"AND (x.lease_until < pg_catalog.now() OR x.lease_until IS NULL) FOR UPDATE SKIP LOCKED)",
 	/* Q_CLAIM: $1 limit, $2 default sender set, $3 secret set, $4 lease seconds */
 	"WITH c AS (SELECT x.id FROM meisa.messages x WHERE x.status = 'queued' "
 	"AND x.next_attempt_at <= pg_catalog.now() "
@@ -417,6 +417,7 @@ static char *
 suppression_reason(const DeliveryMsg *m, MemoryContext ctx)
 {
 	Datum		v[2];
+	char	   *reason;
 
 	if (m->contact_id != 0)
 	{
@@ -431,8 +432,11 @@ suppression_reason(const DeliveryMsg *m, MemoryContext ctx)
 		run_query(Q_SUPP_EMAIL, v, NULL, true, 1);
 	}
 	if (SPI_processed == 0)
-		return NULL;
-	return col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, ctx);
+		reason = NULL;
+	else
+		reason = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, ctx);
+	SPI_freetuptable(SPI_tuptable);
+	return reason;
 }
 
 /* True when meisa.smtp_url is set; otherwise logs once why nothing is sent. */
@@ -609,6 +613,8 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 			pgstat_report_activity(STATE_RUNNING, "meisa delivery: sending");
 			smtp_send(session, m->envelope_from, m->to_email, m->data, strlen(m->data), &r);
 			pgstat_report_activity(STATE_IDLE, NULL);
+			pfree(m->data);
+			m->data = NULL;
 
 			if (own_transactions)
 				delivery_xact_begin("meisa delivery: settling");

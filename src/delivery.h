@@ -20,6 +20,7 @@ extern char *meisa_smtp_password;
 extern char *meisa_from_address;
 extern char *meisa_unsubscribe_base_url;
 extern char *meisa_secret;
+extern char *meisa_smtp_ca_file;
 extern int	meisa_worker_naptime;		/* ms */
 extern int	meisa_max_send_rate;		/* messages per second, 0 = no limit */
 extern int	meisa_batch_size;

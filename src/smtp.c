@@ -158,6 +158,8 @@ smtp_session_open(void)
 		smtp_check(curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_SMTP | CURLPROTO_SMTPS)), "CURLOPT_REDIR_PROTOCOLS");
 #endif
 		smtp_check(curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY), "CURLOPT_USE_SSL");
+		if (meisa_smtp_ca_file && meisa_smtp_ca_file[0] != '\0')
+			smtp_check(curl_easy_setopt(c, CURLOPT_CAINFO, meisa_smtp_ca_file), "CURLOPT_CAINFO");
 		if (meisa_smtp_user && meisa_smtp_user[0] != '\0')
 		{
 			smtp_check(curl_easy_setopt(c, CURLOPT_USERNAME, meisa_smtp_user), "CURLOPT_USERNAME");

@@ -50,6 +50,7 @@ char	   *meisa_smtp_password = NULL;
 char	   *meisa_from_address = NULL;
 char	   *meisa_unsubscribe_base_url = NULL;
 char	   *meisa_secret = NULL;
+char	   *meisa_smtp_ca_file = NULL;
 int			meisa_worker_naptime = 10000;
 int			meisa_max_send_rate = 0;
 int			meisa_batch_size = 100;
@@ -190,6 +191,11 @@ delivery_init(void)
 							   "Password for SMTP authentication.",
 							   NULL, &meisa_smtp_password, "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("meisa.smtp_ca_file",
+							   "File of CA certificates that verify the SMTP server's TLS certificate.",
+							   "Empty: the system's CA store.",
+							   &meisa_smtp_ca_file, "",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("meisa.from_address",
 							   "Sender of messages whose template names none, e.g. 'Acme <hello@acme.io>'.",
 							   NULL, &meisa_from_address, "",

@@ -113,17 +113,19 @@ meisa.smtp_connect_timeout = '2s'
 class Sink:
     """The SMTP sink process and the messages it stored."""
 
-    def __init__(self, port, base):
+    def __init__(self, port, base, name="mail", env=None):
         self.port = port
-        self.dir = os.path.join(base, "mail")
-        self.control = os.path.join(base, "sink-control.json")
+        self.dir = os.path.join(base, name)
+        self.control = os.path.join(base, name + "-control.json")
+        self.env = env or {}
         self.proc = None
 
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
         self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "smtp_sink.py"),
                                       str(self.port), self.dir, self.control],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=dict(os.environ, **self.env))
         self.proc.stdout.readline()  # "listening"
 
     def stop(self):
@@ -177,7 +179,15 @@ class Sink:
         if not os.path.exists(path):
             return 0
         with open(path) as f:
-            return sum(1 for line in f if line.strip())
+            return sum(1 for line in f if " EHLO" in line or " HELO" in line)
+
+    def mail_lines(self):
+        """The "MAIL tls=.. auth=.." lines: how each message's session looked."""
+        path = os.path.join(self.dir, "connections.log")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [line.split(None, 1)[1].strip() for line in f if " MAIL " in line]
 
 
 def wait_for(cond, timeout, step=0.1):

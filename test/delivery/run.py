@@ -389,6 +389,65 @@ def test_run_due_hook():
     pg.psql("DROP FUNCTION public.meisa_run_due(timestamptz); DROP TABLE public.run_due_calls")
 
 
+def test_starttls_auth():
+    """smtp:// upgrades with STARTTLS when offered, authenticates, verifies the
+    certificate (meisa.smtp_ca_file); a wrong password or an unknown CA keeps
+    the message queued with the reason."""
+    cert = os.path.join(BASE, "sink-cert.pem")
+    key = os.path.join(BASE, "sink-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    os.chmod(cert, 0o644)
+    tls = Sink(SMTP_PORT + 1, BASE, name="tls",
+               env={"SINK_TLS_CERT": cert, "SINK_TLS_KEY": key, "SINK_AUTH": "meisa:s3cret"})
+    tls.start()
+    try:
+        tls.clear()
+        pg.reload({"meisa.smtp_url": f"smtp://127.0.0.1:{SMTP_PORT + 1}", "meisa.smtp_user": "meisa",
+                   "meisa.smtp_password": "s3cret", "meisa.smtp_ca_file": cert})
+        c = add_contact("tls@example.com")
+        m1 = queue(c, "tls@example.com", subject="over STARTTLS")
+        ok = all_status([m1], "sent", 10)
+        check("tls: delivered after STARTTLS and AUTH", ok and len(tls.files()) == 1, status([m1]))
+        check("tls: the server saw TLS and the user", tls.mail_lines() == ["MAIL tls=1 auth=meisa"],
+              tls.mail_lines())
+        pg.reload({"meisa.smtp_password": "wrong"})
+        m2 = queue(c, "tls@example.com", subject="wrong password")
+        tried = wait_for(lambda: status([m2])[m2][0] == "queued" and status([m2])[m2][1] >= 1, 10)
+        st = status([m2])[m2]
+        check("tls: a wrong password keeps the message queued, AUTH refusal in last_error",
+              tried and st[0] == "queued" and "535" in st[2], st)
+        pg.reload({"meisa.smtp_password": "s3cret", "meisa.smtp_ca_file": None})
+        m3 = queue(c, "tls@example.com", subject="unknown CA")
+        tried = wait_for(lambda: status([m3])[m3][0] == "queued" and status([m3])[m3][1] >= 1, 10)
+        st = status([m3])[m3]
+        check("tls: an unverifiable certificate keeps the message queued",
+              tried and st[0] == "queued" and "certificate" in st[2].lower(), st)
+        pg.reload({"meisa.smtp_ca_file": cert})
+        ok = all_status([m2, m3], "sent", 15)
+        check("tls: both go once the settings are right", ok and len(tls.files()) == 3, status([m2, m3]))
+        # smtps://: TLS from the start
+        smtps = Sink(SMTP_PORT + 2, BASE, name="smtps",
+                     env={"SINK_TLS_CERT": cert, "SINK_TLS_KEY": key, "SINK_IMPLICIT_TLS": "1",
+                          "SINK_AUTH": "meisa:s3cret"})
+        smtps.start()
+        try:
+            smtps.clear()
+            pg.reload({"meisa.smtp_url": f"smtps://127.0.0.1:{SMTP_PORT + 2}"})
+            m4 = queue(c, "tls@example.com", subject="over smtps")
+            ok = all_status([m4], "sent", 10)
+            check("smtps: delivered over implicit TLS with AUTH",
+                  ok and len(smtps.files()) == 1 and smtps.mail_lines() == ["MAIL tls=1 auth=meisa"],
+                  (status([m4]), smtps.mail_lines()))
+        finally:
+            smtps.stop()
+    finally:
+        pg.reload({"meisa.smtp_url": None, "meisa.smtp_user": None, "meisa.smtp_password": None,
+                   "meisa.smtp_ca_file": None})
+        tls.stop()
+
+
 def test_extension_recreated():
     """DROP EXTENSION: the worker waits (logged once); CREATE EXTENSION: it delivers again."""
     sink.clear()
@@ -528,7 +587,7 @@ def main():
         check("the worker starts with the server",
               wait_for(lambda: pg.worker_pid() is not None, 10))
         for t in (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
-                  test_tempfail, test_permfail, test_smtp_url_unset, test_run_due_hook,
+                  test_tempfail, test_permfail, test_smtp_url_unset, test_run_due_hook, test_starttls_auth,
                   test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
             try:
                 t()

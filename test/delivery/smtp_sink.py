@@ -15,16 +15,23 @@ file (re-read when it changes):
 has already stored (each such wait is announced in DIR/inflight.log).  Every
 EHLO/HELO (one per SMTP connection) is counted in DIR/connections.log.
 
+Environment: SINK_TLS_CERT and SINK_TLS_KEY offer STARTTLS and require it
+(with SINK_IMPLICIT_TLS=1: TLS from the first byte, as smtps:// expects);
+SINK_AUTH=user:password requires SMTP AUTH (after STARTTLS when TLS is on).
+Each connection line in connections.log says whether TLS and AUTH were used
+at MAIL FROM time ("MAIL tls=1 auth=user").
+
 Usage: smtp_sink.py PORT DIR [CONTROL_FILE]
 """
 import asyncio
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Handler:
@@ -76,6 +83,14 @@ class Handler:
         self.conns.write("%.6f HELO\n" % time.time())
         return "250 %s" % server.hostname
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.conns.write("%.6f MAIL tls=%d auth=%s\n" % (
+            time.time(), 1 if (session.ssl or server.transport.get_extra_info("ssl_object")) else 0,
+            getattr(session, "auth_data", None)))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.rule("rcpt", address)
         if reply:
@@ -120,10 +135,29 @@ async def main():
     os.makedirs(outdir, exist_ok=True)
     handler = Handler(outdir, control)
     loop = asyncio.get_running_loop()
+    opts = {}
+    implicit = None
+    if os.environ.get("SINK_TLS_CERT"):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(os.environ["SINK_TLS_CERT"], os.environ["SINK_TLS_KEY"])
+        if os.environ.get("SINK_IMPLICIT_TLS"):
+            implicit = ctx
+        else:
+            opts.update(tls_context=ctx, require_starttls=True)
+    if os.environ.get("SINK_AUTH"):
+        user, password = os.environ["SINK_AUTH"].split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (getattr(auth_data, "login", None) == user.encode()
+                  and getattr(auth_data, "password", None) == password.encode())
+            return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
+        opts.update(authenticator=authenticator, auth_required=True,
+                    # with implicit TLS the whole session is encrypted already
+                    auth_require_tls=bool(os.environ.get("SINK_TLS_CERT")) and implicit is None)
     server = await loop.create_server(
         lambda: SMTP(handler, decode_data=False, hostname="sink.test",
-                     data_size_limit=10 * 1024 * 1024, enable_SMTPUTF8=False),
-        host="127.0.0.1", port=port, reuse_address=True)
+                     data_size_limit=10 * 1024 * 1024, enable_SMTPUTF8=False, **opts),
+        host="127.0.0.1", port=port, reuse_address=True, ssl=implicit)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
