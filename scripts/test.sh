@@ -24,9 +24,9 @@ echo "== pg_regress and isolation tests"
 out=$work/installcheck.log
 (cd "$work/src" && runuser -u postgres -- make -s installcheck PG_CONFIG=$bindir/pg_config) >"$out" 2>&1
 rc=$?
-grep -E '^(ok|not ok|test| )|\.\.\. ' "$out" | grep -E '\.\.\. |^ok|^not ok' || true
-ok=$(grep -cE '\.\.\. +ok' "$out")
-bad=$(grep -cE '\.\.\. +FAILED|\.\.\. +failed' "$out")
+grep -aE '^(ok|not ok|test| )|\.\.\. ' "$out" | grep -E '\.\.\. |^ok|^not ok' || true
+ok=$(grep -acE '\.\.\. +ok' "$out")
+bad=$(grep -acE '\.\.\. +FAILED|\.\.\. +failed' "$out")
 if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; tail -30 "$out"; fi
 passed=$((passed + ok)); failed=$((failed + bad))
 for d in "$work/src/regression.diffs" "$work/src/output_iso/regression.diffs"; do
@@ -41,7 +41,7 @@ for t in "$top"/test/*/run.sh; do
   bash "$t" --bindir "$bindir" --quick >"$log" 2>&1
   rc=$?
   cat "$log" | tail -40
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  line=$(grep -aE '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
   if [ -n "$line" ]; then
     p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
     passed=$((passed + p)); failed=$((failed + f))
