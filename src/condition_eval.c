@@ -99,6 +99,27 @@ follow_path(JsonbContainer *c, char **segs, int nsegs, JsonbValue *out)
 	return true;
 }
 
+/*
+ * ctx->now minus a span, or the beginning of time (-infinity) when that would
+ * be before the earliest timestamp: timestamptz_mi_interval raises "timestamp
+ * out of range" there, and evaluating an accepted rule must not fail.  The
+ * check counts a month as 31 days and adds a day for time zone shifts, so it
+ * is conservative: only spans of thousands of years reach it.
+ */
+static TimestampTz
+now_minus_span(const CondContext *ctx, const Interval *span)
+{
+	/* spans are non-negative and bounded by condition_parse_interval */
+	int64		bound = ((int64) span->month * 31 + (int64) span->day + 1) * USECS_PER_DAY +
+		span->time;
+
+	if (ctx->now - bound < MIN_TIMESTAMP)
+		return DT_NOBEGIN;
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+												   TimestampTzGetDatum(ctx->now),
+												   PointerGetDatum(span)));
+}
+
 /* Reads a JSON string value as an ISO 8601 time. */
 static bool
 value_timestamp(const JsonbValue *v, TimestampTz *ts)
@@ -268,9 +289,7 @@ test_holds(const CondTest *t, const JsonbValue *actual, CondContext *ctx)
 		case COP_OLDER_THAN:
 			if (!value_timestamp(actual, &ts))
 				return false;
-			edge = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-														   TimestampTzGetDatum(ctx->now),
-														   PointerGetDatum(&t->span)));
+			edge = now_minus_span(ctx, &t->span);
 			if (t->op == COP_WITHIN_LAST)
 				return ts >= edge && ts <= ctx->now;
 			return ts < edge;
@@ -425,9 +444,7 @@ performed_holds(const CondNode *node, CondContext *ctx)
 	JsonbValue	v;
 
 	if (node->has_within)
-		since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-														TimestampTzGetDatum(ctx->now),
-														PointerGetDatum(&node->within)));
+		since = now_minus_span(ctx, &node->within);
 	count = count_events(ctx->contact_id, node->name, since);
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(count);

@@ -1,0 +1,34 @@
+-- Regression tests of review fixes in the automation engine: time spans
+-- that reach before the earliest timestamp, and a rule that cannot be
+-- compiled while the rule cache loads.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+
+-- "within_last"/"older_than"/"within" spans up to the accepted maximum
+-- (120000 months): now() minus such a span is before 4714 BC, which the
+-- comparison treats as the beginning of time instead of failing
+SELECT meisa.condition_test('{"field": "created_at", "within_last": "10000 years"}',
+                            '{"created_at": "2020-01-01T00:00:00Z"}') AS within_10000y;
+SELECT meisa.condition_test('{"field": "created_at", "older_than": "10000 years"}',
+                            '{"created_at": "2020-01-01T00:00:00Z"}') AS older_10000y;
+SELECT meisa.condition_test('{"performed": "login", "within": "10000 years"}',
+                            '{"id": 1}') AS performed_10000y;
+SELECT meisa.condition_test('{"field": "created_at", "within_last": "1000000 days 9999999 hours"}',
+                            '{"created_at": "2020-01-01T00:00:00Z"}') AS within_huge_days;
+-- an hour count that would overflow the span's microseconds is invalid
+SELECT meisa.condition_test(jsonb_build_object('field', 'created_at', 'within_last',
+                            repeat('9999999 hours ', 3)), '{}');
+
+-- in an automation: the rule holds and the application's write succeeds
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('ancient', 'contact_updated', '{"field": "created_at", "within_last": "10000 years"}',
+   '[{"add_tag": "recent"}]'),
+  ('ever', 'contact_updated', '{"performed": "login", "within": "10000 years"}',
+   '[{"add_tag": "logged-in"}]');
+SELECT meisa_track('login', '{"email": "ann@example.com"}') > 0 AS tracked;
+SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Ann"}') ->> 'changed' AS changed;
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT a.name, r.status, r.error FROM meisa.automation_runs r
+  JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id;
