@@ -7,7 +7,7 @@ CREATE EXTENSION meisa;
 RESET client_min_messages;
 
 -- "within_last"/"older_than"/"within" spans up to the accepted maximum
--- (120000 months): now() minus such a span is before 4714 BC, which the
+-- (110000 months): now() minus such a span is before 4714 BC, which the
 -- comparison treats as the beginning of time instead of failing
 SELECT meisa.condition_test('{"field": "created_at", "within_last": "10000 years"}',
                             '{"created_at": "2020-01-01T00:00:00Z"}') AS within_10000y;
@@ -32,3 +32,39 @@ SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Ann"}') ->> 'ch
 SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
 SELECT a.name, r.status, r.error FROM meisa.automation_runs r
   JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id;
+
+-- a condition nested deeper than the stack allows is an invalid rule (22023
+-- naming the rule), not a stack overflow error
+CREATE FUNCTION pg_temp.try_rule(rule jsonb) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN meisa.condition_test(rule, '{"tags": []}')::text;
+EXCEPTION WHEN others THEN
+  RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '[0-9]+ levels', 'N levels');
+END $$;
+SELECT pg_temp.try_rule((repeat('{"not": ', 100) || '{"has_tag": "x"}' || repeat('}', 100))::jsonb) AS levels_101;
+SELECT pg_temp.try_rule((repeat('[', 200) || '{"has_tag": "x"}' || repeat(']', 200))::jsonb) AS levels_201;
+SELECT pg_temp.try_rule((repeat('{"not": ', 10000) || '{"has_tag": "x"}' || repeat('}', 10000))::jsonb) AS levels_10001;
+DO $$
+BEGIN
+  INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+    ('deep', 'contact_updated',
+     (repeat('{"not": ', 10000) || '{"has_tag": "x"}' || repeat('}', 10000))::jsonb,
+     '[{"add_tag": "deep"}]');
+EXCEPTION WHEN others THEN
+  RAISE NOTICE 'rejected: % %', SQLSTATE, regexp_replace(SQLERRM, '[0-9]+ levels', 'N levels');
+END $$;
+
+-- a row stored without validation (a restore with triggers disabled): the
+-- rule cache records it as a failing automation and the write succeeds
+ALTER TABLE meisa.automations DISABLE TRIGGER automations_validate;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('deep', 'contact_updated',
+   (repeat('{"not": ', 10000) || '{"has_tag": "x"}' || repeat('}', 10000))::jsonb,
+   '[{"add_tag": "deep"}]');
+ALTER TABLE meisa.automations ENABLE TRIGGER automations_validate;
+SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Anne"}') ->> 'changed' AS changed;
+-- and again: the rules are those of the table, not an older cache
+SELECT meisa_upsert('{"email": "ann@example.com", "last_name": "Lee"}') ->> 'changed' AS changed;
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT r.status, regexp_replace(r.error, '[0-9]+ levels', 'N levels') AS error FROM meisa.automation_runs r
+  JOIN meisa.automations a ON a.id = r.automation_id WHERE a.name = 'deep';
