@@ -31,16 +31,16 @@ static SPIPlanPtr plans[NPLANS];
 
 static const char *const plan_sql[NPLANS] = {
 	"UPDATE meisa.contacts SET tags = pg_catalog.array_append(tags, $2) "
-	"WHERE id = $1 AND NOT ($2 OPERATOR(pg_catalog.=) ANY (tags))",
+	"WHERE id OPERATOR(pg_catalog.=) $1 AND NOT ($2 OPERATOR(pg_catalog.=) ANY (tags))",
 	"UPDATE meisa.contacts SET tags = pg_catalog.array_remove(tags, $2) "
-	"WHERE id = $1 AND $2 OPERATOR(pg_catalog.=) ANY (tags)",
+	"WHERE id OPERATOR(pg_catalog.=) $1 AND $2 OPERATOR(pg_catalog.=) ANY (tags)",
 	"UPDATE meisa.contacts SET custom_fields = "
 	"(custom_fields OPERATOR(pg_catalog.-) $2) OPERATOR(pg_catalog.||) $3 "
-	"WHERE id = $1 AND custom_fields OPERATOR(pg_catalog.<>) "
+	"WHERE id OPERATOR(pg_catalog.=) $1 AND custom_fields OPERATOR(pg_catalog.<>) "
 	"((custom_fields OPERATOR(pg_catalog.-) $2) OPERATOR(pg_catalog.||) $3)",
 	"INSERT INTO meisa.notifications (contact_id, channel, message) VALUES ($1, $2, $3)",
 	"UPDATE meisa.contacts SET subscribed = false, unsubscribe_reason = 'unsubscribed', "
-	"unsubscribed_at = pg_catalog.now() WHERE id = $1 AND subscribed",
+	"unsubscribed_at = pg_catalog.now() WHERE id OPERATOR(pg_catalog.=) $1 AND subscribed",
 };
 
 static const int plan_nargs[NPLANS] = {2, 2, 3, 3, 1};

@@ -76,7 +76,7 @@ check_references(const Automation *a, const char *name)
 	SPI_connect();
 	if (a->trigger == MEISA_TRIGGER_SEQUENCE_ENROLLED && a->filter)
 	{
-		lookup_text("SELECT name FROM meisa.sequences WHERE name = $1", a->filter, &found);
+		lookup_text("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1", a->filter, &found);
 		if (!found)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -92,7 +92,7 @@ check_references(const Automation *a, const char *name)
 		{
 			const char *what = act->kind == ACT_ENROLL ? "enroll" : "unenroll";
 
-			lookup_text("SELECT name FROM meisa.sequences WHERE name = $1", act->name, &found);
+			lookup_text("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1", act->name, &found);
 			if (!found)
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -102,7 +102,7 @@ check_references(const Automation *a, const char *name)
 		}
 		else if (act->kind == ACT_SEND_EMAIL)
 		{
-			char	   *kind = lookup_text("SELECT kind FROM meisa.templates WHERE key = $1",
+			char	   *kind = lookup_text("SELECT kind FROM meisa.templates WHERE key OPERATOR(pg_catalog.=) $1",
 										   act->name, &found);
 
 			if (!found)

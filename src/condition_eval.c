@@ -413,7 +413,8 @@ count_events(int64 contact_id, const char *name, TimestampTz since)
 	{
 		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
 		SPIPlanPtr	p = SPI_prepare("SELECT pg_catalog.count(*) FROM meisa.events "
-									"WHERE contact_id = $1 AND name = $2 AND occurred_at >= $3",
+									"WHERE contact_id OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
+									" AND occurred_at OPERATOR(pg_catalog.>=) $3",
 									3, types);
 
 		if (p == NULL)

@@ -99,7 +99,7 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	if (SPI_execute("SELECT id, name, exit_conditions, send_days, send_start, send_end, timezone,"
-					" (SELECT count(*) FROM meisa.sequence_steps st"
+					" (SELECT pg_catalog.count(*) FROM meisa.sequence_steps st"
 					"  WHERE st.sequence_id OPERATOR(pg_catalog.=) s.id)"
 					" FROM meisa.sequences s WHERE enabled",
 					true, 0) != SPI_OK_SELECT)

@@ -156,7 +156,7 @@ sequence_enroll_why(int64 contact_id, const char *sequence_name, EnrollOutcome *
 									   "  (SELECT st.delay FROM meisa.sequence_steps st"
 									   "   WHERE st.sequence_id OPERATOR(pg_catalog.=) $2"
 									   "   ORDER BY st.position LIMIT 1), '0'::pg_catalog.interval)"
-									   " ON CONFLICT (contact_id, sequence_id) WHERE status = 'active' DO NOTHING"
+									   " ON CONFLICT (contact_id, sequence_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING"
 									   " RETURNING id", 2, types);
 	}
 	if (SPI_execute_plan(insert_plan, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
