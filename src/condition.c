@@ -735,6 +735,16 @@ condition_compile(Jsonb *conditions, const char *root, int allow, char **error)
 	return st.error ? NULL : node;
 }
 
+/* Raises ERROR 22023 for 'error', a "PATH: message" of condition_compile. */
+void
+condition_raise(const char *error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s", error),
+			 errhint("See the condition language in the automations documentation.")));
+}
+
 /* Compiles and raises ERROR 22023 with the offending part when invalid. */
 CondNode *
 condition_compile_or_error(Jsonb *conditions, const char *root, int allow)
@@ -743,9 +753,6 @@ condition_compile_or_error(Jsonb *conditions, const char *root, int allow)
 	CondNode   *node = condition_compile(conditions, root, allow, &error);
 
 	if (error)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s", error),
-				 errhint("See the condition language in the automations documentation.")));
+		condition_raise(error);
 	return node;
 }
