@@ -258,27 +258,12 @@ sequence_unenroll(int64 contact_id, const char *sequence_name)
 static int64
 contact_by_email(const char *email)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[1];
-	bool		isnull;
-	int64		id;
+	int64		id = contact_id_by_email(email);
 
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		plan = outbox_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=)"
-								" pg_catalog.lower(pg_catalog.btrim($1))", 1, types);
-	}
-	values[0] = CStringGetTextDatum(email);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: contact lookup failed");
-	if (SPI_processed == 0)
+	if (id == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("contact \"%s\" does not exist", email)));
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
 	return id;
 }
 
