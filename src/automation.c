@@ -124,7 +124,8 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
 	if (plan == NULL)
 	{
 		Oid			types[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
@@ -135,7 +136,8 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 		if (p == NULL)
 			elog(ERROR, "meisa: could not prepare the run insert: %s",
 				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "meisa: SPI_keepplan failed");
 		plan = p;
 	}
 	values[0] = Int64GetDatum(a->id);

@@ -408,7 +408,8 @@ count_events(int64 contact_id, const char *name, TimestampTz since)
 
 	if (contact_id == 0)
 		return 0;
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
 	if (plan == NULL)
 	{
 		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
@@ -420,7 +421,8 @@ count_events(int64 contact_id, const char *name, TimestampTz since)
 		if (p == NULL)
 			elog(ERROR, "meisa: could not prepare the event count: %s",
 				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "meisa: SPI_keepplan failed");
 		plan = p;
 	}
 	values[0] = Int64GetDatum(contact_id);
