@@ -83,3 +83,29 @@ SELECT meisa_enroll(email, 'broken') > 0 AS enrolled FROM meisa.contacts ORDER B
 SELECT meisa_run_due(now() + interval '1 minute') AS advanced;
 SELECT c.email, e.status, e.current_step, e.last_error
   FROM meisa.enrollments e JOIN meisa.contacts c ON c.id = e.contact_id ORDER BY c.email;
+
+-- a write whose automation run fails outside the automation's own
+-- subtransaction (here: a trigger on meisa.automation_runs raises), caught
+-- by the caller 300 times in one transaction, leaves no rule cache pin
+-- behind (there are at most 256 nested pins)
+CREATE FUNCTION pg_temp.refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'run refused'; END $$;
+BEGIN;
+CREATE TRIGGER refuse BEFORE INSERT ON meisa.automation_runs
+  FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse_run();
+DO $$
+DECLARE failed int := 0;
+BEGIN
+  FOR i IN 1..300 LOOP
+    BEGIN
+      UPDATE meisa.contacts SET first_name = 'try' || i WHERE email = 'ann@example.com';
+    EXCEPTION WHEN others THEN
+      failed := failed + 1;
+    END;
+  END LOOP;
+  RAISE NOTICE '% writes failed', failed;
+END $$;
+DROP TRIGGER refuse ON meisa.automation_runs;
+UPDATE meisa.contacts SET first_name = 'Ann' WHERE email = 'ann@example.com';
+COMMIT;
+SELECT first_name FROM meisa.contacts WHERE email = 'ann@example.com';
