@@ -5,9 +5,16 @@
 # runs pg_regress/pg_isolation_regress against it.  With test names, only
 # those pg_regress tests run (and no isolation tests unless ISOLATION=... is set).
 # Several checkouts can use it at once: each gets its own prefix under /tmp.
+# MEISA_ASSERT=1 builds with -DUSE_ASSERT_CHECKING (Assert() live, freed
+# memory clobbered) in a prefix of its own, so both builds can coexist.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 name=$(echo "$src" | tr '/' '_')
+copt=()
+if [ "${MEISA_ASSERT:-0}" = 1 ]; then
+  name=${name}_assert
+  copt=("COPT=-DUSE_ASSERT_CHECKING")
+fi
 base=/tmp/meisa-dev/$name
 pg=$base/pg
 bindir=$pg/usr/lib/postgresql/15/bin
@@ -25,7 +32,7 @@ args=()
 if [ $# -gt 0 ]; then args+=("REGRESS=$*"); [ -n "${ISOLATION:-}" ] || args+=("ISOLATION="); fi
 [ -n "${ISOLATION:-}" ] && args+=("ISOLATION=$ISOLATION")
 cd "$base/build"
-runuser -u postgres -- make -s -j2 install DESTDIR="$pg" >/dev/null
+runuser -u postgres -- make -s -j2 install DESTDIR="$pg" "${copt[@]}" >/dev/null
 set +e
 runuser -u postgres -- make -s installcheck bindir="$bindir" "${args[@]}"
 rc=$?

@@ -124,7 +124,8 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
 	if (plan == NULL)
 	{
 		Oid			types[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
@@ -135,7 +136,8 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 		if (p == NULL)
 			elog(ERROR, "meisa: could not prepare the run insert: %s",
 				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "meisa: SPI_keepplan failed");
 		plan = p;
 	}
 	values[0] = Int64GetDatum(a->id);
@@ -210,24 +212,20 @@ run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 }
 
 /*
- * Runs the enabled automations whose trigger (and trigger_filter, compared
- * with 'filter') matches.  Never throws for a failing automation.
+ * Runs the automations 'autos[0, n)' of a trigger whose filter and
+ * conditions match, acting as the owner of the rules.
  */
-void
-automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
-				Jsonb *changes, Jsonb *properties)
+static void
+run_matching(const Automation *autos, int n, MeisaTrigger trigger,
+			 int64 contact_id, const char *filter, Jsonb *changes,
+			 Jsonb *properties)
 {
-	Automation *autos;
-	int			n;
 	CondContext ctx;
 	Oid			saved_uid;
 	int			saved_sec;
 	int			depth = fire_depth;
 	bool		switched = false;
 
-	autos = automation_cache_get(trigger, &n);
-	if (n == 0)
-		return;
 	if (depth == 0)
 		nran = 0;
 	condition_context_init(&ctx, contact_id, changes, properties);
@@ -276,7 +274,38 @@ automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
 		ctx.contact_loaded = false;
 		ctx.contact = NULL;
 	}
+	/* on an error, aborting the (sub)transaction restores the user */
 	if (switched)
 		SetUserIdAndSecContext(saved_uid, saved_sec);
-	automation_cache_release();
+}
+
+/*
+ * Runs the enabled automations whose trigger (and trigger_filter, compared
+ * with 'filter') matches.  Never throws for a failing automation.
+ */
+void
+automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
+				Jsonb *changes, Jsonb *properties)
+{
+	Automation *autos;
+	int			n;
+
+	autos = automation_cache_get(trigger, &n);
+	if (n == 0)
+		return;
+
+	/*
+	 * The pin goes even when something fails here (recording a run, reading
+	 * the contact): the caller may catch the error and write again, and a
+	 * lost pin would stay until the transaction ends.
+	 */
+	PG_TRY();
+	{
+		run_matching(autos, n, trigger, contact_id, filter, changes, properties);
+	}
+	PG_FINALLY();
+	{
+		automation_cache_release();
+	}
+	PG_END_TRY();
 }

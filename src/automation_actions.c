@@ -31,21 +31,21 @@ static SPIPlanPtr plans[NPLANS];
 
 static const char *const plan_sql[NPLANS] = {
 	"UPDATE meisa.contacts SET tags = pg_catalog.array_append(tags, $2) "
-	"WHERE id = $1 AND NOT ($2 OPERATOR(pg_catalog.=) ANY (tags))",
+	"WHERE id OPERATOR(pg_catalog.=) $1 AND NOT ($2 OPERATOR(pg_catalog.=) ANY (tags))",
 	"UPDATE meisa.contacts SET tags = pg_catalog.array_remove(tags, $2) "
-	"WHERE id = $1 AND $2 OPERATOR(pg_catalog.=) ANY (tags)",
+	"WHERE id OPERATOR(pg_catalog.=) $1 AND $2 OPERATOR(pg_catalog.=) ANY (tags)",
 	"UPDATE meisa.contacts SET custom_fields = "
 	"(custom_fields OPERATOR(pg_catalog.-) $2) OPERATOR(pg_catalog.||) $3 "
-	"WHERE id = $1 AND custom_fields OPERATOR(pg_catalog.<>) "
+	"WHERE id OPERATOR(pg_catalog.=) $1 AND custom_fields OPERATOR(pg_catalog.<>) "
 	"((custom_fields OPERATOR(pg_catalog.-) $2) OPERATOR(pg_catalog.||) $3)",
 	"INSERT INTO meisa.notifications (contact_id, channel, message) VALUES ($1, $2, $3)",
 	"UPDATE meisa.contacts SET subscribed = false, unsubscribe_reason = 'unsubscribed', "
-	"unsubscribed_at = pg_catalog.now() WHERE id = $1 AND subscribed",
+	"unsubscribed_at = pg_catalog.now() WHERE id OPERATOR(pg_catalog.=) $1 AND subscribed",
 };
 
 static const int plan_nargs[NPLANS] = {2, 2, 3, 3, 1};
 
-/* Runs saved plan 'which' with 'values' (SPI must be connected). */
+/* Runs saved plan 'which' with 'values' in an SPI connection of its own. */
 static void
 run_plan(int which, Datum *values)
 {
@@ -58,6 +58,8 @@ run_plan(int which, Datum *values)
 	};
 	int			rc;
 
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
 	if (plans[which] == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(plan_sql[which], plan_nargs[which],
@@ -66,12 +68,14 @@ run_plan(int which, Datum *values)
 		if (p == NULL)
 			elog(ERROR, "meisa: could not prepare an action: %s",
 				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "meisa: SPI_keepplan failed");
 		plans[which] = p;
 	}
 	rc = SPI_execute_plan(plans[which], values, NULL, false, 0);
 	if (rc < 0)
 		elog(ERROR, "meisa: action failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
 }
 
 /* The data a notify message is rendered with: the contact plus "data". */
@@ -121,9 +125,7 @@ automation_run_action(const Automation *a, const AutomationAction *act,
 		case ACT_ADD_TAG:
 		case ACT_REMOVE_TAG:
 			values[1] = CStringGetTextDatum(act->name);
-			SPI_connect();
 			run_plan(act->kind == ACT_ADD_TAG ? PLAN_ADD_TAG : PLAN_REMOVE_TAG, values);
-			SPI_finish();
 			break;
 		case ACT_SET_FIELD:
 			{
@@ -134,9 +136,7 @@ automation_run_action(const Automation *a, const AutomationAction *act,
 				values[1] = PointerGetDatum(construct_array(names, act->nremove, TEXTOID,
 															-1, false, TYPALIGN_INT));
 				values[2] = JsonbPGetDatum(act->set_values);
-				SPI_connect();
 				run_plan(PLAN_SET_FIELD, values);
-				SPI_finish();
 				break;
 			}
 		case ACT_ENROLL:
@@ -164,16 +164,12 @@ automation_run_action(const Automation *a, const AutomationAction *act,
 
 				values[1] = CStringGetTextDatum(act->channel);
 				values[2] = CStringGetTextDatum(message);
-				SPI_connect();
 				run_plan(PLAN_NOTIFY, values);
-				SPI_finish();
 				automation_notify_at_commit();
 				break;
 			}
 		case ACT_UNSUBSCRIBE:
-			SPI_connect();
 			run_plan(PLAN_UNSUBSCRIBE, values);
-			SPI_finish();
 			break;
 	}
 }

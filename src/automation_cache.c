@@ -98,15 +98,18 @@ cache_load(void)
 	cache_owner = ((Form_pg_class) GETSTRUCT(reltup))->relowner;
 	ReleaseSysCache(reltup);
 	cache_relid = relid;
-	/* an invalidation arriving while we read marks this load stale again */
-	cache_valid = true;
 
-	cxt = AllocSetContextCreate(TopMemoryContext, "meisa automation cache",
+	/*
+	 * Built under the caller's context, so that an error while loading frees
+	 * it; moved under TopMemoryContext once complete.
+	 */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "meisa automation cache",
 								ALLOCSET_DEFAULT_SIZES);
 	rc = MemoryContextAllocZero(cxt, sizeof(RuleCache));
 	rc->cxt = cxt;
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
 	if (SPI_execute("SELECT id, name, trigger, trigger_filter, conditions, actions "
 					"FROM meisa.automations WHERE enabled ORDER BY position, id",
 					true, 0) != SPI_OK_SELECT)
@@ -149,6 +152,7 @@ cache_load(void)
 	}
 	MemoryContextSwitchTo(old);
 	SPI_finish();
+	MemoryContextSetParent(cxt, TopMemoryContext);
 	return rc;
 }
 
@@ -163,7 +167,24 @@ automation_cache_get(MeisaTrigger trigger, int *n)
 	*n = 0;
 	if (!cache_valid || current == NULL)
 	{
-		RuleCache  *fresh = cache_load();
+		RuleCache  *fresh;
+
+		/*
+		 * Valid from the moment we read: an invalidation arriving while we
+		 * read marks this load stale again.  An error while loading leaves
+		 * the cache invalid (never the old rules marked valid).
+		 */
+		cache_valid = true;
+		PG_TRY();
+		{
+			fresh = cache_load();
+		}
+		PG_CATCH();
+		{
+			cache_valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 
 		if (fresh == NULL)
 		{

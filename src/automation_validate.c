@@ -19,34 +19,18 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "trigger_row.h"
+
 PG_FUNCTION_INFO_V1(meisa_automations_validate);
 PG_FUNCTION_INFO_V1(meisa_automations_changed);
-
-/* A text column of the row as a C string, or NULL. */
-static char *
-row_text(HeapTuple tuple, TupleDesc desc, const char *column)
-{
-	int			attno = SPI_fnumber(desc, column);
-	bool		isnull;
-	Datum		d;
-
-	if (attno <= 0)
-		elog(ERROR, "meisa: column \"%s\" of meisa.automations is missing", column);
-	d = heap_getattr(tuple, attno, desc, &isnull);
-	return isnull ? NULL : TextDatumGetCString(d);
-}
 
 /* A jsonb column of the row, or NULL. */
 static Jsonb *
 row_jsonb(HeapTuple tuple, TupleDesc desc, const char *column)
 {
-	int			attno = SPI_fnumber(desc, column);
 	bool		isnull;
-	Datum		d;
+	Datum		d = trigger_row_value(tuple, desc, column, &isnull);
 
-	if (attno <= 0)
-		elog(ERROR, "meisa: column \"%s\" of meisa.automations is missing", column);
-	d = heap_getattr(tuple, attno, desc, &isnull);
 	return isnull ? NULL : DatumGetJsonbP(d);
 }
 
@@ -73,10 +57,11 @@ check_references(const Automation *a, const char *name)
 {
 	bool		found;
 
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
 	if (a->trigger == MEISA_TRIGGER_SEQUENCE_ENROLLED && a->filter)
 	{
-		lookup_text("SELECT name FROM meisa.sequences WHERE name = $1", a->filter, &found);
+		lookup_text("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1", a->filter, &found);
 		if (!found)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -92,7 +77,7 @@ check_references(const Automation *a, const char *name)
 		{
 			const char *what = act->kind == ACT_ENROLL ? "enroll" : "unenroll";
 
-			lookup_text("SELECT name FROM meisa.sequences WHERE name = $1", act->name, &found);
+			lookup_text("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1", act->name, &found);
 			if (!found)
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -102,7 +87,7 @@ check_references(const Automation *a, const char *name)
 		}
 		else if (act->kind == ACT_SEND_EMAIL)
 		{
-			char	   *kind = lookup_text("SELECT kind FROM meisa.templates WHERE key = $1",
+			char	   *kind = lookup_text("SELECT kind FROM meisa.templates WHERE key OPERATOR(pg_catalog.=) $1",
 										   act->name, &found);
 
 			if (!found)
@@ -151,8 +136,8 @@ meisa_automations_validate(PG_FUNCTION_ARGS)
 	tuple = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	desc = RelationGetDescr(td->tg_relation);
 
-	name = row_text(tuple, desc, "name");
-	trigger = row_text(tuple, desc, "trigger");
+	name = trigger_row_text(tuple, desc, "name");
+	trigger = trigger_row_text(tuple, desc, "trigger");
 	if (name == NULL || name[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -164,7 +149,7 @@ meisa_automations_validate(PG_FUNCTION_ARGS)
 				 errmsg("invalid automation \"%s\": trigger: is required", name),
 				 errdetail("trigger: is required")));
 	memset(&a, 0, sizeof(a));
-	if (!automation_compile(&a, trigger, row_text(tuple, desc, "trigger_filter"),
+	if (!automation_compile(&a, trigger, trigger_row_text(tuple, desc, "trigger_filter"),
 							row_jsonb(tuple, desc, "conditions"),
 							row_jsonb(tuple, desc, "actions"), &error))
 		ereport(ERROR,
@@ -179,16 +164,7 @@ meisa_automations_validate(PG_FUNCTION_ARGS)
 	if (check_function_bodies)
 		check_references(&a, name);
 
-	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-	{
-		int			col = SPI_fnumber(desc, "updated_at");
-		Datum		value = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-		bool		isnull = false;
-
-		if (col > 0)
-			tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &col, &value, &isnull);
-	}
-	return PointerGetDatum(tuple);
+	return PointerGetDatum(trigger_row_touch_updated_at(td, tuple));
 }
 
 /*

@@ -18,6 +18,8 @@ typedef struct CompileState
 {
 	int			allow;
 	char	   *error;
+	const char *root;			/* path of the whole rule, e.g. "conditions" */
+	int			depth;			/* nesting of the condition being compiled */
 } CompileState;
 
 /* One key of a JSON object with its value. */
@@ -58,6 +60,7 @@ static const char *const plain_fields[] = {
 };
 
 static CondNode *compile_node(JsonbValue *v, const char *path, CompileState *st);
+static CondNode *compile_node_body(JsonbValue *v, const char *path, CompileState *st);
 static bool compile_test(const char *opname, JsonbValue *v, const char *path,
 						 bool nested, CondTest *t, CompileState *st);
 
@@ -561,7 +564,7 @@ compile_performed(CondNode *node, JsonPair *pairs, int n, const char *path, Comp
 
 /* Compiles a condition (an object, or an array meaning "all"). */
 static CondNode *
-compile_node(JsonbValue *v, const char *path, CompileState *st)
+compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 {
 	CondNode   *node;
 	JsonPair   *pairs;
@@ -569,7 +572,6 @@ compile_node(JsonbValue *v, const char *path, CompileState *st)
 	const char *kinds[] = {"all", "any", "not", "field", "event", "has_tag", "lacks_tag", "performed"};
 	int			found = -1;
 
-	check_stack_depth();
 	node = palloc0(sizeof(CondNode));
 	if (jv_is_array(v))
 	{
@@ -685,6 +687,26 @@ compile_node(JsonbValue *v, const char *path, CompileState *st)
 }
 
 /*
+ * Compiles a condition nested one level deeper.  A rule nested deeper than
+ * the stack allows is an invalid rule (reported like any other bad part), not
+ * an ERROR: the rule cache compiles stored rows inside the write that fired
+ * them, and a stored row must never fail that write.
+ */
+static CondNode *
+compile_node(JsonbValue *v, const char *path, CompileState *st)
+{
+	CondNode   *node;
+
+	if (stack_is_too_deep())
+		return fail(st, st->root, "conditions nested too deeply (%d levels reached)",
+					st->depth), NULL;
+	st->depth++;
+	node = compile_node_body(v, path, st);
+	st->depth--;
+	return node;
+}
+
+/*
  * Compiles 'conditions' (NULL or JSON null = always: returns NULL with no
  * error) in the current memory context.  On a bad rule returns NULL and sets
  * *error to "PATH: message", PATH starting with 'root'.
@@ -704,11 +726,23 @@ condition_compile(Jsonb *conditions, const char *root, int allow, char **error)
 		return NULL;
 	st.allow = allow;
 	st.error = NULL;
+	st.root = root;
+	st.depth = 0;
 	node = compile_node(&v, root, &st);
 	if (!node && !st.error)
 		fail(&st, root, "invalid condition");
 	*error = st.error;
 	return st.error ? NULL : node;
+}
+
+/* Raises ERROR 22023 for 'error', a "PATH: message" of condition_compile. */
+void
+condition_raise(const char *error)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s", error),
+			 errhint("See the condition language in the automations documentation.")));
 }
 
 /* Compiles and raises ERROR 22023 with the offending part when invalid. */
@@ -719,9 +753,6 @@ condition_compile_or_error(Jsonb *conditions, const char *root, int allow)
 	CondNode   *node = condition_compile(conditions, root, allow, &error);
 
 	if (error)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s", error),
-				 errhint("See the condition language in the automations documentation.")));
+		condition_raise(error);
 	return node;
 }

@@ -123,6 +123,9 @@ typedef struct CondNode
 extern CondNode *condition_compile(Jsonb *conditions, const char *root,
 								   int allow, char **error);
 
+/* Raises ERROR 22023 for 'error', a "PATH: message" of condition_compile. */
+extern void condition_raise(const char *error) pg_attribute_noreturn();
+
 /* Compiles and raises ERROR 22023 with the offending part when invalid. */
 extern CondNode *condition_compile_or_error(Jsonb *conditions,
 											const char *root, int allow);

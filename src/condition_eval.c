@@ -99,6 +99,27 @@ follow_path(JsonbContainer *c, char **segs, int nsegs, JsonbValue *out)
 	return true;
 }
 
+/*
+ * ctx->now minus a span, or the beginning of time (-infinity) when that would
+ * be before the earliest timestamp: timestamptz_mi_interval raises "timestamp
+ * out of range" there, and evaluating an accepted rule must not fail.  The
+ * check counts a month as 31 days and adds a day for time zone shifts, so it
+ * is conservative: only spans of thousands of years reach it.
+ */
+static TimestampTz
+now_minus_span(const CondContext *ctx, const Interval *span)
+{
+	/* spans are non-negative and bounded by condition_parse_interval */
+	int64		bound = ((int64) span->month * 31 + (int64) span->day + 1) * USECS_PER_DAY +
+		span->time;
+
+	if (ctx->now - bound < MIN_TIMESTAMP)
+		return DT_NOBEGIN;
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+												   TimestampTzGetDatum(ctx->now),
+												   PointerGetDatum(span)));
+}
+
 /* Reads a JSON string value as an ISO 8601 time. */
 static bool
 value_timestamp(const JsonbValue *v, TimestampTz *ts)
@@ -268,9 +289,7 @@ test_holds(const CondTest *t, const JsonbValue *actual, CondContext *ctx)
 		case COP_OLDER_THAN:
 			if (!value_timestamp(actual, &ts))
 				return false;
-			edge = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-														   TimestampTzGetDatum(ctx->now),
-														   PointerGetDatum(&t->span)));
+			edge = now_minus_span(ctx, &t->span);
 			if (t->op == COP_WITHIN_LAST)
 				return ts >= edge && ts <= ctx->now;
 			return ts < edge;
@@ -389,18 +408,21 @@ count_events(int64 contact_id, const char *name, TimestampTz since)
 
 	if (contact_id == 0)
 		return 0;
-	SPI_connect();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
 	if (plan == NULL)
 	{
 		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
 		SPIPlanPtr	p = SPI_prepare("SELECT pg_catalog.count(*) FROM meisa.events "
-									"WHERE contact_id = $1 AND name = $2 AND occurred_at >= $3",
+									"WHERE contact_id OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
+									" AND occurred_at OPERATOR(pg_catalog.>=) $3",
 									3, types);
 
 		if (p == NULL)
 			elog(ERROR, "meisa: could not prepare the event count: %s",
 				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "meisa: SPI_keepplan failed");
 		plan = p;
 	}
 	values[0] = Int64GetDatum(contact_id);
@@ -425,9 +447,7 @@ performed_holds(const CondNode *node, CondContext *ctx)
 	JsonbValue	v;
 
 	if (node->has_within)
-		since = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-														TimestampTzGetDatum(ctx->now),
-														PointerGetDatum(&node->within)));
+		since = now_minus_span(ctx, &node->within);
 	count = count_events(ctx->contact_id, node->name, since);
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(count);

@@ -235,7 +235,9 @@ condition_parse_interval(const char *s, Interval *iv)
 			iv->month += (int32) (n * 12);
 		else
 			return false;
-		if (iv->day > 1000000 || iv->month > 120000)
+		/* bounded, so that no sum of pairs can overflow */
+		if (iv->day > 1000000 || iv->month > 120000 ||
+			iv->time > (int64) 1000000 * USECS_PER_DAY)
 			return false;
 		pairs++;
 	}

@@ -40,6 +40,9 @@ extern SPIPlanPtr outbox_keep_plan(const char *sql, int nargs, Oid *argtypes);
 /* Loads a template by key; NULL when there is none. */
 extern TemplateRow *template_lookup(const char *key);
 
+/* The id of the contact with this email (trimmed, lower-cased), or 0 (SPI connected). */
+extern int64 contact_id_by_email(const char *email);
+
 /* Loads the contact's delivery state; false when there is no such contact. */
 extern bool contact_state_lookup(int64 contact_id, ContactState *cs);
 

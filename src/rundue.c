@@ -33,9 +33,22 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "condition.h"
 #include "outbox.h"
 
 PG_FUNCTION_INFO_V1(meisa_run_due);
+
+/*
+ * Exit or step conditions, compiled on first use and kept for the rest of
+ * the run (not once per enrolment).
+ */
+typedef struct RunCondition
+{
+	Jsonb	   *json;			/* NULL = none (always holds) */
+	bool		compiled;
+	CondNode   *node;
+	char	   *error;			/* compile error, raised for every enrolment */
+} RunCondition;
 
 /* A step of a sequence, as loaded for one run. */
 typedef struct RunStep
@@ -43,7 +56,7 @@ typedef struct RunStep
 	int32		position;
 	Interval	delay;
 	char	   *template_key;
-	Jsonb	   *conditions;		/* NULL = always */
+	RunCondition conditions;	/* send the step only when they hold */
 	TemplateRow *template;		/* loaded on first use in this run */
 } RunStep;
 
@@ -52,7 +65,7 @@ typedef struct RunSequence
 {
 	int64		id;				/* hash key */
 	char	   *name;
-	Jsonb	   *exit_conditions;	/* NULL = none */
+	RunCondition exit_conditions;	/* leave the sequence when they hold */
 	bool		has_window;
 	SendWindow	window;
 	pg_tz	   *tz;				/* the sequence's time zone */
@@ -99,7 +112,7 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	if (SPI_execute("SELECT id, name, exit_conditions, send_days, send_start, send_end, timezone,"
-					" (SELECT count(*) FROM meisa.sequence_steps st"
+					" (SELECT pg_catalog.count(*) FROM meisa.sequence_steps st"
 					"  WHERE st.sequence_id OPERATOR(pg_catalog.=) s.id)"
 					" FROM meisa.sequences s WHERE enabled",
 					true, 0) != SPI_OK_SELECT)
@@ -123,7 +136,8 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 		ids[i] = Int64GetDatum(id);
 		rs->name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
 		d = SPI_getbinval(tup, desc, 3, &isnull);
-		rs->exit_conditions = isnull ? NULL : DatumGetJsonbPCopy(d);
+		memset(&rs->exit_conditions, 0, sizeof(RunCondition));
+		rs->exit_conditions.json = isnull ? NULL : DatumGetJsonbPCopy(d);
 		rs->has_window = false;
 		rs->window.days_mask = 0;
 		rs->window.start_us = 0;
@@ -190,7 +204,7 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 		st->delay = *DatumGetIntervalP(SPI_getbinval(tup, desc, 3, &isnull));
 		st->template_key = TextDatumGetCString(SPI_getbinval(tup, desc, 4, &isnull));
 		d = SPI_getbinval(tup, desc, 5, &isnull);
-		st->conditions = isnull ? NULL : DatumGetJsonbPCopy(d);
+		st->conditions.json = isnull ? NULL : DatumGetJsonbPCopy(d);
 	}
 	*enabled_ids = construct_array(ids, nids, INT8OID, 8, true, TYPALIGN_DOUBLE);
 	MemoryContextSwitchTo(old);
@@ -239,6 +253,30 @@ load_template(const char *key, MemoryContext cxt)
 	return t;
 }
 
+/*
+ * True when the conditions hold for the contact of 'ctx'; compiles them into
+ * 'runcxt' on first use.  An invalid rule raises its error (22023).
+ */
+static bool
+run_condition_holds(RunCondition *rc, CondContext *ctx, MemoryContext runcxt)
+{
+	if (rc->json == NULL)
+		return true;
+	if (!rc->compiled)
+	{
+		MemoryContext old = MemoryContextSwitchTo(runcxt);
+
+		rc->node = condition_compile(rc->json, "conditions",
+									 COND_ALLOW_EVENT | COND_ALLOW_CHANGES,
+									 &rc->error);
+		rc->compiled = true;
+		MemoryContextSwitchTo(old);
+	}
+	if (rc->error)
+		condition_raise(rc->error);
+	return condition_eval(rc->node, ctx);
+}
+
 /* Advances one enrolment (may throw: the caller holds a subtransaction). */
 static void
 run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
@@ -247,6 +285,7 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 	int			idx;
 	MessageSource src;
 	char	   *reason = NULL;
+	CondContext ctx;
 
 	it->new_step = it->current_step;
 	it->status = "active";
@@ -255,8 +294,12 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 	it->last_error = NULL;
 	it->advanced = true;
 
+	/* the contact's data is read once, when a condition first needs it */
+	condition_context_init(&ctx, it->contact_id, NULL, NULL);
+
 	/* 1. exit conditions */
-	if (rs->exit_conditions && condition_holds(rs->exit_conditions, it->contact_id))
+	if (rs->exit_conditions.json != NULL &&
+		run_condition_holds(&rs->exit_conditions, &ctx, runcxt))
 	{
 		it->status = "exited";
 		it->exit_reason = "exit_conditions";
@@ -293,7 +336,7 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 	}
 
 	/* 4. step conditions: skip the step when they do not hold */
-	if (step->conditions && !condition_holds(step->conditions, it->contact_id))
+	if (!run_condition_holds(&step->conditions, &ctx, runcxt))
 	{
 		it->new_step = step->position;
 		schedule_after(it, rs, idx, at);

@@ -27,6 +27,7 @@
 
 #include "condition.h"
 #include "outbox.h"
+#include "trigger_row.h"
 
 PG_FUNCTION_INFO_V1(meisa_enroll);
 PG_FUNCTION_INFO_V1(meisa_unenroll);
@@ -156,7 +157,7 @@ sequence_enroll_why(int64 contact_id, const char *sequence_name, EnrollOutcome *
 									   "  (SELECT st.delay FROM meisa.sequence_steps st"
 									   "   WHERE st.sequence_id OPERATOR(pg_catalog.=) $2"
 									   "   ORDER BY st.position LIMIT 1), '0'::pg_catalog.interval)"
-									   " ON CONFLICT (contact_id, sequence_id) WHERE status = 'active' DO NOTHING"
+									   " ON CONFLICT (contact_id, sequence_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING"
 									   " RETURNING id", 2, types);
 	}
 	if (SPI_execute_plan(insert_plan, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
@@ -257,27 +258,12 @@ sequence_unenroll(int64 contact_id, const char *sequence_name)
 static int64
 contact_by_email(const char *email)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[1];
-	bool		isnull;
-	int64		id;
+	int64		id = contact_id_by_email(email);
 
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		plan = outbox_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=)"
-								" pg_catalog.lower(pg_catalog.btrim($1))", 1, types);
-	}
-	values[0] = CStringGetTextDatum(email);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: contact lookup failed");
-	if (SPI_processed == 0)
+	if (id == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("contact \"%s\" does not exist", email)));
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
 	return id;
 }
 
@@ -346,35 +332,6 @@ meisa_unenroll(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(found);
 }
 
-/* The value of column 'name' of 'tup' (sets *isnull). */
-static Datum
-column_value(HeapTuple tup, TupleDesc desc, const char *name, bool *isnull)
-{
-	int			att = SPI_fnumber(desc, name);
-
-	if (att <= 0)
-		elog(ERROR, "meisa: table has no column \"%s\"", name);
-	return heap_getattr(tup, att, desc, isnull);
-}
-
-/* Sets updated_at of an updated row to the transaction's start time. */
-static HeapTuple
-touch_updated_at(TriggerData *td, HeapTuple tup)
-{
-	TupleDesc	desc = td->tg_relation->rd_att;
-	int			att;
-	Datum		now;
-	bool		isnull = false;
-
-	if (!TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-		return tup;
-	att = SPI_fnumber(desc, "updated_at");
-	if (att <= 0)
-		return tup;
-	now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	return heap_modify_tuple_by_cols(tup, desc, 1, &att, &now, &isnull);
-}
-
 /*
  * Checks a conditions value with the automation engine's compiler: an object
  * of the condition language testing the contact's current state (no
@@ -425,7 +382,7 @@ meisa_sequence_check(PG_FUNCTION_ARGS)
 	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	desc = td->tg_relation->rd_att;
 
-	d = column_value(tup, desc, "name", &isnull);
+	d = trigger_row_value(tup, desc, "name", &isnull);
 	name = isnull ? "" : TextDatumGetCString(d);
 	if (strspn(name, " \t\r\n") == strlen(name))
 		ereport(ERROR,
@@ -438,14 +395,14 @@ meisa_sequence_check(PG_FUNCTION_ARGS)
 				 errdetail("A sequence name is at most 200 bytes.")));
 	owner = psprintf("sequence \"%s\"", name);
 
-	d = column_value(tup, desc, "timezone", &isnull);
+	d = trigger_row_value(tup, desc, "timezone", &isnull);
 	if (isnull || send_window_zone(TextDatumGetCString(d)) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timezone of %s is not a known time zone", owner),
 				 errhint("Use a name from pg_timezone_names, e.g. \"Europe/Berlin\".")));
 
-	d = column_value(tup, desc, "send_days", &isnull);
+	d = trigger_row_value(tup, desc, "send_days", &isnull);
 	if (!isnull)
 	{
 		ArrayType  *arr = DatumGetArrayTypeP(d);
@@ -467,8 +424,8 @@ meisa_sequence_check(PG_FUNCTION_ARGS)
 						 errmsg("send_days of %s must hold ISO week days 1 (Monday) to 7 (Sunday)", owner)));
 	}
 
-	start = column_value(tup, desc, "send_start", &start_null);
-	end = column_value(tup, desc, "send_end", &end_null);
+	start = trigger_row_value(tup, desc, "send_start", &start_null);
+	end = trigger_row_value(tup, desc, "send_end", &end_null);
 	if (start_null != end_null)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -479,10 +436,10 @@ meisa_sequence_check(PG_FUNCTION_ARGS)
 				 errmsg("send_start of %s must be before send_end", owner),
 				 errdetail("A send window opens and closes on the same local day.")));
 
-	d = column_value(tup, desc, "exit_conditions", &isnull);
+	d = trigger_row_value(tup, desc, "exit_conditions", &isnull);
 	check_conditions(d, isnull, "exit_conditions", owner);
 
-	return PointerGetDatum(touch_updated_at(td, tup));
+	return PointerGetDatum(trigger_row_touch_updated_at(td, tup));
 }
 
 /* BEFORE INSERT OR UPDATE trigger on meisa.sequence_steps: validates the row. */
@@ -503,11 +460,11 @@ meisa_sequence_step_check(PG_FUNCTION_ARGS)
 	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	desc = td->tg_relation->rd_att;
 
-	d = column_value(tup, desc, "position", &isnull);
+	d = trigger_row_value(tup, desc, "position", &isnull);
 	position = isnull ? 0 : DatumGetInt32(d);
 	owner = psprintf("step %d", position);
 
-	d = column_value(tup, desc, "delay", &isnull);
+	d = trigger_row_value(tup, desc, "delay", &isnull);
 	if (!isnull)
 	{
 		Interval   *iv = DatumGetIntervalP(d);
@@ -517,7 +474,7 @@ meisa_sequence_step_check(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("delay of %s must not be negative", owner)));
 	}
-	d = column_value(tup, desc, "conditions", &isnull);
+	d = trigger_row_value(tup, desc, "conditions", &isnull);
 	check_conditions(d, isnull, "conditions", owner);
 	return PointerGetDatum(tup);
 }

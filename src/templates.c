@@ -8,6 +8,7 @@
  *		row is rejected with SQLSTATE 22023 naming the column.
  */
 #include "outbox.h"
+#include "trigger_row.h"
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"
@@ -48,20 +49,6 @@ template_check_key(const char *key, const char *field)
 				 errdetail("A template key is at most %d characters.", TEMPLATE_KEY_MAX)));
 }
 
-/* The text value of column 'name' of 'tup', or NULL. */
-static char *
-column_text(HeapTuple tup, TupleDesc desc, const char *name)
-{
-	int			att = SPI_fnumber(desc, name);
-	bool		isnull;
-	Datum		d;
-
-	if (att <= 0)
-		elog(ERROR, "meisa: templates table has no column \"%s\"", name);
-	d = heap_getattr(tup, att, desc, &isnull);
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 /* Rejects an empty or whitespace-only value of an optional column. */
 static bool
 is_blank(const char *s)
@@ -96,13 +83,13 @@ meisa_template_check(PG_FUNCTION_ARGS)
 	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	desc = td->tg_relation->rd_att;
 
-	key = column_text(tup, desc, "key");
-	kind = column_text(tup, desc, "kind");
-	subject = column_text(tup, desc, "subject");
-	html = column_text(tup, desc, "html");
-	text = column_text(tup, desc, "text");
-	from = column_text(tup, desc, "from");
-	reply_to = column_text(tup, desc, "reply_to");
+	key = trigger_row_text(tup, desc, "key");
+	kind = trigger_row_text(tup, desc, "kind");
+	subject = trigger_row_text(tup, desc, "subject");
+	html = trigger_row_text(tup, desc, "html");
+	text = trigger_row_text(tup, desc, "text");
+	from = trigger_row_text(tup, desc, "from");
+	reply_to = trigger_row_text(tup, desc, "reply_to");
 
 	template_check_key(key, "key");
 	if (kind == NULL || (strcmp(kind, "transactional") != 0 && strcmp(kind, "marketing") != 0))
@@ -139,13 +126,5 @@ meisa_template_check(PG_FUNCTION_ARGS)
 	if (text)
 		mustache_validate(text, "text");
 
-	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-	{
-		int			att = SPI_fnumber(desc, "updated_at");
-		Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-		bool		isnull = false;
-
-		tup = heap_modify_tuple_by_cols(tup, desc, 1, &att, &now, &isnull);
-	}
-	return PointerGetDatum(tup);
+	return PointerGetDatum(trigger_row_touch_updated_at(td, tup));
 }

@@ -63,35 +63,6 @@ notice_suppressed(int64 id, const char *to_email, const char *reason)
 					   reason)));
 }
 
-/* The id of the contact with this email (trimmed, lower-cased), or 0. */
-static int64
-contact_id_by_email(const char *email)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum		values[1];
-	int64		id = 0;
-
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		plan = outbox_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=)"
-								" pg_catalog.lower(pg_catalog.btrim($1))",
-								1, types);
-	}
-	values[0] = CStringGetTextDatum(email);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: contact lookup failed");
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return id;
-}
-
 /*
  * Creates the contact through meisa_upsert({"email": ...}) of this
  * extension (validation, normalisation and contact_created included) and
