@@ -109,3 +109,17 @@ DROP TRIGGER refuse ON meisa.automation_runs;
 UPDATE meisa.contacts SET first_name = 'Ann' WHERE email = 'ann@example.com';
 COMMIT;
 SELECT first_name FROM meisa.contacts WHERE email = 'ann@example.com';
+
+-- the path in a message about a deeply nested part stops growing after 200
+-- bytes (compiling a deep rule costs linear, not quadratic, memory)
+SELECT meisa.condition_test((repeat('{"not": ', 60) || '{"has_tag": 1}' || repeat('}', 60))::jsonb, '{}');
+-- a stored 3000-deep rule: the backend's rule cache stays small (it held
+-- the path strings of every level: about 26 MB for this rule)
+DELETE FROM meisa.automations WHERE name = 'deep';
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('deep valid', 'contact_updated',
+   (repeat('{"not": ', 3000) || '{"has_tag": "x"}' || repeat('}', 3000))::jsonb,
+   '[{"add_tag": "deep-valid"}]');
+SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Ann B"}') ->> 'changed' AS changed;
+SELECT sum(total_bytes) < 8 * 1024 * 1024 AS under_8mb
+  FROM pg_backend_memory_contexts WHERE name = 'meisa automation cache';

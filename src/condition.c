@@ -92,6 +92,30 @@ fail(CompileState *st, const char *path, const char *fmt,...)
 	return false;
 }
 
+/* Longest path of a nested condition kept in messages; deeper is "...". */
+#define COND_PATH_MAX 200
+
+/*
+ * The path of a condition nested in 'path': ".key[index]", ".key" or
+ * "[index]" appended (key NULL / index < 0 leave that part out).  Once the
+ * path is long it ends in "..." and stops growing, so that compiling a deeply
+ * nested rule costs memory linear in its depth, not quadratic.
+ */
+static const char *
+nested_path(const char *path, const char *key, int index)
+{
+	size_t		len = strlen(path);
+
+	if (len >= COND_PATH_MAX)
+		return (len >= 3 && strcmp(path + len - 3, "...") == 0) ? path :
+			psprintf("%s...", path);
+	if (key && index >= 0)
+		return psprintf("%s.%s[%d]", path, key, index);
+	if (key)
+		return psprintf("%s.%s", path, key);
+	return psprintf("%s[%d]", path, index);
+}
+
 /* True when v is a JSON object (a nested container). */
 static bool
 jv_is_object(const JsonbValue *v)
@@ -582,7 +606,7 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 		node->children = palloc0(sizeof(CondNode *) * Max(node->nchildren, 1));
 		for (int i = 0; i < node->nchildren; i++)
 		{
-			node->children[i] = compile_node(&elems[i], psprintf("%s[%d]", path, i), st);
+			node->children[i] = compile_node(&elems[i], nested_path(path, NULL, i), st);
 			if (!node->children[i])
 				return NULL;
 		}
@@ -645,7 +669,7 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 				for (int i = 0; i < node->nchildren; i++)
 				{
 					node->children[i] = compile_node(&elems[i],
-													 psprintf("%s.%s[%d]", path, key, i), st);
+													 nested_path(path, key, i), st);
 					if (!node->children[i])
 						return NULL;
 				}
@@ -655,7 +679,7 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 			node->kind = CK_NOT;
 			node->nchildren = 1;
 			node->children = palloc0(sizeof(CondNode *));
-			node->children[0] = compile_node(&pairs[0].val, psprintf("%s.not", path), st);
+			node->children[0] = compile_node(&pairs[0].val, nested_path(path, "not", -1), st);
 			return node->children[0] ? node : NULL;
 		case 3:
 		case 4:
