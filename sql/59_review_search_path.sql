@@ -39,4 +39,13 @@ UPDATE meisa.contacts SET first_name = 'Ann' WHERE email OPERATOR(pg_catalog.=) 
 SELECT tags, custom_fields FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) 'ann@example.com';
 SELECT status FROM meisa.automation_runs ORDER BY id;
 SELECT s.name, e.status FROM meisa.enrollments e JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) e.sequence_id;
+-- a condition that reads the contact's data (lacks_tag) from a plain UPDATE:
+-- the contact is loaded with pg_catalog's = (no NOTICE)
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('reader', 'contact_updated', '{"lacks_tag": "vip"}', '[{"add_tag": "regular"}]');
+UPDATE meisa.contacts SET last_name = 'Lee' WHERE email OPERATOR(pg_catalog.=) 'ann@example.com';
+SELECT tags FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) 'ann@example.com';
+-- an event with an event_id looks its first copy up with pg_catalog's =
+SELECT meisa_track('login', '{"email": "ann@example.com", "event_id": "e-1"}') OPERATOR(pg_catalog.=)
+       meisa_track('login', '{"email": "ann@example.com", "event_id": "e-1"}') AS same_event;
 RESET search_path;

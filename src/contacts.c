@@ -92,13 +92,13 @@ prepare_plans(void)
 	{
 		Oid			t[1] = {TEXTOID};
 
-		plan_by_email = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE email = $1", 1, t);
+		plan_by_email = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (plan_by_external_id == NULL)
 	{
 		Oid			t[1] = {TEXTOID};
 
-		plan_by_external_id = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id = $1", 1, t);
+		plan_by_external_id = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (plan_insert == NULL)
 	{
@@ -114,7 +114,7 @@ prepare_plans(void)
 
 		plan_update = prepare_kept("UPDATE meisa.contacts SET email = $2, external_id = $3, first_name = $4, "
 								   "last_name = $5, custom_fields = $6, tags = $7, subscribed = $8 "
-								   "WHERE id = $1 AND xmin = $9", 9, t);
+								   "WHERE id OPERATOR(pg_catalog.=) $1 AND xmin OPERATOR(pg_catalog.=) $9", 9, t);
 	}
 }
 
@@ -821,7 +821,7 @@ contact_data_jsonb(int64 contact_id)
 								 "'first_name', first_name, 'last_name', last_name, "
 								 "'custom_fields', custom_fields, 'tags', pg_catalog.to_jsonb(tags), "
 								 "'subscribed', subscribed, 'created_at', created_at, "
-								 "'updated_at', updated_at) FROM meisa.contacts WHERE id = $1", 1, t);
+								 "'updated_at', updated_at) FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (SPI_execute_plan(plan_data, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: contact data lookup failed");

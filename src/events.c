@@ -255,7 +255,7 @@ meisa_track(PG_FUNCTION_ARGS)
 	if (plan_event_by_id == NULL)
 	{
 		Oid			t[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT id FROM meisa.events WHERE event_id = $1", 1, t);
+		SPIPlanPtr	p = SPI_prepare("SELECT id FROM meisa.events WHERE event_id OPERATOR(pg_catalog.=) $1", 1, t);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed");
