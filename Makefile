@@ -1,13 +1,11 @@
-# meisa: PGXS build. C sources by concern in src/, the install script assembled
-# from schema/*.sql (one part per concern), pg_regress tests in sql/ + expected/,
-# isolation tests in specs/ + expected/.
+# meisa: PGXS build. C sources by concern in src/, install and upgrade
+# scripts meisa--*.sql, pg_regress tests in sql/ + expected/, isolation tests
+# in specs/ + expected/.
 
 EXTENSION   = meisa
 MODULE_big  = meisa
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA_built  = meisa--1.0.sql
-DATA        = $(filter-out meisa--1.0.sql,$(wildcard meisa--*--*.sql))
-SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))
+DATA        = $(sort $(wildcard meisa--*.sql))
 
 REGRESS     = $(sort $(patsubst sql/%.sql,%,$(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
@@ -15,13 +13,10 @@ ISOLATION   = $(sort $(patsubst specs/%.spec,%,$(wildcard specs/*.spec)))
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags 2>/dev/null)
-PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter
 SHLIB_LINK  = $(shell curl-config --libs 2>/dev/null || echo -lcurl)
-EXTRA_CLEAN = meisa--1.0.sql results regression.diffs regression.out tmp_check tmp_check_iso output_iso
+EXTRA_CLEAN = results regression.diffs regression.out tmp_check tmp_check_iso output_iso
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
-
-meisa--1.0.sql: $(SCHEMA_PARTS)
-	cat $(SCHEMA_PARTS) > $@

@@ -1,3 +1,4 @@
+\echo Use "ALTER EXTENSION meisa UPDATE TO '1.1'" to load this file. \quit
 -- meisa 1.0 -> 1.1 upgrade script.
 -- 1.1 makes dumps restorable and data checkable:
 --  * the identity sequences of every meisa table are registered with
@@ -10,7 +11,6 @@
 --    and sequence, no sequence step queued twice for one enrolment, no
 --    message without a lease in 'sending', ...), for health checks after a
 --    crash, a restore or an upgrade.  Granted to meisa_admin.
-\echo Use "ALTER EXTENSION meisa UPDATE TO '1.1'" to load this file. \quit
 
 -- Identity sequences of the registered (config) tables: dump their state too.
 DO $seqs$

@@ -256,7 +256,7 @@ compile_actions(Automation *a, Jsonb *actions, char **error)
 		}
 		if (nkeys != 1)
 			return compile_fail(error, path, "an action must have exactly one key, found %d", nkeys);
-		for (int k = 0; k < lengthof(action_names); k++)
+		for (int k = 0; k < (int) lengthof(action_names); k++)
 			if (strcmp(action_names[k], key) == 0)
 				kind = k;
 		if (kind < 0)

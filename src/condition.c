@@ -223,7 +223,7 @@ array_elems(const JsonbValue *v, JsonbValue **out)
 static bool
 lookup_op(const char *name, CondOp *op)
 {
-	for (int i = 0; i < lengthof(cond_ops); i++)
+	for (int i = 0; i < (int) lengthof(cond_ops); i++)
 	{
 		if (strcmp(cond_ops[i].name, name) == 0)
 		{
@@ -436,7 +436,7 @@ compile_field_path(CondNode *node, JsonbValue *v, const char *path, CompileState
 	name = pnstrdup(v->val.string.val, v->val.string.len);
 	node->path = name;
 	node->pathlen = strlen(name);
-	for (int i = 0; i < lengthof(plain_fields); i++)
+	for (int i = 0; i < (int) lengthof(plain_fields); i++)
 	{
 		if (strcmp(name, plain_fields[i]) == 0)
 		{
@@ -617,7 +617,7 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 	n = object_pairs(v, &pairs);
 	if (n == 0)
 		return fail(st, path, "empty condition (expected one of \"all\", \"any\", \"not\", \"field\", \"event\", \"has_tag\", \"lacks_tag\", \"performed\")"), NULL;
-	for (int k = 0; k < lengthof(kinds) && found < 0; k++)
+	for (int k = 0; k < (int) lengthof(kinds) && found < 0; k++)
 		for (int i = 0; i < n; i++)
 			if (strcmp(pairs[i].key, kinds[k]) == 0)
 			{

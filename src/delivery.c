@@ -800,7 +800,7 @@ meisa_messages_check_write(PG_FUNCTION_ARGS)
 				 errmsg("meisa.messages_check_write() must be a BEFORE ROW trigger")));
 	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	desc = td->tg_relation->rd_att;
-	for (i = 0; i < lengthof(fields); i++)
+	for (i = 0; i < (int) lengthof(fields); i++)
 	{
 		int			att = SPI_fnumber(desc, fields[i]);
 
