@@ -43,6 +43,7 @@ INSERT INTO meisa.automations (name, trigger, conditions, actions, position) VAL
 \echo '--- 1. Jane signs up (the app calls meisa_upsert in its own transaction)'
 SELECT meisa_upsert('{"email": "Jane@Example.com", "external_id": "usr_1", "first_name": "Jane",
                       "custom_fields": {"plan": "free"}}') AS result;
+SELECT meisa_run_due() AS steps_queued;  -- the worker does this every round too
 \echo '--- 2. Jane logs in again: nothing changed, nothing is written'
 SELECT meisa_upsert('{"email": "jane@example.com", "external_id": "usr_1", "first_name": "Jane",
                       "custom_fields": {"plan": "free"}}') AS result;
