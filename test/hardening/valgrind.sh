@@ -29,10 +29,10 @@ flock -n 8 || { echo "waiting for another valgrind run ($WORK_ROOT.lock)"; flock
 export MEISA_HARDENING_LOCKED=1
 source "$HERE/lib.sh" "$@"
 set -- "${EXTRA_ARGS[@]}"
-TESTS=
+TESTS=; ISOLATION=${ISOLATION:-}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --tests) TESTS=$2; shift 2 ;;
+    --tests) TESTS=$2; ISOLATION=${ISOLATION:-none}; shift 2 ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac
 done
@@ -146,6 +146,23 @@ bad=$(grep -cE 'FAILED|failed \(' "$base/regress.log")
 echo "   pg_regress: $ok ok, $bad failed, exit $rc, $secs s (log $base/regress.log, diffs $base/src/regression.diffs)"
 grep -E 'FAILED|failed \(' "$base/regress.log" | sed 's/^/   /'
 REGRESS_SUMMARY="$ok ok, $bad failed in $secs s"
+
+# ---- the isolation specs (long version only), same server and database
+if [ "$QUICK" = 0 ] && [ "$ISOLATION" != none ]; then
+  [ -n "$ISOLATION" ] || ISOLATION=$(cd "$TOP/specs" && ls *.spec | sed 's/\.spec$//' | sort | tr '\n' ' ')
+  echo "== valgrind: pg_isolation_regress, $(echo $ISOLATION | wc -w) specs"
+  ISOREGRESS=$("$PGC" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress
+  start=$(date +%s)
+  (cd "$base/src" && as_pg timeout 3600 "$ISOREGRESS" --inputdir=./ --outputdir=output_iso --bindir="$VBIN" \
+    --host=127.0.0.1 --port=$PORT --use-existing --dbname=contrib_regression $ISOLATION >"$base/isolation.log" 2>&1 9>&- 8>&-)
+  rc=$?
+  secs=$(( $(date +%s) - start ))
+  ok=$(grep -cE '\.\.\. +ok| ok +[0-9]+ ms' "$base/isolation.log")
+  bad=$(grep -cE 'FAILED|failed \(' "$base/isolation.log")
+  echo "   isolation: $ok ok, $bad failed, exit $rc, $secs s (log $base/isolation.log, diffs $base/src/output_iso/regression.diffs)"
+  grep -E 'FAILED|failed \(' "$base/isolation.log" | sed 's/^/   /'
+  REGRESS_SUMMARY="$REGRESS_SUMMARY; isolation $ok ok, $bad failed in $secs s"
+fi
 
 # ---- the worker delivers to a local SMTP server (libcurl, MIME under valgrind)
 echo "== valgrind: the delivery worker sends 5 messages to a local SMTP server"
