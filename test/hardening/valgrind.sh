@@ -17,8 +17,14 @@
 #	overlapping copy, definitely lost block) has meisa.so in its stack.
 #	Errors elsewhere are listed as a note.  pg_regress's result is reported
 #	(timing can change outputs under valgrind) but is not the verdict.
-#	--quick: a subset of 6 tests (12_upsert 14_trigger 30_render 43_run_due
-#	53_automation_actions 60_mime).  Ports 55480 (server), 55481 (SMTP).
+#	Without --quick: every sql/*.sql test, then every isolation spec
+#	(pg_isolation_regress --use-existing).  --quick: a subset of 6 tests
+#	(12_upsert 14_trigger 30_render 43_run_due 53_automation_actions
+#	60_mime), no specs.  --tests "..." runs the named tests only (no specs
+#	unless ISOLATION="spec ..." is set).  Memcheck sees malloc-level errors
+#	and uninitialised values only: the server is not built with USE_VALGRIND,
+#	so palloc chunks inside a memory context are invisible to it.  Ports
+#	55480 (server), 55481 (SMTP); work root /tmp/meisa-valgrind.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # own work root and lock: the ports differ from the other hardening scripts
