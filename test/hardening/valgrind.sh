@@ -55,7 +55,11 @@ VALGRIND=${VALGRIND:-/usr/bin/valgrind}
 base=$WORK_ROOT
 pg=$base/pg
 t0=$(date +%s)
-[ -x "$VALGRIND" ] || { verdict "valgrind installed" false "$VALGRIND"; finish; }
+if [ ! -x "$VALGRIND" ]; then
+  # not a failure of meisa: the check cannot run on this machine
+  echo "valgrind is not installed ($VALGRIND): skipped (apt-get install valgrind)"
+  finish
+fi
 
 # ---- a private copy of PostgreSQL with meisa installed
 srcbin=$(cd "$BINDIR" && pwd)
@@ -158,6 +162,10 @@ if [ "$QUICK" = 0 ] && [ "$ISOLATION" != none ]; then
   [ -n "$ISOLATION" ] || ISOLATION=$(cd "$TOP/specs" && ls *.spec | sed 's/\.spec$//' | sort | tr '\n' ' ')
   echo "== valgrind: pg_isolation_regress, $(echo $ISOLATION | wc -w) specs"
   ISOREGRESS=$("$PGC" --pkglibdir)/pgxs/src/test/isolation/pg_isolation_regress
+  # the specs' setup runs CREATE EXTENSION IF NOT EXISTS: start from none, not
+  # from the last pg_regress test's data
+  as_pg "$VBIN/psql" -X -q -h 127.0.0.1 -p $PORT -d contrib_regression \
+    -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS meisa CASCADE" 9>&- 8>&-
   start=$(date +%s)
   (cd "$base/src" && as_pg timeout 3600 "$ISOREGRESS" --inputdir=./ --outputdir=output_iso --bindir="$VBIN" \
     --host=127.0.0.1 --port=$PORT --use-existing --dbname=contrib_regression $ISOLATION >"$base/isolation.log" 2>&1 9>&- 8>&-)
