@@ -182,7 +182,7 @@ fi
 echo "== valgrind: the delivery worker sends 5 messages to a local SMTP server"
 smtp_start $SMTP_PORT "$base/mail/Maildir" 9>&- 8>&-
 psqlv() { as_pg "$VBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $PORT -d contrib_regression "$@"; }
-psqlv <<SQL 9>&- 8>&-
+psqlv <<SQL >/dev/null 9>&- 8>&-
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
@@ -194,7 +194,7 @@ ALTER SYSTEM SET meisa.worker_naptime = '1s';
 SELECT pg_reload_conf();
 SQL
 sleep 5
-psqlv <<'SQL' 9>&- 8>&-
+psqlv <<'SQL' >/dev/null 9>&- 8>&-
 INSERT INTO meisa.templates (key, kind, subject, html, text)
   VALUES ('vg', 'transactional', 'Hello {{first_name}} ü', '<p>Hi {{first_name}}, <a href="{{{unsubscribe_url}}}">unsubscribe</a></p>',
           'Hi {{first_name}} {{{unsubscribe_url}}}');
@@ -203,6 +203,7 @@ SELECT meisa_trigger_email('vg', jsonb_build_object('email', 'vg' || i || '@exam
   FROM generate_series(1, 5) i;
 SQL
 rc=$?
+[ $rc = 0 ] || echo "   queueing the messages failed (psql exit $rc)"
 sent=0
 for i in $(seq 1 120); do
   sent=$(psqlv -c "SELECT count(*) FROM meisa.messages WHERE status = 'sent'" 9>&- 8>&- 2>/dev/null || echo 0)
