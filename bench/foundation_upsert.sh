@@ -11,23 +11,9 @@
 set -euo pipefail
 secs=${1:-10}
 clients=${2:-1}
-src=$(cd "$(dirname "$0")/.." && pwd)
-bindir=/tmp/meisa-dev/$(echo "$src" | tr '/' '_')/pg/usr/lib/postgresql/15/bin
-[ -x "$bindir/postgres" ] || { echo "run scripts/devcheck.sh first" >&2; exit 1; }
+. "$(dirname "$0")/lib.sh"
+bench_cluster 55410 foundation
 port=55410
-data=/tmp/meisa-bench-foundation
-work=$(mktemp -d /tmp/meisa-bench-foundation-scripts.XXXXXX)
-chmod 755 "$work"
-as_pg() { runuser -u postgres -- "$@"; }
-stop() { as_pg "$bindir/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap stop EXIT
-as_pg "$bindir/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
-rm -rf "$data"
-as_pg "$bindir/initdb" -D "$data" -A trust >/dev/null
-as_pg "$bindir/pg_ctl" -D "$data" -l "$data/log" -w start \
-  -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=/tmp -c synchronous_commit=off -c shared_buffers=256MB" >/dev/null
-psql() { as_pg "$bindir/psql" -h 127.0.0.1 -p $port -X -q -v ON_ERROR_STOP=1 "$@"; }
-psql -d postgres -c "CREATE DATABASE bench"
 psql -d bench <<'SQL'
 CREATE EXTENSION meisa;
 -- the plain table: same columns, indexes and fillfactor as meisa.contacts

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo bash $0)" >&2; exit 1; }
 
 pkgs=(make gcc rsync procps postgresql-15 postgresql-client-15 postgresql-server-dev-15
-      libcurl4-openssl-dev python3 python3-aiosmtpd python3-psycopg2 openssl ca-certificates valgrind)
+      libcurl4-openssl-dev python3 python3-aiosmtpd python3-psycopg2 openssl ca-certificates valgrind bc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
