@@ -170,6 +170,16 @@ run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 	volatile int ndone = 0;
 	char	   *volatile error = NULL;
 
+	/*
+	 * What the actions' cascades remember in memory must go with the
+	 * subtransaction when it is rolled back: the runs it marked "ran" did not
+	 * happen (an automation marked there would otherwise be "stopped" for the
+	 * rest of the call without ever having acted), and a NOTIFY owed for its
+	 * rolled-back notifications rows is not owed.
+	 */
+	int			saved_nran = nran;
+	bool		saved_notify = notify_pending;
+
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
 	fire_depth++;
@@ -199,6 +209,8 @@ run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 		fire_depth--;
+		nran = saved_nran;
+		notify_pending = saved_notify;
 		/* a cancel or timeout is the caller's, not the automation's */
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
