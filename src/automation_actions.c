@@ -9,6 +9,7 @@
  *		changes cause (cascades).  Every statement is a saved plan.
  */
 #include "automation.h"
+#include "mustache.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -158,7 +159,7 @@ automation_run_action(const Automation *a, const AutomationAction *act,
 			}
 		case ACT_NOTIFY:
 			{
-				char	   *message = mustache_render_jsonb(act->message,
+				char	   *message = mustache_render_jsonb_plain(act->message,
 															notify_data(contact_id, properties),
 															NULL, NULL);
 
