@@ -163,7 +163,16 @@ compare_values(const JsonbValue *actual, const CondValue *lit, int *cmp)
 
 				if (lit->has_ts && value_timestamp(actual, &ts))
 				{
-					*cmp = (ts < lit->ts) ? -1 : (ts > lit->ts) ? 1 : 0;
+					TimestampTz lts = lit->ts;
+
+					/*
+					 * A literal without an offset is in the session time zone
+					 * of now, not of when the rule was compiled and cached.
+					 */
+					if (lit->ts_local &&
+						!condition_parse_timestamp(lit->str, lit->len, &lts))
+						lts = lit->ts;
+					*cmp = (ts < lts) ? -1 : (ts > lts) ? 1 : 0;
 					return true;
 				}
 				c = memcmp(actual->val.string.val, lit->str, Min(len, lit->len));
@@ -247,6 +256,9 @@ test_holds(const CondTest *t, const JsonbValue *actual, CondContext *ctx)
 
 	if (actual == NULL)
 	{
+		/* eq an object of tests: every test, on the missing value */
+		if (t->op == COP_EQ && t->match.kind == CM_TESTS)
+			return match_holds(&t->match, NULL, ctx);
 		if (t->op == COP_EXISTS)
 			return !t->flag;
 		return t->op == COP_NE;
