@@ -247,7 +247,8 @@ compile_literal(JsonbValue *v, const char *path, CondValue *cv, CompileState *st
 			cv->len = v->val.string.len;
 			cv->num = condition_parse_number(cv->str, cv->len);
 			cv->has_num = (cv->num != NULL);
-			cv->has_ts = condition_parse_timestamp(cv->str, cv->len, &cv->ts);
+			cv->has_ts = condition_parse_timestamp_local(cv->str, cv->len, &cv->ts,
+														 &cv->ts_local);
 			return true;
 		case jbvNumeric:
 			cv->type = CV_NUMBER;

@@ -52,6 +52,8 @@ typedef struct CondValue
 	bool		has_num;
 	TimestampTz ts;				/* a string that reads as an ISO 8601 time */
 	bool		has_ts;
+	bool		ts_local;		/* has_ts without a UTC offset: read again in
+								 * the session time zone when compared */
 	bool		b;				/* CV_BOOL */
 } CondValue;
 
@@ -153,6 +155,10 @@ extern bool condition_parse_interval(const char *s, Interval *iv);
 
 /* Parses an ISO 8601 date or date-time; false when it is not one. */
 extern bool condition_parse_timestamp(const char *s, int len, TimestampTz *ts);
+
+/* The same; *local is set when the string has no offset (session time zone). */
+extern bool condition_parse_timestamp_local(const char *s, int len, TimestampTz *ts,
+											bool *local);
 
 /* Parses a plain decimal number ("-12.5"); NULL when it is not one. */
 extern Numeric condition_parse_number(const char *s, int len);

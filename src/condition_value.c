@@ -39,6 +39,19 @@ read_digits(const char **p, const char *end, int n, int *out)
 bool
 condition_parse_timestamp(const char *s, int len, TimestampTz *ts)
 {
+	bool		local;
+
+	return condition_parse_timestamp_local(s, len, ts, &local);
+}
+
+/*
+ * condition_parse_timestamp, also saying in *local whether the string has no
+ * UTC offset (then it was read in the session time zone, which may change).
+ */
+bool
+condition_parse_timestamp_local(const char *s, int len, TimestampTz *ts,
+								bool *local)
+{
 	const char *p = s;
 	const char *end = s + len;
 	int			year,
@@ -146,6 +159,7 @@ condition_parse_timestamp(const char *s, int len, TimestampTz *ts)
 		result += (int64) tz * USECS_PER_SEC;
 	}
 	*ts = result;
+	*local = !has_offset;
 	return true;
 }
 
