@@ -18,7 +18,7 @@ VALUES (101, 1, 'ada@example.com', 'marketing', 'welcome', 'Welcome, Ada!',
 SELECT line FROM regexp_split_to_table(meisa.mime(101), E'\r\n') AS line;
 SELECT meisa.mime(101) ~ E'[^\r]\n' AS has_bare_lf, meisa.mime(101) ~ E'\r[^\n]' AS has_bare_cr;
 -- the token in List-Unsubscribe names the contact
-SELECT meisa.unsubscribe_token_contact(substring(meisa.mime(101) FROM 'List-Unsubscribe:\s+<https://example.com/u/([A-Za-z0-9_-]+)>')) AS contact;
+SELECT meisa.unsubscribe_token_contact(substring(meisa.mime(101) FROM 'List-Unsubscribe: <https://example.com/u/([A-Za-z0-9_-]+)>')) AS contact;
 
 -- transactional: no List-Unsubscribe; own sender with a non-ASCII display name; Reply-To
 INSERT INTO meisa.messages (id, contact_id, to_email, from_address, reply_to, kind, subject, text, message_id, created_at)

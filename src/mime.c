@@ -464,11 +464,15 @@ mime_build(const MimeMessage *msg)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message_id must not be empty")));
-	if (!printable_ascii(mid) || strchr(mid, ' '))
+	if (!printable_ascii(mid) || strchr(mid, ' ') ||
+		/* angle brackets only as one enclosing pair */
+		strpbrk(mid[0] == '<' ? mid + 1 : mid, "<>") !=
+		(mid[0] == '<' ? mid + strlen(mid) - 1 : NULL) ||
+		strcmp(mid, "<>") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid message_id: \"%s\"", mid),
-				 errdetail("A Message-ID is printable ASCII without spaces.")));
+				 errdetail("A Message-ID is printable ASCII without spaces, with angle brackets only around it.")));
 	mime_parse_mailbox(msg->to, "to_email", &to_name, &to_addr);
 
 	initStringInfo(&buf);
@@ -489,10 +493,12 @@ mime_build(const MimeMessage *msg)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("meisa.unsubscribe_base_url must be printable ASCII")));
-		/* fold before the URL when the line would pass 78 characters */
-		appendStringInfo(&buf, "List-Unsubscribe:%s<%s>\r\n",
-						 strlen("List-Unsubscribe: <>") + strlen(msg->unsubscribe_url) > MAX_LINE ? "\r\n " : " ",
-						 msg->unsubscribe_url);
+		/*
+		 * One line even past 78 characters (the limit is 998): a URL cannot
+		 * be folded, and a value that starts on a continuation line keeps a
+		 * leading blank in parsers (Python's email: " <https://...>").
+		 */
+		appendStringInfo(&buf, "List-Unsubscribe: <%s>\r\n", msg->unsubscribe_url);
 		appendStringInfoString(&buf, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
 	}
 

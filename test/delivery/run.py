@@ -122,8 +122,9 @@ def test_basic():
         check(f"basic {mid_id}: CRLF only, lines <= 998", b"\n" not in raw.replace(b"\r\n", b"")
               and all(len(line) <= 998 for line in raw.split(b"\r\n")))
         head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-        check(f"basic {mid_id}: header lines <= 78", all(len(line) <= 78 for line in head),
-              [line for line in head if len(line) > 78])
+        # within 78, but for List-Unsubscribe: its URL cannot be folded
+        long_lines = [line for line in head if len(line) > 78 and not line.startswith(b"List-Unsubscribe: <")]
+        check(f"basic {mid_id}: header lines <= 78 (List-Unsubscribe: one line)", not long_lines, long_lines)
         for sub, want in (("plain", text), ("html", html)):
             part = m.get_body(preferencelist=(sub,)) if want is not None else None
             if part is not None:
