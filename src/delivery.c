@@ -705,11 +705,11 @@ delivery_session_close(void)
 }
 
 /*
- * The earliest time a queued message, an expiring lease or (with_steps) an
- * enrolment step needs the worker (0 = none).
+ * The earliest time a queued message or an expiring lease (with_messages)
+ * or an enrolment step (with_steps) needs the worker (0 = none).
  */
 TimestampTz
-delivery_next_due(bool with_steps)
+delivery_next_due(bool with_steps, bool with_messages)
 {
 	Datum		v[2];
 	bool		isnull;
@@ -719,10 +719,13 @@ delivery_next_due(bool with_steps)
 	delivery_xact_begin("meisa delivery: next due");
 	v[0] = BoolGetDatum(meisa_from_address && meisa_from_address[0] != '\0');
 	v[1] = BoolGetDatum(meisa_secret && meisa_secret[0] != '\0');
-	run_query(Q_NEXT_DUE, v, NULL, true, 1);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		next = DatumGetTimestampTz(d);
+	if (with_messages)
+	{
+		run_query(Q_NEXT_DUE, v, NULL, true, 1);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			next = DatumGetTimestampTz(d);
+	}
 	if (with_steps)
 	{
 		run_query(Q_NEXT_RUN, NULL, NULL, true, 1);

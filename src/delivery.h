@@ -111,10 +111,10 @@ extern int	delivery_run_batch(int max, bool own_transactions, bool *more);
 extern void delivery_session_close(void);
 
 /*
- * The earliest time a queued message, an expiring lease or (with_steps) an
- * enrolment step needs the worker (0 = none).
+ * The earliest time a queued message or an expiring lease (with_messages)
+ * or an enrolment step (with_steps) needs the worker (0 = none).
  */
-extern TimestampTz delivery_next_due(bool with_steps);
+extern TimestampTz delivery_next_due(bool with_steps, bool with_messages);
 
 /* Starts a transaction with SPI connected and a snapshot (worker only). */
 extern void delivery_xact_begin(const char *activity);

@@ -169,6 +169,36 @@ append_folded_ascii(StringInfo buf, const char *s, int col)
 	return col;
 }
 
+/*
+ * True when ASCII text folded at spaces keeps every line within 78
+ * characters and has no leading or trailing blank (which parsers drop).
+ */
+static bool
+folds_cleanly(const char *s, int col)
+{
+	StringInfoData tmp;
+	const char *line;
+	bool		ok = true;
+	int			len = strlen(s);
+
+	if (len > 0 && (s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t'))
+		return false;
+	initStringInfo(&tmp);
+	appendStringInfoSpaces(&tmp, col);
+	append_folded_ascii(&tmp, s, col);
+	for (line = tmp.data; ok && *line;)
+	{
+		const char *eol = strstr(line, "\r\n");
+
+		if (eol == NULL)
+			eol = line + strlen(line);
+		ok = (eol - line) <= MAX_LINE;
+		line = *eol ? eol + 2 : eol;
+	}
+	pfree(tmp.data);
+	return ok;
+}
+
 /* Appends "Name: value\r\n" for unstructured text (Subject). */
 static void
 append_unstructured(StringInfo buf, const char *name, const char *value)
@@ -178,9 +208,10 @@ append_unstructured(StringInfo buf, const char *name, const char *value)
 
 	appendStringInfo(buf, "%s: ", name);
 	col = strlen(name) + 2;
-	if (plain_ascii(utf8))
+	/* a word too long to fold, or edge blanks: encoded-words keep both intact */
+	if (plain_ascii(utf8) && folds_cleanly(utf8, col))
 		append_folded_ascii(buf, utf8, col);
-	else
+	else if (utf8[0] != '\0')
 		append_encoded_words(buf, utf8, col);
 	appendStringInfoString(buf, "\r\n");
 }
@@ -397,7 +428,15 @@ append_qp(StringInfo buf, const char *s)
 		col += plen;
 		p++;
 	}
-	appendStringInfoString(buf, "\r\n");
+
+	/*
+	 * End with a line break so the next boundary (or the end of the message)
+	 * starts a line: the content's own last line break when it has one,
+	 * otherwise a soft line break, which decodes to nothing, so the content
+	 * round-trips exactly (no line break is added to it).
+	 */
+	if (p > (const unsigned char *) s && p[-1] != '\r' && p[-1] != '\n')
+		appendStringInfoString(buf, "=\r\n");
 }
 
 /* Appends one MIME body part's headers and quoted-printable content. */
@@ -425,11 +464,15 @@ mime_build(const MimeMessage *msg)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message_id must not be empty")));
-	if (!printable_ascii(mid) || strchr(mid, ' '))
+	if (!printable_ascii(mid) || strchr(mid, ' ') ||
+		/* angle brackets only as one enclosing pair */
+		strpbrk(mid[0] == '<' ? mid + 1 : mid, "<>") !=
+		(mid[0] == '<' ? mid + strlen(mid) - 1 : NULL) ||
+		strcmp(mid, "<>") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid message_id: \"%s\"", mid),
-				 errdetail("A Message-ID is printable ASCII without spaces.")));
+				 errdetail("A Message-ID is printable ASCII without spaces, with angle brackets only around it.")));
 	mime_parse_mailbox(msg->to, "to_email", &to_name, &to_addr);
 
 	initStringInfo(&buf);
@@ -450,6 +493,11 @@ mime_build(const MimeMessage *msg)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("meisa.unsubscribe_base_url must be printable ASCII")));
+		/*
+		 * One line even past 78 characters (the limit is 998): a URL cannot
+		 * be folded, and a value that starts on a continuation line keeps a
+		 * leading blank in parsers (Python's email: " <https://...>").
+		 */
 		appendStringInfo(&buf, "List-Unsubscribe: <%s>\r\n", msg->unsubscribe_url);
 		appendStringInfoString(&buf, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
 	}

@@ -223,6 +223,8 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 		curl_easy_setopt(s->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) len) != CURLE_OK)
 	{
 		curl_slist_free_all(rcpt);
+		pfree(from_env);
+		pfree(to_env);
 		r->outcome = SMTP_CONNFAIL;
 		strlcpy(r->error, "could not set the SMTP envelope", sizeof(r->error));
 		return;

@@ -439,8 +439,13 @@ worker_round(MemoryContext round_ctx)
 	if (more)
 		return 0;
 
-	/* sleep until the next message, lease or sequence step is due */
-	next = delivery_next_due(have_run_due);
+	/*
+	 * Sleep until the next message, lease or sequence step is due.  Without
+	 * meisa.smtp_url no message can leave, so queued ones must not shorten
+	 * the sleep (they would wake the worker every 100 ms).
+	 */
+	next = delivery_next_due(have_run_due,
+							 meisa_smtp_url != NULL && meisa_smtp_url[0] != '\0');
 	if (next != 0)
 	{
 		long		secs;
@@ -526,6 +531,12 @@ meisa_worker_main(Datum arg)
 
 		if (naptime > 0)
 		{
+			/*
+			 * A background worker has no idle loop that reports its table
+			 * statistics: without this, autovacuum never learns about the
+			 * rows the worker updates in meisa.messages.
+			 */
+			pgstat_report_stat(true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 naptime, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);

@@ -121,6 +121,16 @@ def test_basic():
         raw, m = match[0]
         check(f"basic {mid_id}: CRLF only, lines <= 998", b"\n" not in raw.replace(b"\r\n", b"")
               and all(len(line) <= 998 for line in raw.split(b"\r\n")))
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        # within 78, but for List-Unsubscribe: its URL cannot be folded
+        long_lines = [line for line in head if len(line) > 78 and not line.startswith(b"List-Unsubscribe: <")]
+        check(f"basic {mid_id}: header lines <= 78 (List-Unsubscribe: one line)", not long_lines, long_lines)
+        for sub, want in (("plain", text), ("html", html)):
+            part = m.get_body(preferencelist=(sub,)) if want is not None else None
+            if part is not None:
+                # exact: no line break added at the end or doubled
+                got_body = part.get_content().replace("\r\n", "\n")
+                check(f"basic {mid_id}: text/{sub} round-trips exactly", got_body == want, repr(got_body[-20:]))
         check(f"basic {mid_id}: subject round-trips", str(m["Subject"]) == subject, repr(str(m["Subject"])))
         check(f"basic {mid_id}: headers From/To/Date/MIME-Version",
               m["From"].addresses[0].addr_spec == "noreply@meisa.test"
@@ -342,6 +352,11 @@ def test_smtp_url_unset():
           all(v[0] == "queued" and v[1] == 0 for v in st.values()), st)
     n = pg.log_text().count("meisa.smtp_url is not set")
     check(f"no smtp_url: logged once ({n})", n == 1)
+    # queued mail that cannot leave must not shorten the sleep: the worker
+    # used to wake every 100 ms while messages waited for an smtp_url
+    wakeups = worker_wakeups(2.0)
+    check(f"no smtp_url: the worker sleeps its naptime (1 s), not 100 ms ({wakeups} wakeups in 2 s)",
+          wakeups is not None and wakeups < 10, wakeups)
     # meisa_deliver() sends one batch synchronously with the session's smtp_url
     sink.clear()
     more = [queue(c, "nourl@example.com", subject=f"by meisa_deliver {i}") for i in range(3)]
@@ -350,6 +365,36 @@ def test_smtp_url_unset():
           n == "3" and len(sink.files()) == 3 and sink.connections() == 1, (n, len(sink.files())))
     pg.reload({"meisa.smtp_url": None})
     check("no smtp_url: sent once it is set again", all_status(ids + more, "sent", 10), status(ids + more))
+
+
+def worker_wakeups(seconds):
+    """Voluntary context switches of the worker over 'seconds' (one per sleep)."""
+    def ctxt():
+        pid = pg.worker_pid()
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        return int(line.split()[1])
+        except (OSError, TypeError):
+            return None
+    a = ctxt()
+    time.sleep(seconds)
+    b = ctxt()
+    return None if a is None or b is None else b - a
+
+
+def test_worker_stats():
+    """The worker reports its table statistics, so autovacuum sees its updates."""
+    def upd():
+        return int(pg.psql("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'meisa.messages'::regclass"))
+    before = upd()
+    c = add_contact("stats@example.com")
+    ids = [queue(c, "stats@example.com", subject=f"stats {i}") for i in range(3)]
+    check("stats: sent", all_status(ids, "sent", 10), status(ids))
+    # claim + settle: at least two updates per message, reported before the worker sleeps
+    ok = wait_for(lambda: upd() >= before + 6, 5)
+    check(f"stats: the worker's updates of meisa.messages reach pg_stat_user_tables ({before} -> {upd()})", ok)
 
 
 def test_run_due_hook():
@@ -587,7 +632,7 @@ def main():
         check("the worker starts with the server",
               wait_for(lambda: pg.worker_pid() is not None, 10))
         for t in (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
-                  test_tempfail, test_permfail, test_smtp_url_unset, test_run_due_hook, test_starttls_auth,
+                  test_tempfail, test_permfail, test_smtp_url_unset, test_worker_stats, test_run_due_hook, test_starttls_auth,
                   test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
             try:
                 t()
