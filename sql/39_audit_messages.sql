@@ -70,3 +70,12 @@ SELECT meisa_run_due('294276-12-31 23:30:00+00');
 SELECT e.status, e.current_step, e.last_error, e.next_run_at,
        e.next_run_at <= '294276-12-31 23:59:59.999999+00' AS in_range
   FROM meisa.enrollments e JOIN meisa.sequences s ON s.id = e.sequence_id WHERE s.name = 'far';
+
+-- 4. a render failure of meisa_trigger_email names the template and the
+-- part being rendered (CONTEXT), also for the header check of the subject
+INSERT INTO meisa.templates (key, kind, subject, html, text) VALUES
+  ('loop', 'transactional', 'Loop', '<p>{{> loop}}</p>', 'ok'),
+  ('subj', 'transactional', 'Hi {{data.name}}', NULL, 'ok');
+SELECT meisa_trigger_email('loop', '{"email": "r@example.com"}');
+SELECT meisa_trigger_email('subj', '{"email": "r@example.com", "data_variables": {"name": "a\nBcc: x@y.io"}}');
+SELECT count(*) AS contacts_left_behind FROM meisa.contacts WHERE email = 'r@example.com';
