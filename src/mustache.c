@@ -41,7 +41,7 @@ template_init(void)
 							PGC_USERSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("meisa.max_render_steps",
-							"Maximum number of template nodes visited while rendering one template.",
+							"Maximum number of template nodes visited (plus list elements iterated) while rendering one template.",
 							"Bounds the work of loops over large lists and of partials that include themselves several times.",
 							&mustache_max_render_steps,
 							10000000, 1000, INT_MAX,

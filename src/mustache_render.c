@@ -326,6 +326,23 @@ get_partial(RenderState *st, MustacheNode *n)
 	return e->tmpl;
 }
 
+/*
+ * Counts one unit of rendering work (a node visited, or one element of a list
+ * a section iterates over, even when the section's body is empty), so that
+ * meisa.max_render_steps bounds the work of nested loops over large lists.
+ */
+static void
+render_step(RenderState *st)
+{
+	CHECK_FOR_INTERRUPTS();
+	if (++st->steps > mustache_max_render_steps)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("rendering exceeds meisa.max_render_steps (%d)",
+						mustache_max_render_steps),
+				 errhint("Loops over large lists or partials that include themselves several times multiply the work.")));
+}
+
 /* Renders a section or inverted section node. */
 static void
 render_section(RenderState *st, MustacheNode *n)
@@ -351,6 +368,7 @@ render_section(RenderState *st, MustacheNode *n)
 			{
 				if (tok != WJB_ELEM)
 					continue;
+				render_step(st);
 				push(st, &e);
 				render_nodes(st, n->children);
 				st->nstack--;
@@ -372,13 +390,7 @@ render_nodes(RenderState *st, MustacheNode *n)
 {
 	for (; n; n = n->next)
 	{
-		CHECK_FOR_INTERRUPTS();
-		if (++st->steps > mustache_max_render_steps)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("rendering exceeds meisa.max_render_steps (%d)",
-							mustache_max_render_steps),
-					 errhint("Loops over large lists or partials that include themselves several times multiply the work.")));
+		render_step(st);
 		switch (n->type)
 		{
 			case MN_TEXT:

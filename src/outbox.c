@@ -28,6 +28,24 @@ typedef struct PartialContext
 	MemoryContext cxt;			/* where returned partial text lives */
 } PartialContext;
 
+/* Which template and part is being rendered, for the CONTEXT of an error. */
+typedef struct RenderErrorContext
+{
+	const char *key;
+	const char *part;			/* "subject", "html", "text"; NULL = headers */
+} RenderErrorContext;
+
+static void
+render_error_context(void *arg)
+{
+	RenderErrorContext *rec = (RenderErrorContext *) arg;
+
+	if (rec->part)
+		errcontext("rendering the %s of template \"%s\"", rec->part, rec->key);
+	else
+		errcontext("queueing a message of template \"%s\"", rec->key);
+}
+
 /* Defines the outbox settings (the outbox has none of its own). */
 void
 outbox_init(void)
@@ -426,6 +444,8 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 	const char *template_key = t->key;
 	Jsonb	   *tdata;
 	PartialContext pc;
+	RenderErrorContext rec;
+	ErrorContextCallback errcb;
 	char	   *subject;
 	char	   *html = NULL;
 	char	   *text = NULL;
@@ -449,24 +469,34 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 	/* render: the row keeps exactly what will be sent */
 	tdata = template_data(cs, data);
 	pc.cxt = CurrentMemoryContext;
+	rec.key = template_key;
+	rec.part = "subject";
+	errcb.callback = render_error_context;
+	errcb.arg = &rec;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	pc.column = "text";
 	subject = mustache_render_jsonb_plain(t->subject, tdata, outbox_partial, &pc);
 	if (t->html)
 	{
+		rec.part = "html";
 		pc.column = "html";
 		html = mustache_render_jsonb(t->html, tdata, outbox_partial, &pc);
 	}
 	if (t->text)
 	{
+		rec.part = "text";
 		pc.column = "text";
 		text = mustache_render_jsonb_plain(t->text, tdata, outbox_partial, &pc);
 	}
 
+	rec.part = NULL;
 	from = sender_address(t);
 	mime_check_header_value(cs->email, "to");
 	mime_check_header_value(from, "from");
 	mime_check_header_value(t->reply_to, "reply_to");
 	mime_check_header_value(subject, "subject");
+	error_context_stack = errcb.previous;
 
 	reason = outbox_suppression_reason(cs, t->kind);
 	domain = address_domain(from);

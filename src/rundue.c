@@ -322,7 +322,7 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 	/* 3. the send window */
 	if (rs->has_window)
 	{
-		pg_tz	   *tz = send_window_zone(it->contact_tz);
+		pg_tz	   *tz = send_window_contact_zone(it->contact_tz);
 		TimestampTz open;
 
 		open = send_window_next(at, tz ? tz : rs->tz, &rs->window);
@@ -372,6 +372,9 @@ record_failure(RunItem *it, ErrorData *edata, TimestampTz at)
 	it->new_step = it->current_step;
 	it->has_next = true;
 	it->next_run_at = at + (int64) meisa_sequence_retry_delay * USECS_PER_SEC;
+	/* near the end of the timestamp range: retry at its last instant */
+	if (!IS_VALID_TIMESTAMP(it->next_run_at))
+		it->next_run_at = END_TIMESTAMP - 1;
 	it->exit_reason = NULL;
 	it->last_error = pstrdup(edata->message ? edata->message : "unknown error");
 	it->advanced = false;

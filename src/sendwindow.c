@@ -19,6 +19,53 @@ send_window_zone(const char *name)
 	return pg_tzset(name);
 }
 
+/*
+ * The time zone a contact's custom_fields.timezone names, or NULL (never
+ * throws).  Only names of the time zone database (pg_timezone_names) are
+ * taken, never POSIX specifications such as "ABC-5:30" or "EST5EDT,M3.2.0,M11.1.0":
+ * pg_tzset() keeps every zone it resolves in a per-backend cache for the
+ * life of the backend (some 24 kB each), and a POSIX specification is
+ * resolved without any file, so contacts holding many distinct ones would
+ * grow a backend that runs meisa_run_due without bound (20,000 distinct
+ * values: 480 MB).  Database names are a fixed set (about 1,200).  A POSIX
+ * specification needs a digit after its name and has no "/" unless it has
+ * a rule (","); the only database names without "/" that hold a digit are
+ * listed below.
+ */
+pg_tz *
+send_window_contact_zone(const char *name)
+{
+	static const char *const digit_names[] = {
+		"EST5EDT", "CST6CDT", "MST7MDT", "PST8PDT", "GMT0", "GMT+0", "GMT-0", NULL
+	};
+	bool		has_slash = false;
+	bool		has_digit = false;
+	const char *p;
+
+	if (name == NULL || name[0] == '\0' || strlen(name) > TZ_STRLEN_MAX)
+		return NULL;
+	for (p = name; *p; p++)
+	{
+		if (*p == ',' || *p == '<' || *p == '>')
+			return NULL;
+		if (*p == '/')
+			has_slash = true;
+		else if (*p >= '0' && *p <= '9')
+			has_digit = true;
+	}
+	if (has_digit && !has_slash)
+	{
+		int			i;
+
+		for (i = 0; digit_names[i] != NULL; i++)
+			if (pg_strcasecmp(name, digit_names[i]) == 0)
+				break;
+		if (digit_names[i] == NULL)
+			return NULL;
+	}
+	return pg_tzset(name);
+}
+
 /* The instant at which local wall-clock time 'local' occurs in 'tz'. */
 static TimestampTz
 local_to_instant(Timestamp local, pg_tz *tz)

@@ -34,4 +34,7 @@ extern TimestampTz send_window_next(TimestampTz at, pg_tz *tz, const SendWindow 
 /* The time zone named 'name', or NULL when it is unknown (never throws). */
 extern pg_tz *send_window_zone(const char *name);
 
+/* The zone a contact's custom_fields.timezone names: database names only. */
+extern pg_tz *send_window_contact_zone(const char *name);
+
 #endif							/* MEISA_SEQUENCES_H */
