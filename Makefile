@@ -12,8 +12,8 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 ISOLATION   = $(sort $(patsubst specs/%.spec,%,$(wildcard specs/*.spec)))
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=test/regress.conf
 
-PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags 2>/dev/null)
-PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter
+PG_CPPFLAGS = -I$(srcdir)/src -isystem $(includedir_server) $(shell curl-config --cflags 2>/dev/null)
+PG_CFLAGS   = -Wall -Wextra -Werror
 SHLIB_LINK  = $(shell curl-config --libs 2>/dev/null || echo -lcurl)
 EXTRA_CLEAN = results regression.diffs regression.out tmp_check tmp_check_iso output_iso
 

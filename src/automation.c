@@ -43,7 +43,7 @@ static bool notify_pending = false;
 
 /* Forgets the cascade state and the owed NOTIFY when a transaction ends. */
 static void
-automation_xact_callback(XactEvent event, void *arg)
+automation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{

@@ -45,7 +45,7 @@ static int	npinned = 0;
 
 /* Relcache callback: a change of meisa.automations (or a reset) stales the cache. */
 static void
-automation_relcache_callback(Datum arg, Oid relid)
+automation_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
 {
 	if (relid == InvalidOid || relid == cache_relid)
 		cache_valid = false;

@@ -62,7 +62,7 @@ smtp_read(char *buffer, size_t size, size_t nitems, void *arg)
 
 /* libcurl debug callback: remembers the last command verb and reply. */
 static int
-smtp_debug(CURL *handle, curl_infotype type, char *data, size_t size, void *arg)
+smtp_debug(CURL *handle pg_attribute_unused(), curl_infotype type, char *data, size_t size, void *arg)
 {
 	SmtpSession *s = (SmtpSession *) arg;
 
@@ -111,8 +111,8 @@ smtp_debug(CURL *handle, curl_infotype type, char *data, size_t size, void *arg)
  * meisa.smtp_timeout) rather than risking a resend of a delivered message.
  */
 static int
-smtp_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
-			  curl_off_t ultotal, curl_off_t ulnow)
+smtp_progress(void *arg, curl_off_t dltotal pg_attribute_unused(), curl_off_t dlnow pg_attribute_unused(),
+			  curl_off_t ultotal pg_attribute_unused(), curl_off_t ulnow pg_attribute_unused())
 {
 	SmtpSession *s = (SmtpSession *) arg;
 

@@ -81,7 +81,7 @@ static bool xact_callback_registered = false;
 
 /* Accepts only smtp:// and smtps:// URLs (or empty = no delivery). */
 static bool
-check_smtp_url(char **newval, void **extra, GucSource source)
+check_smtp_url(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
 {
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
@@ -101,7 +101,7 @@ check_smtp_url(char **newval, void **extra, GucSource source)
 
 /* Accepts an empty value or a single mailbox ("Name <addr>" or "addr"). */
 static bool
-check_from_address(char **newval, void **extra, GucSource source)
+check_from_address(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
 {
 	const char *v = *newval;
 
@@ -122,7 +122,7 @@ check_from_address(char **newval, void **extra, GucSource source)
 
 /* Accepts a printable ASCII base URL (or empty). */
 static bool
-check_base_url(char **newval, void **extra, GucSource source)
+check_base_url(char **newval, void **extra pg_attribute_unused(), GucSource source pg_attribute_unused())
 {
 	const unsigned char *p;
 
@@ -271,7 +271,7 @@ delivery_init(void)
 
 /* Sets the worker's latch when a transaction that queued mail commits. */
 static void
-delivery_xact_callback(XactEvent event, void *arg)
+delivery_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
@@ -316,7 +316,7 @@ delivery_wake_at_commit(void)
 
 /* Removes the worker's latch from shared memory at exit. */
 static void
-delivery_worker_detach(int code, Datum arg)
+delivery_worker_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	if (delivery_shared == NULL)
 		return;
@@ -465,7 +465,7 @@ worker_round(MemoryContext round_ctx)
 
 /* Entry point of the delivery background worker. */
 void
-meisa_worker_main(Datum arg)
+meisa_worker_main(Datum arg pg_attribute_unused())
 {
 	MemoryContext round_ctx;
 
