@@ -96,6 +96,23 @@ check_smtp_url(char **newval, void **extra pg_attribute_unused(), GucSource sour
 		GUC_check_errdetail("meisa.smtp_url must not contain spaces or line breaks.");
 		return false;
 	}
+
+	/*
+	 * No credentials in the URL: libcurl would use smtp://user:password@host,
+	 * and meisa.smtp_url, unlike meisa.smtp_password, is readable by every
+	 * role (SHOW, current_setting).
+	 */
+	{
+		const char *authority = strstr(*newval, "://") + 3;
+		size_t		len = strcspn(authority, "/?#");
+
+		if (memchr(authority, '@', len) != NULL)
+		{
+			GUC_check_errdetail("meisa.smtp_url must not contain a user name or password.");
+			GUC_check_errhint("Set meisa.smtp_user and meisa.smtp_password (superuser-only) instead.");
+			return false;
+		}
+	}
 	return true;
 }
 
