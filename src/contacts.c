@@ -391,9 +391,8 @@ parse_upsert_payload(Jsonb *payload, UpsertPayload *p)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("field \"tag_names\" must be an array, not %s", payload_type_name(&v))));
+			/* the limit applies to the contact's tags, counted after de-duplication */
 			n = JsonContainerSize(v.val.binary.data);
-			if (n > meisa_max_tags)
-				tags_check_count(n, "tag_names");
 			p->tags = palloc(sizeof(char *) * (n + 1));
 			ti = JsonbIteratorInit(v.val.binary.data);
 			while ((tok = JsonbIteratorNext(&ti, &e, true)) != WJB_DONE)
@@ -408,6 +407,7 @@ parse_upsert_payload(Jsonb *payload, UpsertPayload *p)
 				p->tags[p->ntags++] = tag_normalize(e.val.string.val, e.val.string.len, "tag_names");
 			}
 			p->ntags = tags_sort_unique(p->tags, p->ntags);
+			tags_check_count(p->ntags, "tag_names");
 		}
 		else if (KEY_IS("subscribed"))
 		{
