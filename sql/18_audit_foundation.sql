@@ -127,3 +127,17 @@ SELECT setval(pg_get_serial_sequence('meisa.contacts', 'id'), max(id)) FROM meis
 SELECT meisa_upsert('{"email": "new@example.com"}');
 SELECT meisa_track('ev', '{"email": "new2@example.com"}') IS NOT NULL AS tracked;
 SELECT id FROM meisa.contacts WHERE email = 'new2@example.com';
+
+-- meisa_track: occurred_at without a zone is in the session TimeZone; an
+-- unknown email creates the contact and its contact_created runs before the
+-- event's custom_event automations
+SET TimeZone = 'Asia/Tokyo';
+SELECT meisa_track('tz', '{"email": "tz@example.com", "occurred_at": "2024-03-01T10:00"}') IS NOT NULL AS tracked;
+SELECT meisa_track('tz', '{"email": "tz@example.com", "occurred_at": "2024-03-01 10:00:00+00"}') IS NOT NULL AS tracked;
+RESET TimeZone;
+SELECT occurred_at AT TIME ZONE 'UTC' AS utc FROM meisa.events WHERE name = 'tz' ORDER BY id;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('on_create', 'contact_created', '[{"add_tag": "created"}]');
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES ('on_ev', 'custom_event', 'signup', '[{"add_tag": "signed"}]');
+SELECT meisa_track('signup', '{"email": "order@example.com"}') IS NOT NULL AS tracked;
+SELECT a.name, r.status FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id;
+SELECT tags FROM meisa.contacts WHERE email = 'order@example.com';
