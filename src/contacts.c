@@ -201,6 +201,24 @@ identity_conflict(const char *email, const char *their_ext, const char *given_ex
 }
 
 /*
+ * ERROR 23505 when an insert that did nothing (ON CONFLICT) is followed by a
+ * re-read that finds no contact with that email or external_id: the conflict
+ * was on the id, i.e. the identity sequence is behind rows inserted with
+ * explicit ids (a plain-SQL import).  Retrying would only burn ids, and
+ * "concurrent writes" would send the caller the wrong way.
+ */
+static void
+id_conflict(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("could not create the contact: the id drawn for it is already taken"),
+			 errdetail("The identity sequence of meisa.contacts is behind the ids in the table "
+					   "(rows inserted with explicit ids?)."),
+			 errhint("Run SELECT setval(pg_get_serial_sequence('meisa.contacts', 'id'), max(id)) FROM meisa.contacts;")));
+}
+
+/*
  * Inserts a contact; returns its id, or 0 when a concurrent insert of the
  * same email or external_id won (the caller re-reads).  'cap' (may be
  * NULL) receives the change set.
@@ -258,6 +276,8 @@ contact_resolve(const char *email, const char *external_id, bool create, bool *c
 	int			attempt;
 	ContactRow	row;
 
+	bool		lost_insert = false;
+
 	*created = false;
 	prepare_plans();
 	for (attempt = 0; attempt < UPSERT_MAX_ATTEMPTS; attempt++)
@@ -285,6 +305,8 @@ contact_resolve(const char *email, const char *external_id, bool create, bool *c
 				identity_conflict(email, row.external_id, external_id);
 			return row.id;
 		}
+		if (lost_insert)
+			id_conflict();
 		if (!create || email == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
@@ -307,6 +329,7 @@ contact_resolve(const char *email, const char *external_id, bool create, bool *c
 			*created = true;
 			return id;
 		}
+		lost_insert = true;
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -391,9 +414,8 @@ parse_upsert_payload(Jsonb *payload, UpsertPayload *p)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("field \"tag_names\" must be an array, not %s", payload_type_name(&v))));
+			/* the limit applies to the contact's tags, counted after de-duplication */
 			n = JsonContainerSize(v.val.binary.data);
-			if (n > meisa_max_tags)
-				tags_check_count(n, "tag_names");
 			p->tags = palloc(sizeof(char *) * (n + 1));
 			ti = JsonbIteratorInit(v.val.binary.data);
 			while ((tok = JsonbIteratorNext(&ti, &e, true)) != WJB_DONE)
@@ -408,6 +430,7 @@ parse_upsert_payload(Jsonb *payload, UpsertPayload *p)
 				p->tags[p->ntags++] = tag_normalize(e.val.string.val, e.val.string.len, "tag_names");
 			}
 			p->ntags = tags_sort_unique(p->tags, p->ntags);
+			tags_check_count(p->ntags, "tag_names");
 		}
 		else if (KEY_IS("subscribed"))
 		{
@@ -646,6 +669,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 	ContactWriteCapture cap;
 	Jsonb	   *result = NULL;
 	int			attempt;
+	bool		lost_insert = false;
 	MemoryContext spicxt;
 
 	if (PG_ARGISNULL(0))
@@ -696,10 +720,14 @@ meisa_upsert(PG_FUNCTION_ARGS)
 				identity_conflict(p.email, row.external_id, p.external_id);
 		}
 
-		if (!found)
+		if (found)
+			lost_insert = false;	/* the insert race was a real one */
+		else
 		{
 			int64		id;
 
+			if (lost_insert)
+				id_conflict();
 			if (p.email == NULL)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -726,7 +754,10 @@ meisa_upsert(PG_FUNCTION_ARGS)
 			args[6] = BoolGetDatum(p.has_subscribed ? p.subscribed : true);
 			id = contact_insert(args, nulls, &cap);
 			if (id == 0)
+			{
+				lost_insert = true;
 				continue;		/* lost an insert race: re-read and update */
+			}
 			MemoryContextSwitchTo(callercxt);
 			result = upsert_result(id, true, cap.filled ? cap.changes : NULL);
 			MemoryContextSwitchTo(spicxt);

@@ -127,7 +127,10 @@ payload_string(JsonbValue *v, const char *field)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* ERROR 22023 when the text holds a control character. */
+/*
+ * ERROR 22023 when the text holds a control character: C0 (U+0000-U+001F),
+ * DEL (U+007F) or C1 (U+0080-U+009F, UTF-8 0xC2 0x80-0x9F).
+ */
 static void
 check_no_control(const char *s, int len, const char *field)
 {
@@ -137,7 +140,9 @@ check_no_control(const char *s, int len, const char *field)
 	{
 		unsigned char c = (unsigned char) s[i];
 
-		if (c < 32 || c == 127)
+		if (c < 32 || c == 127 ||
+			(c == 0xC2 && i + 1 < len && (unsigned char) s[i + 1] >= 0x80 &&
+			 (unsigned char) s[i + 1] <= 0x9F && GetDatabaseEncoding() == PG_UTF8))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid value for field \"%s\"", field),
@@ -162,7 +167,14 @@ payload_short_text(JsonbValue *v, const char *field, bool allow_integer)
 		if (strchr(s, '.') != NULL || strchr(s, 'N') != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("field \"%s\" must be a string or an integer, not %s", field, s)));
+					 errmsg("field \"%s\" must be a string or an integer, not %s", field,
+							payload_key_for_message(s, strlen(s)))));
+		/* an integer like 1e300 prints as 301 digits: the same length limit */
+		if (strlen(s) > PAYLOAD_MAX_NAME_LENGTH)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("field \"%s\" is too long", field),
+					 errdetail("At most %d characters are allowed.", PAYLOAD_MAX_NAME_LENGTH)));
 		return s;
 	}
 	if (v->type != jbvString)
