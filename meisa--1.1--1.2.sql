@@ -19,8 +19,16 @@
 --    an append whatever the view's security_barrier option (the branches get
 --    the caller's quals, leaky or not), so it is re-created as a
 --    security_barrier view over the UNION ALL in a subquery.
--- Everything below is schema-qualified: this script, like every extension
--- script, runs with the install schema first in search_path.
+--  * meisa.automation_stats gets a column last_run (timestamptz, the time
+--    of the automation's last run, the same value as last_run_at), appended
+--    as its last column; last_run_at stays.
+-- Everything below is schema-qualified (operators as OPERATOR(pg_catalog.=),
+-- functions as pg_catalog.f(...), casts to pg_catalog types): this script,
+-- like every extension script, runs as superuser with the install schema in
+-- search_path, and pg_catalog wins only for exact matches.  The same
+-- release ships meisa--1.2.sql (a fresh install of 1.2) and
+-- meisa--1.0--1.2.sql (the direct update from 1.0, which skips the
+-- unqualified DO block of meisa--1.0--1.1.sql).
 
 CREATE OR REPLACE VIEW meisa.automation_stats WITH (security_barrier = true) AS
 SELECT a.id                                          AS automation_id,
@@ -32,7 +40,8 @@ SELECT a.id                                          AS automation_id,
        pg_catalog.count(r.id) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'done')    AS done,
        pg_catalog.count(r.id) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'failed')  AS failed,
        pg_catalog.count(r.id) FILTER (WHERE r.status OPERATOR(pg_catalog.=) 'stopped') AS stopped,
-       pg_catalog.max(r.at)                                       AS last_run_at
+       pg_catalog.max(r.at)                                       AS last_run_at,
+       pg_catalog.max(r.at)                                       AS last_run
   FROM meisa.automations a
   LEFT JOIN meisa.automation_runs r ON r.automation_id OPERATOR(pg_catalog.=) a.id
  GROUP BY a.id, a.name, a.trigger, a.trigger_filter, a.enabled;
@@ -82,7 +91,7 @@ ALTER VIEW meisa.unsubscribed_emails SET (security_barrier = true);
 CREATE OR REPLACE VIEW meisa.contact_activity WITH (security_barrier = true) AS
 SELECT u.contact_id, u.at, u.kind, u.detail
   FROM (
-SELECT a.contact_id, a.at, 'created'::text AS kind, a.detail
+SELECT a.contact_id, a.at, 'created'::pg_catalog.text AS kind, a.detail
   FROM meisa.activity a
  WHERE a.kind OPERATOR(pg_catalog.=) 'created'
 UNION ALL
@@ -98,13 +107,13 @@ SELECT a.contact_id, a.at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.t
   FROM meisa.activity a
  CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
          CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added') OPERATOR(pg_catalog.=) 'array'
-              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added' ELSE '[]'::jsonb END) t(tag)
+              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added' ELSE '[]'::pg_catalog.jsonb END) t(tag)
 UNION ALL
 SELECT a.contact_id, a.at, 'tag_removed', pg_catalog.jsonb_build_object('tag', t.tag)
   FROM meisa.activity a
  CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
          CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed') OPERATOR(pg_catalog.=) 'array'
-              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed' ELSE '[]'::jsonb END) t(tag)
+              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed' ELSE '[]'::pg_catalog.jsonb END) t(tag)
 UNION ALL
 SELECT e.contact_id, e.occurred_at, 'event',
        pg_catalog.jsonb_build_object('event', e.id, 'name', e.name,

@@ -7,6 +7,9 @@
 --     them unqualified: the planted ones were exact matches), and
 --  3. every view is a security_barrier view: a reader's leaky function in
 --     WHERE no longer sees rows the view filters out.
+--  4. 1.2 as the default version: a fresh CREATE EXTENSION meisa (from
+--     meisa--1.2.sql) and the direct update 1.0 -> 1.2 bind no planted
+--     function, and automation_stats has last_run.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 DROP ROLE IF EXISTS regress_a6_evil;
@@ -31,7 +34,9 @@ BEGIN
   RETURN 0;
 END $$;
 RESET ROLE;
-CREATE EXTENSION meisa;
+-- 1.1 explicitly (1.0 + meisa--1.0--1.1.sql): the planted functions are
+-- exact matches for 1.0's unqualified count(r.id) and lag(...)
+CREATE EXTENSION meisa VERSION '1.1';
 
 -- 1. -------------------------------------------------------------------
 -- (after CREATE EXTENSION: the library is loaded, the setting is defined)
@@ -53,7 +58,7 @@ SELECT c.relname AS view, p.oid::regprocedure AS function
   JOIN pg_proc p ON p.oid = d.refobjid
  WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_proc'::regclass
    AND p.pronamespace <> 'pg_catalog'::regnamespace
-   AND c.relnamespace = 'meisa'::regnamespace;
+   AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'meisa');
 -- 1.1: the planted functions are part of the views
 SELECT view, function FROM a6_view_functions ORDER BY 1;
 SELECT relname, relacl FROM pg_class WHERE relnamespace = 'meisa'::regnamespace AND relkind = 'v' ORDER BY 1;
@@ -96,6 +101,52 @@ EXPLAIN (COSTS OFF) SELECT email FROM meisa.unsubscribed_emails WHERE email = 'a
 RESET ROLE;
 DROP TABLE a6_seen;
 DROP FUNCTION pg_temp.a6_leak(jsonb);
+
+-- 4. -------------------------------------------------------------------
+-- the planted count(bigint) and lag(integer, integer, integer) are still in
+-- public: a fresh install of 1.2 binds only pg_catalog functions
+SET client_min_messages = warning;
+DROP EXTENSION meisa CASCADE;
+RESET client_min_messages;
+TRUNCATE public.a6_hits;
+CREATE EXTENSION meisa;
+SELECT extversion FROM pg_extension WHERE extname = 'meisa';
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('a6_tpl', 'marketing', 'S', 'T');
+INSERT INTO meisa.sequences (name) VALUES ('a6_seq');
+INSERT INTO meisa.sequence_steps (sequence_id, position, template) SELECT id, 1, 'a6_tpl' FROM meisa.sequences;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('a6_rule', 'contact_created', '[{"enroll": "a6_seq"}]');
+SELECT meisa_upsert('{"email": "a6@example.com"}') ->> 'created' AS created;
+SELECT name, matched, done, last_run = last_run_at AS last_run_is_last_run_at, last_run IS NOT NULL AS has_last_run
+  FROM meisa.automation_stats;
+SELECT sequence, position, entered, active, sent, completed FROM meisa.sequence_funnel ORDER BY position;
+SELECT count(*) AS planted_functions_ran FROM public.a6_hits;
+SELECT relname, reloptions FROM pg_class WHERE relnamespace = 'meisa'::regnamespace AND relkind = 'v' ORDER BY 1;
+-- 1.0 binds them; the direct update 1.0 -> 1.2 (the shortest path) re-binds
+-- the views to pg_catalog
+SET client_min_messages = warning;
+DROP EXTENSION meisa CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION meisa VERSION '1.0';
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('a6_tpl', 'marketing', 'S', 'T');
+INSERT INTO meisa.sequences (name) VALUES ('a6_seq');
+INSERT INTO meisa.sequence_steps (sequence_id, position, template) SELECT id, 1, 'a6_tpl' FROM meisa.sequences;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('a6_rule', 'contact_created', '[{"enroll": "a6_seq"}]');
+SELECT meisa_upsert('{"email": "a6@example.com"}') ->> 'created' AS created;
+TRUNCATE public.a6_hits;
+SELECT name, matched FROM meisa.automation_stats;
+SELECT count(*) AS funnel_rows FROM meisa.sequence_funnel;
+-- (in 1.0 the planted functions run when the views are read)
+SELECT what, count(*) FROM public.a6_hits GROUP BY 1 ORDER BY 1;
+SELECT path FROM pg_extension_update_paths('meisa') WHERE source = '1.0' AND target = '1.2';
+ALTER EXTENSION meisa UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'meisa';
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+TRUNCATE public.a6_hits;
+SELECT name, matched, done, last_run = last_run_at AS last_run_is_last_run_at FROM meisa.automation_stats;
+SELECT sequence, position, entered, active, sent, completed FROM meisa.sequence_funnel ORDER BY position;
+SELECT count(*) AS planted_functions_ran FROM public.a6_hits;
 
 -- clean up (cluster-wide roles)
 SET client_min_messages = warning;
