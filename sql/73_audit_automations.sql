@@ -1,7 +1,8 @@
 -- Regression tests of the fourth audit of the automation engine (issue 4):
 -- cascade state rolled back with a failed automation, plain-text notify
--- messages, "eq" with an object of tests on a missing value, and the
--- event-name check of a custom_event trigger_filter.
+-- messages, "eq" with an object of tests on a missing value, the
+-- event-name check of a custom_event trigger_filter, and the error of a
+-- send_email whose template became transactional.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
@@ -94,5 +95,17 @@ SET timezone = 'Asia/Tokyo';
 SELECT meisa_upsert('{"email": "tz@example.com", "custom_fields": {"d": "2024-02-01", "t": "2024-02-01T00:00:00Z", "u": "2024-02-01T09:00:00+09:00"}}') ->> 'changed' AS changed;
 SELECT tags FROM meisa.contacts WHERE email = 'tz@example.com';
 SET timezone = 'UTC';
+
+-- 6. a send_email whose template was switched to transactional after the rule
+-- was saved: a failed run whose error says what kind the template is
+DELETE FROM meisa.automations;
+INSERT INTO meisa.templates (key, kind, subject, html) VALUES ('m2', 'marketing', 'Hi', '<p>hi</p>');
+INSERT INTO meisa.automations (name, trigger, actions) VALUES
+  ('send m2', 'contact_updated', '[{"send_email": "m2"}]');
+UPDATE meisa.templates SET kind = 'transactional' WHERE key = 'm2';
+SELECT meisa_upsert('{"email": "kind@example.com"}') ->> 'created' AS created;
+SELECT meisa_upsert('{"email": "kind@example.com", "first_name": "K"}') ->> 'changed' AS changed;
+SELECT name, status, error FROM runs() WHERE name = 'send m2';
+SELECT count(*) AS messages FROM meisa.messages WHERE template_key = 'm2';
 
 DROP FUNCTION runs();

@@ -463,8 +463,8 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 	if (src && src->required_kind && strcmp(src->required_kind, t->kind) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("%s template \"%s\" does not exist", src->required_kind, template_key),
-				 errdetail("Template \"%s\" is a %s template.", template_key, t->kind)));
+				 errmsg("template \"%s\" is a %s template, not a %s template",
+						template_key, t->kind, src->required_kind)));
 
 	/* render: the row keeps exactly what will be sent */
 	tdata = template_data(cs, data);
