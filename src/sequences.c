@@ -395,8 +395,13 @@ meisa_sequence_check(PG_FUNCTION_ARGS)
 				 errdetail("A sequence name is at most 200 bytes.")));
 	owner = psprintf("sequence \"%s\"", name);
 
+	/*
+	 * Only names of the time zone database, as for custom_fields.timezone:
+	 * pg_tzset() alone would also take POSIX specifications ("UTC+5"), which
+	 * are not zone names (and whose sign is the reverse of ISO 8601's).
+	 */
 	d = trigger_row_value(tup, desc, "timezone", &isnull);
-	if (isnull || send_window_zone(TextDatumGetCString(d)) == NULL)
+	if (isnull || send_window_contact_zone(TextDatumGetCString(d)) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timezone of %s is not a known time zone", owner),
