@@ -17,6 +17,8 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "commands/trigger.h"
 #include "funcapi.h"
@@ -26,6 +28,7 @@
 #include "storage/ipc.h"
 #include "storage/pmsignal.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -167,6 +170,8 @@ static SmtpSession *worker_session = NULL;
 static TimestampTz rate_next_send = 0;
 static MemoryContext xact_saved_ctx = NULL;
 
+static void delivery_lock_extension(void);
+
 /* Starts a transaction with SPI connected and a snapshot (worker only). */
 void
 delivery_xact_begin(const char *activity)
@@ -174,10 +179,27 @@ delivery_xact_begin(const char *activity)
 	xact_saved_ctx = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	delivery_lock_extension();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/*
+ * Takes a share lock on the meisa extension object for the transaction.
+ * DROP EXTENSION locks that object exclusively before it locks the member
+ * tables one by one, so a worker transaction that reads several meisa tables
+ * either finishes before the DROP starts or waits for it: the two never hold
+ * one table each while waiting for the other's (a deadlock).
+ */
+static void
+delivery_lock_extension(void)
+{
+	Oid			ext = get_extension_oid("meisa", true);
+
+	if (OidIsValid(ext))
+		LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
 }
 
 /* Commits it and returns to the memory context current before the begin. */

@@ -493,6 +493,30 @@ def test_starttls_auth():
         tls.stop()
 
 
+def test_drop_waits_for_worker():
+    """DROP EXTENSION and a worker round never deadlock: each worker
+    transaction first takes a share lock on the extension, which DROP
+    EXTENSION holds exclusively before it locks the member tables."""
+    wpid = pg.worker_pid()
+    drop = subprocess.Popen([os.path.join(pg.bindir, "psql"), "-h", pg.base, "-p", str(pg.port),
+                             "-U", "postgres", "-d", "meisa_test", "-XAtq", "-v", "ON_ERROR_STOP=1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    drop.stdin.write("BEGIN;\nDROP EXTENSION meisa CASCADE;\nSELECT pg_sleep(3);\nROLLBACK;\n")
+    drop.stdin.close()
+    waiting = wait_for(lambda: pg.psql(
+        "SELECT count(*) FROM pg_locks WHERE pid = %d AND NOT granted AND locktype = 'object' "
+        "AND classid = 'pg_extension'::regclass" % wpid) == "1", 2.5)
+    drop.wait(timeout=20)
+    err = drop.stderr.read()
+    check("drop: while DROP EXTENSION is uncommitted the worker waits on the extension's lock", waiting)
+    check("drop: the DROP EXTENSION transaction ran without a deadlock", drop.returncode == 0 and
+          "deadlock" not in err, err.strip())
+    check("drop: the same worker keeps running", pg.worker_pid() == wpid)
+    c = add_contact("afterdrop@example.com")
+    mid = queue(c, "afterdrop@example.com", subject="after a rolled-back DROP EXTENSION")
+    check("drop: mail is delivered after the rolled-back DROP", all_status([mid], "sent", 10), status([mid]))
+
+
 def test_extension_recreated():
     """DROP EXTENSION: the worker waits (logged once); CREATE EXTENSION: it delivers again."""
     sink.clear()
@@ -633,7 +657,7 @@ def main():
               wait_for(lambda: pg.worker_pid() is not None, 10))
         for t in (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
                   test_tempfail, test_permfail, test_smtp_url_unset, test_worker_stats, test_run_due_hook, test_starttls_auth,
-                  test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
+                  test_drop_waits_for_worker, test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
             try:
                 t()
             except Exception:
