@@ -35,6 +35,7 @@ typedef struct RenderErrorContext
 	const char *part;			/* "subject", "html", "text"; NULL = headers */
 } RenderErrorContext;
 
+/* Error context callback: names the template (and part) being queued. */
 static void
 render_error_context(void *arg)
 {
