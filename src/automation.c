@@ -38,8 +38,13 @@ static RanKey *ran = NULL;
 static int	nran = 0;
 static int	ran_cap = 0;
 
-/* A NOTIFY meisa_notifications is owed at commit. */
-static bool notify_pending = false;
+/*
+ * A NOTIFY meisa_notifications is owed at commit: the lowest transaction
+ * nesting level that wrote a notifications row still alive (0 = none).  A
+ * rolled-back subtransaction (an automation's own, or the application's
+ * ROLLBACK TO SAVEPOINT) takes its rows and its NOTIFY with it.
+ */
+static int	notify_level = 0;
 
 /* Forgets the cascade state and the owed NOTIFY when a transaction ends. */
 static void
@@ -48,9 +53,9 @@ automation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
-			if (notify_pending)
+			if (notify_level > 0)
 			{
-				notify_pending = false;
+				notify_level = 0;
 				Async_Notify("meisa_notifications", "");
 			}
 			break;
@@ -58,7 +63,7 @@ automation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PRE_PREPARE:
 		case XACT_EVENT_COMMIT:
-			notify_pending = false;
+			notify_level = 0;
 			fire_depth = 0;
 			nran = 0;
 			automation_cache_reset_pins();
@@ -66,6 +71,23 @@ automation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		default:
 			break;
 	}
+}
+
+/* Moves the owed NOTIFY to the parent on subcommit; drops it on subabort. */
+static void
+automation_subxact_callback(SubXactEvent event,
+							SubTransactionId mySubid pg_attribute_unused(),
+							SubTransactionId parentSubid pg_attribute_unused(),
+							void *arg pg_attribute_unused())
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (notify_level < level)
+		return;					/* owed by an outer level: unaffected */
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		notify_level = level - 1;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		notify_level = 0;
 }
 
 /* Defines the automation settings and registers the engine's callbacks. */
@@ -80,6 +102,7 @@ automation_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	RegisterXactCallback(automation_xact_callback, NULL);
+	RegisterSubXactCallback(automation_subxact_callback, NULL);
 	automation_cache_init();
 }
 
@@ -87,7 +110,10 @@ automation_init(void)
 void
 automation_notify_at_commit(void)
 {
-	notify_pending = true;
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (notify_level == 0 || level < notify_level)
+		notify_level = level;
 }
 
 /* True when the automation already ran for the contact in this call. */
@@ -174,11 +200,10 @@ run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 	 * What the actions' cascades remember in memory must go with the
 	 * subtransaction when it is rolled back: the runs it marked "ran" did not
 	 * happen (an automation marked there would otherwise be "stopped" for the
-	 * rest of the call without ever having acted), and a NOTIFY owed for its
-	 * rolled-back notifications rows is not owed.
+	 * rest of the call without ever having acted).  The NOTIFY owed for its
+	 * rolled-back notifications rows goes with it in the subxact callback.
 	 */
 	int			saved_nran = nran;
-	bool		saved_notify = notify_pending;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
@@ -210,7 +235,6 @@ run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 		CurrentResourceOwner = oldowner;
 		fire_depth--;
 		nran = saved_nran;
-		notify_pending = saved_notify;
 		/* a cancel or timeout is the caller's, not the automation's */
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
