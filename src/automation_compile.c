@@ -320,20 +320,12 @@ automation_compile(Automation *a, const char *trigger, const char *filter,
 		if (filter[0] == '\0')
 			return compile_fail(error, "trigger_filter", "must not be empty (use null for any)");
 		a->filter = pstrdup(filter);
-		if (a->trigger == MEISA_TRIGGER_CUSTOM_EVENT)
-		{
-			/* a filter no event name can have would never fire */
-			bool		ok = strlen(filter) <= 100;
-
-			for (const char *p = filter; ok && *p; p++)
-				ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-					(*p >= '0' && *p <= '9') || *p == '_' || *p == '.' ||
-					*p == ':' || *p == '-';
-			if (!ok)
-				return compile_fail(error, "trigger_filter",
-									"invalid event name \"%s\" (event names match ^[A-Za-z0-9_.:-]{1,100}$)",
-									filter);
-		}
+		/* a filter no event name can have would never fire */
+		if (a->trigger == MEISA_TRIGGER_CUSTOM_EVENT &&
+			!event_name_valid(filter, (int) strlen(filter)))
+			return compile_fail(error, "trigger_filter",
+								"invalid event name \"%s\" (event names match ^[A-Za-z0-9_.:-]{1,100}$)",
+								filter);
 	}
 	if (a->trigger == MEISA_TRIGGER_CUSTOM_EVENT)
 		allow |= COND_ALLOW_EVENT;

@@ -275,7 +275,6 @@ contact_resolve(const char *email, const char *external_id, bool create, bool *c
 {
 	int			attempt;
 	ContactRow	row;
-
 	bool		lost_insert = false;
 
 	*created = false;

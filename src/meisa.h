@@ -30,6 +30,11 @@ extern void delivery_init(void);	/* worker.c: delivery GUCs and the worker */
  */
 extern Jsonb *contact_data_jsonb(int64 contact_id);
 
+/* ---- events.c */
+
+/* True when 'name' (len bytes) matches ^[A-Za-z0-9_.:-]{1,100}$. */
+extern bool event_name_valid(const char *name, int len);
+
 /* ---- automation.c: the rule engine */
 typedef enum MeisaTrigger
 {
