@@ -238,6 +238,8 @@ lookup_op(const char *name, CondOp *op)
 static bool
 compile_literal(JsonbValue *v, const char *path, CondValue *cv, CompileState *st)
 {
+	bool		local;
+
 	memset(cv, 0, sizeof(*cv));
 	switch (v->type)
 	{
@@ -248,7 +250,8 @@ compile_literal(JsonbValue *v, const char *path, CondValue *cv, CompileState *st
 			cv->num = condition_parse_number(cv->str, cv->len);
 			cv->has_num = (cv->num != NULL);
 			cv->has_ts = condition_parse_timestamp_local(cv->str, cv->len, &cv->ts,
-														 &cv->ts_local);
+														 &local);
+			cv->ts_zone = (cv->has_ts && local) ? session_timezone : NULL;
 			return true;
 		case jbvNumeric:
 			cv->type = CV_NUMBER;

@@ -12,6 +12,7 @@
 #include "meisa.h"
 
 #include "datatype/timestamp.h"
+#include "pgtime.h"
 #include "utils/numeric.h"
 
 /* The comparison operators and other tests of a field. */
@@ -52,8 +53,10 @@ typedef struct CondValue
 	bool		has_num;
 	TimestampTz ts;				/* a string that reads as an ISO 8601 time */
 	bool		has_ts;
-	bool		ts_local;		/* has_ts without a UTC offset: read again in
-								 * the session time zone when compared */
+	pg_tz	   *ts_zone;		/* has_ts without a UTC offset: the session
+								 * time zone it was read in (NULL with an
+								 * offset); read again when compared under
+								 * another one */
 	bool		b;				/* CV_BOOL */
 } CondValue;
 

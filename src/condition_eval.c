@@ -167,9 +167,10 @@ compare_values(const JsonbValue *actual, const CondValue *lit, int *cmp)
 
 					/*
 					 * A literal without an offset is in the session time zone
-					 * of now, not of when the rule was compiled and cached.
+					 * of now, not of when the rule was compiled and cached:
+					 * read again only when the zone has changed since.
 					 */
-					if (lit->ts_local &&
+					if (lit->ts_zone != NULL && lit->ts_zone != session_timezone &&
 						!condition_parse_timestamp(lit->str, lit->len, &lts))
 						lts = lit->ts;
 					*cmp = (ts < lts) ? -1 : (ts > lts) ? 1 : 0;
