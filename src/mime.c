@@ -448,6 +448,22 @@ append_part(StringInfo buf, const char *subtype, const char *content)
 	append_qp(buf, to_utf8(content));
 }
 
+/*
+ * True when a Message-ID has angle brackets only as one enclosing pair
+ * around a non-empty id ("<id@host>"), or none at all ("id@host").
+ */
+static bool
+message_id_brackets_ok(const char *mid)
+{
+	size_t		len = strlen(mid);
+
+	if (mid[0] != '<')
+		return strpbrk(mid, "<>") == NULL;
+	if (len < 3 || mid[len - 1] != '>')
+		return false;
+	return strcspn(mid + 1, "<>") == len - 2;
+}
+
 /* The message as RFC 5322 bytes with CRLF line ends (not dot-stuffed). */
 char *
 mime_build(const MimeMessage *msg)
@@ -464,11 +480,7 @@ mime_build(const MimeMessage *msg)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message_id must not be empty")));
-	if (!printable_ascii(mid) || strchr(mid, ' ') ||
-		/* angle brackets only as one enclosing pair */
-		strpbrk(mid[0] == '<' ? mid + 1 : mid, "<>") !=
-		(mid[0] == '<' ? mid + strlen(mid) - 1 : NULL) ||
-		strcmp(mid, "<>") == 0)
+	if (!printable_ascii(mid) || strchr(mid, ' ') || !message_id_brackets_ok(mid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid message_id: \"%s\"", mid),
