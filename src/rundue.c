@@ -501,6 +501,15 @@ store_outcomes(RunItem *items, int n)
  * locking each row as it is fetched (FOR UPDATE SKIP LOCKED).  One cursor
  * per pass keeps the index scan moving forward instead of rescanning the
  * entries of rows already advanced.
+ *
+ * The contact is locked first, FOR KEY SHARE: the lock the foreign keys of
+ * the queued message and of the enrolment take anyway, taken before the
+ * enrolment's so that the order is the one meisa_upsert uses (contact, then
+ * the enrolments an automation unenrols).  Taking it after the enrolment,
+ * through the message's foreign key, deadlocked with an upsert that changed
+ * the contact's email or external_id and unenrolled it in the same call.  A
+ * contact whose key an open transaction is changing is skipped, like a
+ * locked enrolment, and taken by a later run.
  */
 static Portal
 open_due_cursor(TimestampTz at, ArrayType *enabled_ids)
@@ -523,6 +532,7 @@ open_due_cursor(TimestampTz at, ArrayType *enabled_ids)
 								" AND e.next_run_at OPERATOR(pg_catalog.<=) $1"
 								" AND e.sequence_id OPERATOR(pg_catalog.=) ANY ($2)"
 								" ORDER BY e.next_run_at"
+								" FOR KEY SHARE OF c SKIP LOCKED"
 								" FOR UPDATE OF e SKIP LOCKED", 2, types);
 	}
 	values[0] = TimestampTzGetDatum(at);
