@@ -8,7 +8,7 @@
 # same payload into a plain table with the same columns and indexes:
 #   changed    meisa_upsert changing one field (the automation runs)
 #   unchanged  meisa_upsert of the stored payload (the login sync)
-# Starts a private cluster on 127.0.0.1:55440 (data under /tmp) with the
+# Starts a private cluster on 127.0.0.1:26440 (data under /tmp) with the
 # binaries of scripts/devcheck.sh's prefix (run devcheck once first), runs
 # pgbench for a fixed time per case (ROUNDS alternating runs per side,
 # default 3, the best of each kept) and prints tps and ratios; stops the
@@ -17,8 +17,8 @@ set -euo pipefail
 secs=${1:-10}
 clients=${2:-1}
 . "$(dirname "$0")/lib.sh"
-bench_cluster 55440 automation
-port=55440
+bench_cluster 26440 automation
+port=26440
 psql -d bench <<'SQL'
 CREATE EXTENSION meisa;
 CREATE TABLE plain_contacts (LIKE meisa.contacts INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING STORAGE)

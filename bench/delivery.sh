@@ -4,7 +4,7 @@
 # connection reuse, and end-to-end latency from a committing
 # meisa_trigger_email to receipt (median and p99 over 1,000 messages).
 # Run as root after meisa is installed for BINDIR (default $PGBIN, else
-# /usr/lib/postgresql/15/bin).  Uses 127.0.0.1:55450 (PostgreSQL) and 55455
+# /usr/lib/postgresql/15/bin).  Uses 127.0.0.1:26450 (PostgreSQL) and 26455
 # (SMTP).  BENCH_MESSAGES / BENCH_LATENCY_MESSAGES change the counts.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

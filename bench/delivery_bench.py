@@ -25,8 +25,8 @@ BINDIR = sys.argv[1] if len(sys.argv) > 1 else "/usr/lib/postgresql/15/bin"
 N = int(os.environ.get("BENCH_MESSAGES", "2000"))
 M = int(os.environ.get("BENCH_LATENCY_MESSAGES", "1000"))
 BASE = "/tmp/meisa-delivery-bench"
-pg = Cluster(BINDIR, BASE, 55450, 55455, extra_conf="meisa.worker_naptime = '10s'\n")
-sink = Sink(55455, BASE)
+pg = Cluster(BINDIR, BASE, 26450, 26455, extra_conf="meisa.worker_naptime = '10s'\n")
+sink = Sink(26455, BASE)
 
 
 def pct(values, p):
@@ -62,7 +62,7 @@ def baseline(size):
     sink.clear()
     body = ("Subject: baseline\r\nMessage-ID: <b@x>\r\n\r\n" + "x" * 70 + "\r\n") * max(1, size // 110)
     t0 = time.time()
-    with smtplib.SMTP("127.0.0.1", 55455) as s:
+    with smtplib.SMTP("127.0.0.1", 26455) as s:
         for i in range(N):
             s.sendmail("noreply@meisa.test", ["tp@example.com"], body)
     dt = time.time() - t0
@@ -90,7 +90,7 @@ def latency():
                          "RETURNING 'I', id;")
         lines.append("SELECT 'T', extract(epoch FROM clock_timestamp());")
         lines.append("SELECT pg_sleep(0.01);")
-    r = subprocess.run([os.path.join(BINDIR, "psql"), "-h", BASE, "-p", "55450", "-U", "postgres",
+    r = subprocess.run([os.path.join(BINDIR, "psql"), "-h", BASE, "-p", "26450", "-U", "postgres",
                         "-d", "meisa_test", "-XAtq", "-F", " ", "-v", "ON_ERROR_STOP=1"],
                        input="\n".join(lines), capture_output=True, text=True, check=True)
     commit = {}

@@ -3,7 +3,7 @@
 # against a bare INSERT ... ON CONFLICT (email) DO UPDATE of the same payload
 # into a plain table with the same columns and indexes, for three cases:
 # a new contact, a changed field, and an unchanged payload (the login sync).
-# Starts a private cluster on 127.0.0.1:55410 (data under /tmp) with the
+# Starts a private cluster on 127.0.0.1:26410 (data under /tmp) with the
 # binaries of scripts/devcheck.sh's prefix (run devcheck once first), runs
 # pgbench for a fixed time per case (ROUNDS alternating runs per side,
 # default 2) and prints the mean tps and the ratios; stops the
@@ -12,8 +12,8 @@ set -euo pipefail
 secs=${1:-10}
 clients=${2:-1}
 . "$(dirname "$0")/lib.sh"
-bench_cluster 55410 foundation
-port=55410
+bench_cluster 26410 foundation
+port=26410
 psql -d bench <<'SQL'
 CREATE EXTENSION meisa;
 -- the plain table: same columns, indexes and fillfactor as meisa.contacts

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/outbox_run_due.sh [N]: meisa_run_due over N (default 100000) due
-# enrolments on a private cluster (127.0.0.1:55430, data under /tmp), with
+# enrolments on a private cluster (127.0.0.1:26430, data under /tmp), with
 # the binaries in $BINDIR, else those of scripts/devcheck.sh's prefix (run it
 # once first), else /usr/lib/postgresql/15/bin (meisa installed there).
 # Each enrolment renders a ~2 KB HTML + text marketing template with the
@@ -10,7 +10,7 @@
 # the same data.  Target: 100,000 enrolments in under 20 s.
 set -euo pipefail
 N=${1:-100000}
-PORT=55430
+PORT=26430
 src=$(cd "$(dirname "$0")/.." && pwd)
 bindir=${BINDIR:-/tmp/meisa-dev/$(echo "$src" | tr '/' '_')/pg/usr/lib/postgresql/15/bin}
 [ -x "$bindir/postgres" ] || bindir=/usr/lib/postgresql/15/bin

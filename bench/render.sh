@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/render.sh: render throughput of meisa.render on a realistic ~5 KB HTML
 # email (escaped variables, dotted names, sections, an inverted section, a list
-# of 10 order lines, a footer partial), on a private cluster (port 55420,
+# of 10 order lines, a footer partial), on a private cluster (port 26420,
 # data under /tmp) built from the devcheck prefix.  Prints renders per second
 # (in-backend SQL loop, and pgbench round trips next to a plain SELECT of the
 # same row as the PostgreSQL baseline) and, with valgrind, instructions per
@@ -10,7 +10,7 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
-port=55420
+port=26420
 name=$(echo "$src" | tr '/' '_')
 bin=/tmp/meisa-dev/$name/pg/usr/lib/postgresql/15/bin
 [ -x "$bin/postgres" ] || { echo "run scripts/devcheck.sh first (no $bin)" >&2; exit 1; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/demo.sh: meisa's main job on an embedded default.  Installs what is
 # needed (scripts/setup.sh), starts a throwaway PostgreSQL 15 cluster on
-# 127.0.0.1:55400 with meisa preloaded (the delivery worker on database
+# 127.0.0.1:26400 with meisa preloaded (the delivery worker on database
 # "demo") and a local SMTP server (aiosmtpd) on 127.0.0.1:2525 that captures
 # mail, runs the scripted onboarding story of demo/story.sql, prints the
 # contact, its activity and the emails that arrived, then stops everything.
@@ -13,7 +13,7 @@ bash scripts/setup.sh
 
 bindir=/usr/lib/postgresql/15/bin
 dir=/tmp/meisa-demo
-port=55400
+port=26400
 smtp_port=2525
 
 stop_all() {

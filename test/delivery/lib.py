@@ -59,8 +59,9 @@ meisa.smtp_connect_timeout = '2s'
 """)
 
     def start(self):
-        # the port is in the kernel's ephemeral range: a client socket in
-        # TIME_WAIT on it blocks bind() for up to a minute, so retry
+        # the port (264xx) is below Linux's default ephemeral range; where
+        # ip_local_port_range includes it, a client socket in TIME_WAIT on it
+        # blocks bind() for up to a minute, so retry
         for attempt in range(40):
             r = self.run_pg(os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-l", self.log,
                             "-w", "-t", "60", "start", check=False)

@@ -22,8 +22,8 @@ from lib import Cluster, Sink, wait_for  # noqa: E402
 
 BINDIR = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 BASE = os.environ.get("MEISA_TEST_DIR", "/tmp/meisa-delivery-test")
-PG_PORT = int(os.environ.get("MEISA_PG_PORT", "55450"))
-SMTP_PORT = int(os.environ.get("MEISA_SMTP_PORT", "55455"))
+PG_PORT = int(os.environ.get("MEISA_PG_PORT", "26450"))
+SMTP_PORT = int(os.environ.get("MEISA_SMTP_PORT", "26455"))
 
 passed = 0
 failed = 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/delivery/run.sh [--bindir BINDIR | BINDIR] [--quick]: live delivery
 # tests of meisa against a real SMTP server (aiosmtpd) and a private cluster
-# with meisa preloaded (PostgreSQL on 127.0.0.1:55450, SMTP on 55455).  Run as
+# with meisa preloaded (PostgreSQL on 127.0.0.1:26450, SMTP on 26455).  Run as
 # root, after meisa is built and installed for the PostgreSQL in BINDIR
 # (default $PGBIN, else /usr/lib/postgresql/15/bin; for scripts/devcheck.sh's
 # private prefix pass /tmp/meisa-dev/<checkout>/pg/usr/lib/postgresql/15/bin).

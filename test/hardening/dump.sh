@@ -14,7 +14,7 @@
 source "$(dirname "$0")/lib.sh" "$@"
 set -- "${EXTRA_ARGS[@]}"
 SRC=dump-src; DST=dump-dst
-SRC_PORT=55473; DST_PORT=55474
+SRC_PORT=26473; DST_PORT=26474
 CONF=("meisa.secret = 'dump-secret'" "meisa.unsubscribe_base_url = 'https://meisa.test/u/'")
 echo "== dump and restore (bindir $BINDIR)"
 pg_start $SRC $SRC_PORT "${CONF[@]}" || { verdict "source cluster starts" false; finish; }

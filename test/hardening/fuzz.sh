@@ -18,8 +18,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 NAME=fuzz
-PORT=55471
-SMTP_PORT=55476
+PORT=26471
+SMTP_PORT=26476
 DIR=$WORK_ROOT/$NAME
 MAILDIR=$WORK_ROOT/fuzz-mail
 rm -rf "$MAILDIR" "$MAILDIR.log"

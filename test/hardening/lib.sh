@@ -3,7 +3,7 @@
 #	parsing (--bindir, --quick), throwaway PostgreSQL clusters on loopback
 #	run as the postgres user, a local SMTP server that stores mail in a
 #	Maildir, psql wrappers, pass/fail accounting and cleanup of everything
-#	a script started.  Ports of the hardening scripts: 55470-55479.
+#	a script started.  Ports of the hardening scripts: 26470-26479.
 
 set -uo pipefail
 
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 export BINDIR QUICK
-# The scripts share fixed ports (55470-55479) and /tmp/meisa-hardening: a
+# The scripts share fixed ports (26470-26479) and /tmp/meisa-hardening: a
 # second invocation (another checkout, a CI run) waits for the first one.
 if [ -z "${MEISA_HARDENING_LOCKED:-}" ]; then
   exec 9>/tmp/meisa-hardening.lock
@@ -94,9 +94,10 @@ pg_start() {
   STARTED_CLUSTERS+=("$dir")
 }
 
-# Starts an existing cluster directory.  The ports sit inside the kernel's
-# ephemeral range: when an outgoing connection (e.g. the worker's SMTP
-# session) happens to hold our port, the bind fails; retry for up to 75 s.
+# Starts an existing cluster directory.  The test ports (264xx) sit below
+# Linux's default ephemeral range (32768-60999), so an outgoing connection
+# cannot hold them; on a machine whose ip_local_port_range includes them, a
+# client socket in TIME_WAIT can still block bind(): retry for up to 75 s.
 pg_ctl_start() {
   local dir=$1 try
   for try in $(seq 1 25); do

@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 NAME=memory
-PORT=55472
+PORT=26472
 DIR=$WORK_ROOT/$NAME
 echo "== memory: $CALLS meisa_upsert calls in one backend (bindir $BINDIR)"
 pg_start $NAME $PORT "shared_preload_libraries = 'meisa'" "meisa.secret = 'memory-secret'" \

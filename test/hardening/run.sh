@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/hardening/run.sh [--bindir DIR] [--quick] [--only stress,fuzz,memory,dump,upgrade,workerpath,valgrind,asan]
 #	The hardening checks of meisa, each on its own throwaway cluster (ports
-#	55470-55479, loopback): stress.sh (8-client load + kill -9 crash loop +
+#	26470-26479, loopback): stress.sh (8-client load + kill -9 crash loop +
 #	amcheck), fuzz.sh (hostile input), memory.sh (backend memory over many
 #	upserts), dump.sh (pg_dump/pg_restore and the 1.0 -> 1.2 upgrade),
 #	upgrade.sh (same catalog for a fresh 1.2 and every update path; no

@@ -29,8 +29,8 @@ while [ $# -gt 0 ]; do
 done
 
 NAME=stress
-PORT=55470
-SMTP_PORT=55475
+PORT=26470
+SMTP_PORT=26475
 DIR=$WORK_ROOT/$NAME
 MAILDIR=$WORK_ROOT/stress-mail
 rm -rf "$MAILDIR" "$MAILDIR.log"

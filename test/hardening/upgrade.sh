@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/hardening/upgrade.sh [--bindir DIR] [--quick]
 #	Install and update paths of meisa 1.2, on one throwaway cluster (port
-#	55479, loopback), one database per variant:
+#	26479, loopback), one database per variant:
 #	1. Same catalog whatever the path: a fresh CREATE EXTENSION meisa
 #	   (meisa--1.2.sql), CREATE ... VERSION '1.0' + UPDATE (the direct
 #	   meisa--1.0--1.2.sql), VERSION '1.1' + UPDATE (meisa--1.1--1.2.sql)
@@ -27,7 +27,7 @@
 #	   so the probes are real.
 source "$(dirname "$0")/lib.sh" "$@"
 set -- "${EXTRA_ARGS[@]}"
-C=upgrade; PORT=55479
+C=upgrade; PORT=26479
 echo "== install and update paths of 1.2 (bindir $BINDIR)"
 pg_start $C $PORT || { verdict "cluster starts" false; finish; }
 mk() { as_pg "$BINDIR/createdb" -h "$WORK_ROOT/$C" -p $PORT "$1"; }

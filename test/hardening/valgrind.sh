@@ -24,7 +24,7 @@
 #	unless ISOLATION="spec ..." is set).  Memcheck sees malloc-level errors
 #	and uninitialised values only: the server is not built with USE_VALGRIND,
 #	so palloc chunks inside a memory context are invisible to it.  Ports
-#	55480 (server), 55481 (SMTP); work root /tmp/meisa-valgrind.
+#	26480 (server), 26481 (SMTP); work root /tmp/meisa-valgrind.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # own work root and lock: the ports differ from the other hardening scripts
@@ -49,7 +49,7 @@ if [ -z "$TESTS" ]; then
     TESTS=$(cd "$TOP/sql" && ls *.sql | sed 's/\.sql$//' | sort | tr '\n' ' ')
   fi
 fi
-PORT=55480; SMTP_PORT=55481
+PORT=26480; SMTP_PORT=26481
 SUPP=$HERE/valgrind.supp
 VALGRIND=${VALGRIND:-/usr/bin/valgrind}
 base=$WORK_ROOT

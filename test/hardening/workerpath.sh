@@ -12,8 +12,8 @@
 #	author is not superuser.
 source "$(dirname "$0")/lib.sh" "$@"
 NAME=workerpath
-PORT=55477
-SMTP_PORT=55478
+PORT=26477
+SMTP_PORT=26478
 DIR=$WORK_ROOT/$NAME
 MAIL=$WORK_ROOT/workerpath-mail
 rm -rf "$MAIL"; mkdir -p "$MAIL"; chown postgres: "$MAIL"

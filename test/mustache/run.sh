@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test/mustache/run.sh [--bindir DIR] [--quick]: robustness of the template
-# engine on a throwaway server (127.0.0.1:55422, data under /tmp): thousands
+# engine on a throwaway server (127.0.0.1:26422, data under /tmp): thousands
 # of broken and mutated templates (every prefix of every Mustache spec
 # template, random insertions of tags and delimiters) and random data go
 # through meisa.render; each must render or fail with 22023/54000, the
@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-port=55422
+port=26422
 data=/tmp/meisa-test-mustache
 work=$(mktemp -d /tmp/meisa-test-mustache-work.XXXXXX)
 chown postgres: "$work"

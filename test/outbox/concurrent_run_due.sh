@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/outbox/concurrent_run_due.sh [N] [SESSIONS]: live check that concurrent
 # meisa_run_due callers never process one enrolment twice.  On a private
-# cluster (127.0.0.1:55430, data under /tmp; binaries from $BINDIR, else
+# cluster (127.0.0.1:26430, data under /tmp; binaries from $BINDIR, else
 # scripts/devcheck.sh's prefix, else /usr/lib/postgresql/15/bin)
 # it enrols N (default 20000) contacts in a three-step sequence whose steps
 # all have a zero delay, starts SESSIONS (default 4) sessions calling
@@ -11,7 +11,7 @@
 set -euo pipefail
 N=${1:-20000}
 S=${2:-4}
-PORT=55430
+PORT=26430
 src=$(cd "$(dirname "$0")/../.." && pwd)
 bindir=${BINDIR:-/tmp/meisa-dev/$(echo "$src" | tr '/' '_')/pg/usr/lib/postgresql/15/bin}
 [ -x "$bindir/postgres" ] || bindir=/usr/lib/postgresql/15/bin
