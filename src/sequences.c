@@ -11,6 +11,10 @@
  *		enrolled (whatever became of that enrolment) is not enrolled again;
  *		with allow_reentry = true it is enrolled again once the previous
  *		enrolment is no longer active.
+ *
+ *		Lock order: enrolling and unenrolling lock the contact (FOR NO KEY
+ *		UPDATE) before the enrolment, as every contact write does before its
+ *		automations reach the enrolments (lock_contact).
  */
 #include "sequences.h"
 
@@ -96,6 +100,49 @@ sequence_by_name(const char *name, bool *enabled, bool *allow_reentry)
 	return id;
 }
 
+/*
+ * Locks the contact FOR NO KEY UPDATE before an enrolment of it is written
+ * (SPI connected); ERROR 42704 when there is no such contact.
+ *
+ * Lock order: contact, then its enrolments.  A contact write (meisa_upsert,
+ * meisa_add_tag, meisa_unsubscribe, ...) locks the contact first and reaches
+ * the enrolments through its automations' enroll/unenroll actions.
+ * meisa_enroll and the automations of meisa_track (custom_event) held no
+ * more than the FOR KEY SHARE of a foreign key check on the contact, which
+ * does not conflict with a contact write: they inserted or updated the
+ * enrolment first and wrote the contact afterwards (a sequence_enrolled
+ * automation's add_tag, an add_tag after an unenroll), so both waited for
+ * each other when the contact write enrolled or unenrolled the same
+ * enrolment.  The lock is the one a contact write takes, so either of the
+ * two waits for the other before touching any enrolment.  A path that
+ * already wrote the contact holds it and takes nothing new; meisa_run_due
+ * holds FOR KEY SHARE only, which this lock does not wait for (and run_due
+ * never waits for a row lock: SKIP LOCKED).
+ */
+static void
+lock_contact(int64 contact_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1];
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+
+		plan = outbox_keep_plan("SELECT 1 FROM meisa.contacts"
+								" WHERE id OPERATOR(pg_catalog.=) $1"
+								" FOR NO KEY UPDATE", 1, types);
+	}
+	values[0] = Int64GetDatum(contact_id);
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: could not lock the contact");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("contact %lld does not exist", (long long) contact_id)));
+	SPI_freetuptable(SPI_tuptable);
+}
+
 /* Enrols the contact (SPI connected); returns the id or 0 and why not. */
 static int64
 sequence_enroll_why(int64 contact_id, const char *sequence_name, EnrollOutcome *why)
@@ -147,6 +194,8 @@ sequence_enroll_why(int64 contact_id, const char *sequence_name, EnrollOutcome *
 		SPI_freetuptable(SPI_tuptable);
 	}
 
+	/* the contact before the enrolment: see lock_contact */
+	lock_contact(contact_id);
 	if (insert_plan == NULL)
 	{
 		Oid			types[2] = {INT8OID, INT8OID};
@@ -233,6 +282,8 @@ sequence_unenroll_spi(int64 contact_id, const char *sequence_name)
 								" AND sequence_id OPERATOR(pg_catalog.=) $2"
 								" AND status OPERATOR(pg_catalog.=) 'active'", 2, types);
 	}
+	/* the contact before the enrolment: see lock_contact */
+	lock_contact(contact_id);
 	values[0] = Int64GetDatum(contact_id);
 	values[1] = Int64GetDatum(seq_id);
 	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE)
