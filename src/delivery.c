@@ -7,7 +7,8 @@
  *		is then checked against suppression again, assembled (mime.c), sent
  *		outside any transaction over one SMTP connection (smtp.c), and settled
  *		in a new transaction: sent, retried later with exponential backoff,
- *		failed, or suppressed.  A 5xx to RCPT TO marks the contact bounced.
+ *		failed, or suppressed.  A 5xx to RCPT TO marks the contact bounced
+ *		(in meisa_deliver after the batch, in contact id order).
  *		Rows whose lease expired (a crash between claim and settle) are queued
  *		again and resent with the same Message-ID: at least once, never lost.
  *		meisa_deliver() runs the same cycle inside the caller's transaction.
@@ -393,6 +394,52 @@ bounce_step(void *arg)
 	run_query(Q_BOUNCE, v, NULL, false, 0);
 }
 
+/* qsort comparator of BounceArg by contact id. */
+static int
+bounce_cmp(const void *a, const void *b)
+{
+	int64		x = ((const BounceArg *) a)->contact_id;
+	int64		y = ((const BounceArg *) b)->contact_id;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* True when contact_id is among the n bounces not applied yet. */
+static bool
+bounce_pending(const BounceArg *bounces, int n, int64 contact_id)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (bounces[i].contact_id == contact_id)
+			return true;
+	return false;
+}
+
+/*
+ * Marks the contacts of the batch's bounces bounced, in contact id order
+ * (each once); a failure is a WARNING, the rest go on.
+ */
+static void
+apply_bounces(BounceArg *bounces, int n)
+{
+	int			i;
+
+	qsort(bounces, n, sizeof(BounceArg), bounce_cmp);
+	for (i = 0; i < n; i++)
+	{
+		char	   *err;
+
+		if (i > 0 && bounces[i].contact_id == bounces[i - 1].contact_id)
+			continue;
+		err = run_guarded(bounce_step, &bounces[i]);
+		if (err)
+			ereport(WARNING,
+					(errmsg("meisa: could not mark contact %lld bounced: %s",
+							(long long) bounces[i].contact_id, err)));
+	}
+}
+
 /* ---- settling */
 
 /* Runs a settle query for message m with an optional text and delay. */
@@ -514,6 +561,8 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	long		margin_ms;
 	SmtpSession *volatile session = NULL;
 	MemoryContext sctx;
+	BounceArg  *bounces;
+	volatile int nbounces = 0;
 
 	*more = false;
 	if (!delivery_configured())
@@ -536,6 +585,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	for (i = 0; i < (int) SPI_processed; i++)
 		msg_from_row(&msgs[i], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, batch_ctx);
 	n = (int) SPI_processed;
+	bounces = MemoryContextAlloc(batch_ctx, sizeof(BounceArg) * Max(n, 1));
 	if (own_transactions)
 		delivery_xact_commit();
 	MemoryContextSwitchTo(batch_ctx);
@@ -585,7 +635,11 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 			/* suppression again, then assemble */
 			if (own_transactions)
 				delivery_xact_begin("meisa delivery: checking");
-			reason = suppression_reason(m, batch_ctx);
+			if (nbounces > 0 && m->contact_id != 0 &&
+				bounce_pending(bounces, nbounces, m->contact_id))
+				reason = "bounced";
+			else
+				reason = suppression_reason(m, batch_ctx);
 			if (reason)
 			{
 				settle(Q_SUPPRESSED, m, reason, 0);
@@ -653,13 +707,26 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 					settle(Q_FAILED, m, r.error, 0);
 					if (r.rcpt_rejected && m->contact_id != 0)
 					{
-						BounceArg	b = {m->contact_id, r.error};
-
-						err = run_guarded(bounce_step, &b);
-						if (err)
-							ereport(WARNING,
-									(errmsg("meisa: could not mark contact %lld bounced: %s",
-											(long long) m->contact_id, err)));
+						/*
+						 * The worker settles each message in a transaction
+						 * of its own and marks the contact at once.  In the
+						 * caller's transaction (meisa_deliver) the contacts
+						 * stay locked until it ends, so they are marked after
+						 * the batch, in contact id order: marked in the order
+						 * of the batch, two meisa_deliver calls whose batches
+						 * held messages to the same two rejected contacts
+						 * locked them in opposite orders and deadlocked.  A
+						 * later message of the batch to such a contact is
+						 * suppressed as bounced meanwhile.
+						 */
+						bounces[nbounces].contact_id = m->contact_id;
+						bounces[nbounces].detail = MemoryContextStrdup(batch_ctx, r.error);
+						nbounces++;
+						if (own_transactions)
+						{
+							apply_bounces(bounces, nbounces);
+							nbounces = 0;
+						}
 					}
 					break;
 				case SMTP_CONNFAIL:
@@ -684,6 +751,11 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 			if (stop_at == i + 1)
 				break;
 		}
+
+		/* meisa_deliver: the batch's bounces, in contact id order */
+		if (nbounces > 0)
+			apply_bounces(bounces, nbounces);
+		nbounces = 0;
 
 		/* messages not attempted go back to the queue */
 		if (stop_at < n)

@@ -340,6 +340,74 @@ def test_permfail():
     sink.set_control({})
 
 
+def session(sql_lines=None, sql=None):
+    """A psql session running in the background (stdin kept open when sql_lines)."""
+    args = [os.path.join(BINDIR, "psql"), "-h", BASE, "-p", str(PG_PORT), "-U", "postgres",
+            "-d", "meisa_test", "-XAtq"]
+    if sql is not None:
+        args += ["-c", sql]
+    p = subprocess.Popen(args, stdin=subprocess.PIPE if sql is None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if sql is None:
+        for line in sql_lines or []:
+            p.stdin.write(line + "\n")
+        p.stdin.flush()
+    return p
+
+
+def lock_waiters():
+    return int(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND query LIKE '%meisa_deliver%'"))
+
+
+def test_deliver_bounce_order():
+    """Two meisa_deliver calls whose batches hold messages to the same two
+    RCPT-rejected contacts in opposite orders: the bounces are marked in
+    contact id order after the batch, so the calls do not deadlock.  A
+    test-only trigger on meisa.contacts holds each bounce on an advisory lock
+    until both calls are inside their batches."""
+    sink.clear()
+    pg.reload({"meisa.smtp_url": ""})  # the worker leaves these messages alone
+    sink.set_control({"rcpt": [{"match": "dead-", "reply": "550 5.1.1 no such user here", "times": -1}]})
+    a = add_contact("dead-a@example.com")
+    b = add_contact("dead-b@example.com")
+    ids = []
+    for i, c in enumerate([a, b, b, a]):
+        to = "dead-a@example.com" if c == a else "dead-b@example.com"
+        mid = queue(c, to, subject=f"bounce order {i}")
+        pg.psql(f"UPDATE meisa.messages SET next_attempt_at = now() - interval '{10 - i} min' WHERE id = {mid}")
+        ids.append(mid)
+    pg.psql("CREATE FUNCTION public.bounce_pause() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_advisory_xact_lock_shared(4244); RETURN NULL; END $$; "
+            "CREATE TRIGGER bounce_pause AFTER UPDATE ON meisa.contacts "
+            "FOR EACH ROW EXECUTE FUNCTION public.bounce_pause()")
+    deadlocks_before = pg.log_text().count("deadlock detected")
+    holder = session(["SELECT pg_advisory_lock(4244);"])
+    wait_for(lambda: pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == "1", 10)
+    deliver = f"SET meisa.smtp_url = 'smtp://127.0.0.1:{SMTP_PORT}'; SELECT meisa_deliver(2)"
+    first = session(sql=deliver)
+    wait_for(lambda: lock_waiters() >= 1, 10)
+    second = session(sql=deliver)
+    both = wait_for(lambda: lock_waiters() >= 2, 10)
+    holder.stdin.write("SELECT pg_advisory_unlock(4244);\n")
+    holder.stdin.close()
+    holder.wait(10)
+    outs = [p.communicate(timeout=30) for p in (first, second)]
+    pg.psql("DROP TRIGGER bounce_pause ON meisa.contacts; DROP FUNCTION public.bounce_pause()")
+    pg.reload({"meisa.smtp_url": None})
+    sink.set_control({})
+    errs = outs[0][1] + outs[1][1]
+    check("two meisa_deliver with crossed bounces: both were inside their batches at once", both)
+    check("two meisa_deliver with crossed bounces: no deadlock, no failed bounce",
+          "deadlock" not in errs and "could not mark" not in errs
+          and pg.log_text().count("deadlock detected") == deadlocks_before, errs)
+    bounced = pg.psql(f"SELECT count(*) FROM meisa.contacts WHERE id IN ({a}, {b}) AND bounced_at IS NOT NULL")
+    check("two meisa_deliver with crossed bounces: both contacts bounced", bounced == "2", bounced)
+    st = status(ids)
+    check("two meisa_deliver with crossed bounces: every message failed or suppressed",
+          all(v[0] in ("failed", "suppressed") for v in st.values()), st)
+
+
 def test_smtp_url_unset():
     """Without meisa.smtp_url the worker delivers nothing and logs it once."""
     sink.clear()
@@ -656,7 +724,7 @@ def main():
         check("the worker starts with the server",
               wait_for(lambda: pg.worker_pid() is not None, 10))
         for t in (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
-                  test_tempfail, test_permfail, test_smtp_url_unset, test_worker_stats, test_run_due_hook, test_starttls_auth,
+                  test_tempfail, test_permfail, test_smtp_url_unset, test_deliver_bounce_order, test_worker_stats, test_run_due_hook, test_starttls_auth,
                   test_drop_waits_for_worker, test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
             try:
                 t()
