@@ -18,7 +18,8 @@
 --    pg_catalog-qualified functions (1.0 bound count(r.id) and
 --    lag(st.position, 1, 0) by search_path), every view a security_barrier
 --    view, meisa.contact_activity over a subquery;
---  * meisa.automation_stats gets a last column last_run (= last_run_at).
+--  * meisa.automation_stats gets a last column last_run (= last_run_at);
+--  * indexes enrollments_contact_idx and notifications_contact_idx.
 -- Everything below is schema-qualified (operators as OPERATOR(pg_catalog.=),
 -- functions as pg_catalog.f(...), casts to pg_catalog types).
 
@@ -229,3 +230,12 @@ SELECT n.contact_id, n.at, 'notification',
  WHERE n.contact_id IS NOT NULL
        ) u;
 ALTER VIEW meisa.message_stats SET (security_barrier = true);
+
+-- Indexes by contact for the tables that lacked one: the enrolment paths
+-- look a contact's enrolment of a sequence up by (contact_id, sequence_id)
+-- whatever its status (without it, each meisa_enroll and each automation
+-- enroll scanned every enrolment of the sequence: O(enrolments) per call), a
+-- contact's timeline reads its notifications, and deleting a contact
+-- cascades to both tables.
+CREATE INDEX enrollments_contact_idx ON meisa.enrollments (contact_id, sequence_id);
+CREATE INDEX notifications_contact_idx ON meisa.notifications (contact_id, at);

@@ -22,6 +22,10 @@
 --  * meisa.automation_stats gets a column last_run (timestamptz, the time
 --    of the automation's last run, the same value as last_run_at), appended
 --    as its last column; last_run_at stays.
+--  * indexes enrollments_contact_idx (contact_id, sequence_id) and
+--    notifications_contact_idx (contact_id, at): the enrolment lookup of
+--    meisa_enroll and of automations' enroll scanned every enrolment of the
+--    sequence.
 -- Everything below is schema-qualified (operators as OPERATOR(pg_catalog.=),
 -- functions as pg_catalog.f(...), casts to pg_catalog types): this script,
 -- like every extension script, runs as superuser with the install schema in
@@ -155,3 +159,12 @@ SELECT n.contact_id, n.at, 'notification',
  WHERE n.contact_id IS NOT NULL
        ) u;
 ALTER VIEW meisa.message_stats SET (security_barrier = true);
+
+-- Indexes by contact for the tables that lacked one: the enrolment paths
+-- look a contact's enrolment of a sequence up by (contact_id, sequence_id)
+-- whatever its status (without it, each meisa_enroll and each automation
+-- enroll scanned every enrolment of the sequence: O(enrolments) per call), a
+-- contact's timeline reads its notifications, and deleting a contact
+-- cascades to both tables.
+CREATE INDEX enrollments_contact_idx ON meisa.enrollments (contact_id, sequence_id);
+CREATE INDEX notifications_contact_idx ON meisa.notifications (contact_id, at);
