@@ -19,7 +19,8 @@
 --    lag(st.position, 1, 0) by search_path), every view a security_barrier
 --    view, meisa.contact_activity over a subquery;
 --  * meisa.automation_stats gets a last column last_run (= last_run_at);
---  * indexes enrollments_contact_idx and notifications_contact_idx.
+--  * indexes enrollments_contact_idx, notifications_contact_idx and
+--    contacts_unsubscribed_idx; messages_due_idx gets id as second column.
 -- Everything below is schema-qualified (operators as OPERATOR(pg_catalog.=),
 -- functions as pg_catalog.f(...), casts to pg_catalog types).
 
@@ -239,3 +240,15 @@ ALTER VIEW meisa.message_stats SET (security_barrier = true);
 -- cascades to both tables.
 CREATE INDEX enrollments_contact_idx ON meisa.enrollments (contact_id, sequence_id);
 CREATE INDEX notifications_contact_idx ON meisa.notifications (contact_id, at);
+
+-- The application's poll of meisa.unsubscribed_emails (WHERE changed_at >
+-- $last_poll) read every contact; a partial index over the view's
+-- changed_at holds only the contacts that must not get marketing mail (a
+-- new, subscribed contact adds no entry).  The worker's claim takes the
+-- first due messages in (next_attempt_at, id) order: with only
+-- next_attempt_at in messages_due_idx it read and sorted every due message
+-- for each batch (a run of meisa_run_due queues thousands at one time).
+CREATE INDEX contacts_unsubscribed_idx ON meisa.contacts (GREATEST(unsubscribed_at, bounced_at, complained_at))
+    WHERE NOT subscribed OR bounced_at IS NOT NULL OR complained_at IS NOT NULL;
+DROP INDEX meisa.messages_due_idx;
+CREATE INDEX messages_due_idx ON meisa.messages (next_attempt_at, id) WHERE status OPERATOR(pg_catalog.=) 'queued';

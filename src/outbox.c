@@ -384,25 +384,49 @@ int64
 outbox_idempotent_message(const char *trigger_key, const char *idem,
 						  char **status, char **last_error, char **to_email)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_key = NULL;
+	static SPIPlanPtr plan_nokey = NULL;
+	SPIPlanPtr	plan;
 	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
 	bool		isnull;
 	int64		id;
 
-	if (plan == NULL)
+	/*
+	 * Two plans rather than "trigger_key IS NOT DISTINCT FROM $1", which no
+	 * index can answer: that form scanned all of messages_idempotency_idx
+	 * (every message with an idempotency key) for each lookup.  With "=",
+	 * both columns of the index are bound.
+	 */
+	if (trigger_key != NULL)
 	{
-		Oid			types[2] = {TEXTOID, TEXTOID};
+		if (plan_key == NULL)
+		{
+			Oid			types[2] = {TEXTOID, TEXTOID};
 
-		plan = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
-								" WHERE trigger_key IS NOT DISTINCT FROM $1"
-								" AND idempotency_key OPERATOR(pg_catalog.=) $2",
-								2, types);
+			plan_key = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
+										" WHERE trigger_key OPERATOR(pg_catalog.=) $1"
+										" AND idempotency_key OPERATOR(pg_catalog.=) $2",
+										2, types);
+		}
+		plan = plan_key;
+		values[0] = CStringGetTextDatum(trigger_key);
+		values[1] = CStringGetTextDatum(idem);
 	}
-	values[0] = trigger_key ? CStringGetTextDatum(trigger_key) : (Datum) 0;
-	nulls[0] = trigger_key ? ' ' : 'n';
-	values[1] = CStringGetTextDatum(idem);
-	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_SELECT)
+	else
+	{
+		if (plan_nokey == NULL)
+		{
+			Oid			types[1] = {TEXTOID};
+
+			plan_nokey = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
+										  " WHERE trigger_key IS NULL"
+										  " AND idempotency_key OPERATOR(pg_catalog.=) $1",
+										  1, types);
+		}
+		plan = plan_nokey;
+		values[0] = CStringGetTextDatum(idem);
+	}
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: idempotency lookup failed");
 	if (SPI_processed == 0)
 	{
