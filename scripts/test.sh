@@ -53,6 +53,18 @@ for t in "$top"/test/*/run.sh; do
 done
 
 echo
+# each suite's failing checks again, last: a suite log is shown by its tail
+# only, and a failure early in a long suite (stress, the first part of
+# hardening) would otherwise be cut from the end of the output
+for name in "${failures[@]}"; do
+  if [ "$name" = regress ]; then
+    echo "---- failing pg_regress/isolation tests ($work/installcheck.log):"
+    grep -aE '\.\.\. +(FAILED|failed)' "$work/installcheck.log" | head -40
+    continue
+  fi
+  echo "---- failing checks of $name ($work/$name.log):"
+  grep -aE '^(FAILED|FAIL |not ok)|violated:|^failing (checks|parts):' "$work/$name.log" | head -40
+done
 [ ${#failures[@]} -gt 0 ] && echo "failing suites: ${failures[*]}"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
