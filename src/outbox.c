@@ -384,48 +384,30 @@ int64
 outbox_idempotent_message(const char *trigger_key, const char *idem,
 						  char **status, char **last_error, char **to_email)
 {
-	static SPIPlanPtr plan_key = NULL;
-	static SPIPlanPtr plan_nokey = NULL;
-	SPIPlanPtr	plan;
+	static SPIPlanPtr plan = NULL;
 	Datum		values[2];
 	bool		isnull;
 	int64		id;
 
 	/*
-	 * Two plans rather than "trigger_key IS NOT DISTINCT FROM $1", which no
-	 * index can answer: that form scanned all of messages_idempotency_idx
-	 * (every message with an idempotency key) for each lookup.  With "=",
-	 * both columns of the index are bound.
+	 * Both callers have a trigger key (meisa_trigger_email requires one, and
+	 * only a non-null key can conflict in messages_idempotency_idx).  "="
+	 * binds both columns of that index; "IS NOT DISTINCT FROM", as this once
+	 * read, no index can answer: it scanned every message with a key.
 	 */
-	if (trigger_key != NULL)
+	if (trigger_key == NULL)
+		elog(ERROR, "meisa: idempotency lookup without a trigger key");
+	if (plan == NULL)
 	{
-		if (plan_key == NULL)
-		{
-			Oid			types[2] = {TEXTOID, TEXTOID};
+		Oid			types[2] = {TEXTOID, TEXTOID};
 
-			plan_key = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
-										" WHERE trigger_key OPERATOR(pg_catalog.=) $1"
-										" AND idempotency_key OPERATOR(pg_catalog.=) $2",
-										2, types);
-		}
-		plan = plan_key;
-		values[0] = CStringGetTextDatum(trigger_key);
-		values[1] = CStringGetTextDatum(idem);
+		plan = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
+								" WHERE trigger_key OPERATOR(pg_catalog.=) $1"
+								" AND idempotency_key OPERATOR(pg_catalog.=) $2",
+								2, types);
 	}
-	else
-	{
-		if (plan_nokey == NULL)
-		{
-			Oid			types[1] = {TEXTOID};
-
-			plan_nokey = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
-										  " WHERE trigger_key IS NULL"
-										  " AND idempotency_key OPERATOR(pg_catalog.=) $1",
-										  1, types);
-		}
-		plan = plan_nokey;
-		values[0] = CStringGetTextDatum(idem);
-	}
+	values[0] = CStringGetTextDatum(trigger_key);
+	values[1] = CStringGetTextDatum(idem);
 	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: idempotency lookup failed");
 	if (SPI_processed == 0)
