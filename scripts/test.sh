@@ -2,7 +2,7 @@
 # scripts/test.sh: the full test run.  Installs dependencies and meisa
 # (scripts/setup.sh), then runs, as the postgres user against throwaway
 # servers on loopback: the pg_regress suite and the isolation specs
-# (make installcheck, --temp-instance), then every live-server test script
+# (make check-temp: --temp-instance), then every live-server test script
 # (test/*/run.sh: SMTP delivery, crash, fuzz, dump/upgrade ...).
 # Ends with one line "N passed, M failed"; exits non-zero on any failure.
 # Safe to run twice.  Run as root (or through sudo).
@@ -22,7 +22,7 @@ passed=0; failed=0; failures=()
 
 echo "== pg_regress and isolation tests"
 out=$work/installcheck.log
-(cd "$work/src" && runuser -u postgres -- make -s installcheck PG_CONFIG=$bindir/pg_config) >"$out" 2>&1
+(cd "$work/src" && runuser -u postgres -- make -s check-temp PG_CONFIG=$bindir/pg_config) >"$out" 2>&1
 rc=$?
 grep -aE '^(ok|not ok|test| )|\.\.\. ' "$out" | grep -E '\.\.\. |^ok|^not ok' || true
 ok=$(grep -acE '\.\.\. +ok' "$out")

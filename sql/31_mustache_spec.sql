@@ -25,17 +25,19 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
-\set spec `cat test/data/mustache-spec/comments.json`
+-- the spec files are read from the source tree (PG_ABS_SRCDIR: out-of-tree builds too)
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set spec `cat :abs_srcdir/test/data/mustache-spec/comments.json`
 INSERT INTO spec VALUES ('comments', (:'spec')::jsonb->'tests');
-\set spec `cat test/data/mustache-spec/delimiters.json`
+\set spec `cat :abs_srcdir/test/data/mustache-spec/delimiters.json`
 INSERT INTO spec VALUES ('delimiters', (:'spec')::jsonb->'tests');
-\set spec `cat test/data/mustache-spec/interpolation.json`
+\set spec `cat :abs_srcdir/test/data/mustache-spec/interpolation.json`
 INSERT INTO spec VALUES ('interpolation', (:'spec')::jsonb->'tests');
-\set spec `cat test/data/mustache-spec/inverted.json`
+\set spec `cat :abs_srcdir/test/data/mustache-spec/inverted.json`
 INSERT INTO spec VALUES ('inverted', (:'spec')::jsonb->'tests');
-\set spec `cat test/data/mustache-spec/partials.json`
+\set spec `cat :abs_srcdir/test/data/mustache-spec/partials.json`
 INSERT INTO spec VALUES ('partials', (:'spec')::jsonb->'tests');
-\set spec `cat test/data/mustache-spec/sections.json`
+\set spec `cat :abs_srcdir/test/data/mustache-spec/sections.json`
 INSERT INTO spec VALUES ('sections', (:'spec')::jsonb->'tests');
 
 SELECT s.file,
