@@ -26,6 +26,8 @@ SELECT meisa.unsubscribe_token_contact(overlay(t PLACING (CASE WHEN substr(t, 5,
 SELECT meisa.unsubscribe_token_contact(t || 'A') FROM tok;
 SELECT meisa.unsubscribe_token_contact(left(t, 43)) FROM tok;
 SELECT meisa.unsubscribe_token_contact(replace(t, substr(t, 10, 1), '+')) FROM tok;
+SELECT meisa.unsubscribe_token_contact(replace(t, substr(t, 10, 1), '/')) FROM tok;
+SELECT meisa.unsubscribe_token_contact(left(t, 43) || '=') FROM tok;
 SELECT meisa.unsubscribe_token_contact('');
 SELECT meisa.unsubscribe_token_contact('ada@example.com');
 -- every single-character change is rejected

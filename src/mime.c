@@ -13,6 +13,7 @@
  */
 #include "delivery.h"
 
+#include "common/base64.h"
 #include "common/hashfn.h"
 #include "mb/pg_wchar.h"
 #include "utils/datetime.h"
@@ -21,9 +22,6 @@
 #define QP_LINE		76			/* quoted-printable line limit (RFC 2045 §6.7) */
 #define EW_MAX		75			/* encoded-word limit (RFC 2047 §2) */
 #define EW_OVERHEAD 12			/* strlen("=?UTF-8?B?") + strlen("?=") */
-
-static const char b64std[] =
-"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Rejects header values holding CR, LF or NUL (header injection). */
 void
@@ -66,21 +64,15 @@ plain_ascii(const char *s)
 static void
 append_base64(StringInfo buf, const unsigned char *src, int len)
 {
-	int			i;
+	int			need = pg_b64_enc_len(len);
+	int			n;
 
-	for (i = 0; i < len; i += 3)
-	{
-		uint32		v = src[i] << 16;
-
-		if (i + 1 < len)
-			v |= src[i + 1] << 8;
-		if (i + 2 < len)
-			v |= src[i + 2];
-		appendStringInfoChar(buf, b64std[(v >> 18) & 63]);
-		appendStringInfoChar(buf, b64std[(v >> 12) & 63]);
-		appendStringInfoChar(buf, i + 1 < len ? b64std[(v >> 6) & 63] : '=');
-		appendStringInfoChar(buf, i + 2 < len ? b64std[v & 63] : '=');
-	}
+	enlargeStringInfo(buf, need);
+	n = pg_b64_encode((const char *) src, len, buf->data + buf->len, need);
+	if (n < 0)
+		elog(ERROR, "could not base64-encode %d bytes", len);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
 }
 
 /* Length of the UTF-8 character starting at p (1 for stray bytes). */

@@ -11,6 +11,7 @@
  */
 #include "delivery.h"
 
+#include "common/base64.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "fmgr.h"
@@ -26,9 +27,6 @@
 
 PG_FUNCTION_INFO_V1(meisa_unsubscribe_url_sql);
 PG_FUNCTION_INFO_V1(meisa_unsubscribe_token_contact_sql);
-
-static const char b64url[] =
-"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Errors out unless meisa.secret is set. */
 static void
@@ -70,73 +68,62 @@ token_sign(const uint8 *body, uint8 *mac)
 	memcpy(mac, full, TOKEN_MAC);
 }
 
-/* Encodes len bytes as base64url without padding. */
+/*
+ * The token's 33 bytes are a whole number of base64 groups: its base64url
+ * form (44 characters) never needs padding, and base64url is base64 with
+ * '-' and '_' for '+' and '/'.  PostgreSQL's encoder does the work; the
+ * alphabet is mapped around it.
+ */
+StaticAssertDecl(TOKEN_BYTES % 3 == 0, "token bytes must fill whole base64 groups");
+#define TOKEN_CHARS		(TOKEN_BYTES / 3 * 4)
+
+/* Encodes the token's bytes as base64url (no padding needed). */
 static char *
-b64url_encode(const uint8 *src, int len)
+b64url_encode(const uint8 *src)
 {
-	char	   *out = palloc((len + 2) / 3 * 4 + 1);
-	char	   *p = out;
+	char	   *out = palloc(TOKEN_CHARS + 1);
+	int			n = pg_b64_encode((const char *) src, TOKEN_BYTES, out, TOKEN_CHARS);
 	int			i;
 
-	for (i = 0; i + 2 < len; i += 3)
+	if (n != TOKEN_CHARS)
+		elog(ERROR, "could not encode an unsubscribe token");
+	for (i = 0; i < n; i++)
 	{
-		uint32		v = (src[i] << 16) | (src[i + 1] << 8) | src[i + 2];
-
-		*p++ = b64url[(v >> 18) & 63];
-		*p++ = b64url[(v >> 12) & 63];
-		*p++ = b64url[(v >> 6) & 63];
-		*p++ = b64url[v & 63];
+		if (out[i] == '+')
+			out[i] = '-';
+		else if (out[i] == '/')
+			out[i] = '_';
 	}
-	if (len - i == 1)
-	{
-		uint32		v = src[i] << 16;
-
-		*p++ = b64url[(v >> 18) & 63];
-		*p++ = b64url[(v >> 12) & 63];
-	}
-	else if (len - i == 2)
-	{
-		uint32		v = (src[i] << 16) | (src[i + 1] << 8);
-
-		*p++ = b64url[(v >> 18) & 63];
-		*p++ = b64url[(v >> 12) & 63];
-		*p++ = b64url[(v >> 6) & 63];
-	}
-	*p = '\0';
+	out[n] = '\0';
 	return out;
 }
 
-/* Decodes exactly 'len' bytes of base64url; false on any other input. */
+/* Decodes a token's base64url text into its bytes; false on any other input. */
 static bool
-b64url_decode_exact(const char *src, uint8 *dst, int len)
+b64url_decode_exact(const char *src, uint8 *dst)
 {
-	int			need = (len * 4 + 2) / 3;
-	uint32		acc = 0;
-	int			bits = 0;
-	int			n = 0;
+	char		std[TOKEN_CHARS];
+	char		out[TOKEN_BYTES + 3];	/* room for pg_b64_dec_len's bound */
 	int			i;
 
-	if ((int) strlen(src) != need)
+	if (strlen(src) != TOKEN_CHARS)
 		return false;
-	for (i = 0; i < need; i++)
+	for (i = 0; i < TOKEN_CHARS; i++)
 	{
-		const char *pos = strchr(b64url, src[i]);
+		char		c = src[i];
 
-		if (src[i] == '\0' || pos == NULL)
-			return false;
-		acc = (acc << 6) | (uint32) (pos - b64url);
-		bits += 6;
-		if (bits >= 8)
-		{
-			bits -= 8;
-			if (n < len)
-				dst[n++] = (acc >> bits) & 0xFF;
-		}
+		if (c == '-')
+			c = '+';
+		else if (c == '_')
+			c = '/';
+		else if (c == '+' || c == '/' || c == '=')
+			return false;		/* not base64url, or padding it never has */
+		std[i] = c;
 	}
-	/* leftover bits must be zero (canonical encoding) */
-	if (bits > 0 && (acc & ((1 << bits) - 1)) != 0)
+	if (pg_b64_decode(std, TOKEN_CHARS, out, sizeof(out)) != TOKEN_BYTES)
 		return false;
-	return n == len;
+	memcpy(dst, out, TOKEN_BYTES);
+	return true;
 }
 
 /* Compares two buffers in time independent of where they differ. */
@@ -166,7 +153,7 @@ unsubscribe_token_make(int64 contact_id, int64 issued)
 		buf[9 + i] = ((uint64) issued >> (56 - 8 * i)) & 0xFF;
 	}
 	token_sign(buf, buf + TOKEN_BODY);
-	return b64url_encode(buf, TOKEN_BYTES);
+	return b64url_encode(buf);
 }
 
 /* The unsubscribe URL of a contact with a token issued at 'issued'; NULL without meisa.secret. */
@@ -217,7 +204,7 @@ unsubscribe_token_contact(const char *token)
 	/* a whole unsubscribe URL is accepted too */
 	if (base && base[0] != '\0' && strncmp(token, base, strlen(base)) == 0)
 		token += strlen(base);
-	if (!b64url_decode_exact(token, buf, TOKEN_BYTES) || buf[0] != TOKEN_VERSION)
+	if (!b64url_decode_exact(token, buf) || buf[0] != TOKEN_VERSION)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid unsubscribe token"),
