@@ -1,10 +1,11 @@
--- Versions and upgrades: CREATE EXTENSION installs 1.2 (meisa--1.2.sql, one
--- fully schema-qualified script); the update paths are 1.0 -> 1.1, 1.1 ->
--- 1.2 and the direct 1.0 -> 1.2 (the shortest path, which ALTER EXTENSION
--- meisa UPDATE takes from 1.0).  CREATE EXTENSION meisa VERSION '1.0' ->
--- ALTER EXTENSION meisa UPDATE keeps the data, registers the identity
--- sequences for pg_dump, adds meisa.check_invariants(), and leaves
--- behaviour and privileges as a fresh install has them; so does 1.1 ->
+-- Versions and upgrades: CREATE EXTENSION installs 1.3 (meisa--1.3.sql, one
+-- fully schema-qualified script); the update scripts are 1.0 -> 1.1, 1.1 ->
+-- 1.2, the direct 1.0 -> 1.2 and 1.2 -> 1.3, so ALTER EXTENSION meisa UPDATE
+-- takes 1.0--1.2 + 1.2--1.3 from 1.0 (the shortest path) and 1.1--1.2 +
+-- 1.2--1.3 from 1.1.  CREATE EXTENSION meisa VERSION '1.0' -> ALTER
+-- EXTENSION meisa UPDATE keeps the data, registers the identity sequences
+-- for pg_dump, adds meisa.check_invariants(), and leaves behaviour and
+-- privileges as a fresh install has them; so do 1.1 -> UPDATE and 1.2 ->
 -- UPDATE.  (test/hardening/upgrade.sh compares the whole catalogs.)
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
@@ -51,7 +52,7 @@ SELECT meisa_upsert('{"email": "before@example.com", "external_id": "u-1", "firs
 ALTER EXTENSION meisa UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'meisa';
 
--- same objects, privileges and dump registrations as a fresh 1.2 install
+-- same objects, privileges and dump registrations as a fresh 1.3 install
 SELECT object AS missing_after_update FROM fresh_objects
 EXCEPT SELECT pg_describe_object(d.classid, d.objid, 0)
   FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa' WHERE d.deptype = 'e'
@@ -128,13 +129,13 @@ SELECT name, last_run = last_run_at AS same, last_run IS NOT NULL AS has_run FRO
 
 -- updating to the current version is a no-op; an unknown version is refused,
 -- and so is a downgrade
-ALTER EXTENSION meisa UPDATE TO '1.2';
+ALTER EXTENSION meisa UPDATE TO '1.3';
 ALTER EXTENSION meisa UPDATE TO '9.9';
-ALTER EXTENSION meisa UPDATE TO '1.1';
+ALTER EXTENSION meisa UPDATE TO '1.2';
 SELECT extversion FROM pg_extension WHERE extname = 'meisa';
 
--- 1.1 -> UPDATE (meisa--1.1--1.2.sql): the same objects, privileges and dump
--- registrations as a fresh 1.2 install, data kept
+-- 1.1 -> UPDATE (meisa--1.1--1.2.sql + meisa--1.2--1.3.sql): the same
+-- objects, privileges and dump registrations as a fresh 1.3 install, data kept
 SET client_min_messages = warning;
 DROP EXTENSION meisa CASCADE;
 RESET client_min_messages;
@@ -161,6 +162,43 @@ SELECT object, acl AS acl_differs_after_1_1_update FROM (
   EXCEPT SELECT object, acl FROM fresh_acl) x
 ORDER BY 1;
 SELECT count(*) AS config_differs_after_1_1_update FROM (
+  (SELECT unnest(extconfig)::regclass::text AS object FROM pg_extension WHERE extname = 'meisa'
+   EXCEPT SELECT object FROM fresh_config)
+  UNION ALL
+  (SELECT object FROM fresh_config
+   EXCEPT SELECT unnest(extconfig)::regclass::text FROM pg_extension WHERE extname = 'meisa')) x;
+SELECT email FROM meisa.contacts ORDER BY id;
+SELECT attname FROM pg_attribute
+ WHERE attrelid = 'meisa.automation_stats'::regclass AND attnum > 0 ORDER BY attnum DESC LIMIT 1;
+
+-- 1.2 -> UPDATE (meisa--1.2--1.3.sql): the same objects, privileges and dump
+-- registrations as a fresh 1.3 install, data kept
+SET client_min_messages = warning;
+DROP EXTENSION meisa CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION meisa VERSION '1.2';
+SELECT extversion FROM pg_extension WHERE extname = 'meisa';
+SELECT meisa_upsert('{"email": "in-1-2@example.com"}') ->> 'created' AS created_in_1_2;
+ALTER EXTENSION meisa UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'meisa';
+SELECT count(*) AS objects_differ_after_1_2_update FROM (
+  (SELECT object FROM fresh_objects
+   EXCEPT SELECT pg_describe_object(d.classid, d.objid, 0)
+     FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa' WHERE d.deptype = 'e')
+  UNION ALL
+  (SELECT pg_describe_object(d.classid, d.objid, 0)
+     FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa' WHERE d.deptype = 'e'
+   EXCEPT SELECT object FROM fresh_objects)) x;
+SELECT object, acl AS acl_differs_after_1_2_update FROM (
+  SELECT c.oid::regclass::text AS object, c.relacl::text AS acl
+    FROM pg_class c WHERE c.relnamespace = 'meisa'::regnamespace
+  UNION ALL
+  SELECT p.oid::regprocedure::text, p.proacl::text
+    FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+    JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
+  EXCEPT SELECT object, acl FROM fresh_acl) x
+ORDER BY 1;
+SELECT count(*) AS config_differs_after_1_2_update FROM (
   (SELECT unnest(extconfig)::regclass::text AS object FROM pg_extension WHERE extname = 'meisa'
    EXCEPT SELECT object FROM fresh_config)
   UNION ALL

@@ -7,9 +7,10 @@
 --     them unqualified: the planted ones were exact matches), and
 --  3. every view is a security_barrier view: a reader's leaky function in
 --     WHERE no longer sees rows the view filters out.
---  4. 1.2 as the default version: a fresh CREATE EXTENSION meisa (from
---     meisa--1.2.sql) and the direct update 1.0 -> 1.2 bind no planted
---     function, and automation_stats has last_run.
+--  4. the default version (1.3): a fresh CREATE EXTENSION meisa (from
+--     meisa--1.3.sql) and the update from 1.0 (the direct meisa--1.0--1.2.sql,
+--     then meisa--1.2--1.3.sql) bind no planted function, and
+--     automation_stats has last_run.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 DROP ROLE IF EXISTS regress_a6_evil;
@@ -104,7 +105,7 @@ DROP FUNCTION pg_temp.a6_leak(jsonb);
 
 -- 4. -------------------------------------------------------------------
 -- the planted count(bigint) and lag(integer, integer, integer) are still in
--- public: a fresh install of 1.2 binds only pg_catalog functions
+-- public: a fresh install of 1.3 binds only pg_catalog functions
 SET client_min_messages = warning;
 DROP EXTENSION meisa CASCADE;
 RESET client_min_messages;
@@ -122,8 +123,8 @@ SELECT name, matched, done, last_run = last_run_at AS last_run_is_last_run_at, l
 SELECT sequence, position, entered, active, sent, completed FROM meisa.sequence_funnel ORDER BY position;
 SELECT count(*) AS planted_functions_ran FROM public.a6_hits;
 SELECT relname, reloptions FROM pg_class WHERE relnamespace = 'meisa'::regnamespace AND relkind = 'v' ORDER BY 1;
--- 1.0 binds them; the direct update 1.0 -> 1.2 (the shortest path) re-binds
--- the views to pg_catalog
+-- 1.0 binds them; the update from 1.0 (the shortest path: the direct
+-- 1.0 -> 1.2, then 1.2 -> 1.3) re-binds the views to pg_catalog
 SET client_min_messages = warning;
 DROP EXTENSION meisa CASCADE;
 RESET client_min_messages;
@@ -139,7 +140,7 @@ SELECT name, matched FROM meisa.automation_stats;
 SELECT count(*) AS funnel_rows FROM meisa.sequence_funnel;
 -- (in 1.0 the planted functions run when the views are read)
 SELECT what, count(*) FROM public.a6_hits GROUP BY 1 ORDER BY 1;
-SELECT path FROM pg_extension_update_paths('meisa') WHERE source = '1.0' AND target = '1.2';
+SELECT path FROM pg_extension_update_paths('meisa') WHERE source = '1.0' AND target = '1.3';
 ALTER EXTENSION meisa UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'meisa';
 SELECT view, function FROM a6_view_functions ORDER BY 1;

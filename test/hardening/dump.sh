@@ -30,7 +30,7 @@ ALTER EXTENSION meisa UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'meisa';
 SQL
 )
-verdict "source: 1.0 installed, used, updated to 1.2" "$(echo "$out" | tail -1 | grep -qx 1.2 && echo true || echo false)" "$(echo "$out" | tail -2 | tr '\n' ' ')"
+verdict "source: 1.0 installed, used, updated to 1.3" "$(echo "$out" | tail -1 | grep -qx 1.3 && echo true || echo false)" "$(echo "$out" | tail -2 | tr '\n' ' ')"
 q $SRC app -f "$HARD_DIR/sql/stress_setup.sql" >/dev/null 2>&1 || { verdict "source: fixtures load" false; finish; }
 out=$(q $SRC app 2>&1 <<'SQL'
 SELECT count(stress.upsert(g, 1 + g % 5, g % 10, g % 3 > 0)) FROM generate_series(1, 200) g;
@@ -88,7 +88,7 @@ verify_restore() {
     sed 's/^/     /' "$WORK_ROOT/dump-$db.diff"
   fi
   out=$(q $DST "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'" 2>&1)
-  verdict "$label: restored extension version is 1.2" "$([ "$out" = 1.2 ] && echo true || echo false)" "$out"
+  verdict "$label: restored extension version is 1.3" "$([ "$out" = 1.3 ] && echo true || echo false)" "$out"
 
   # identity sequences continue after the restored ids
   out=$(q $DST "$db" 2>&1 <<'SQL'

@@ -3,8 +3,8 @@
 #	The hardening checks of meisa, each on its own throwaway cluster (ports
 #	26470-26479, loopback): stress.sh (8-client load + kill -9 crash loop +
 #	amcheck), fuzz.sh (hostile input), memory.sh (backend memory over many
-#	upserts), dump.sh (pg_dump/pg_restore and the 1.0 -> 1.2 upgrade),
-#	upgrade.sh (same catalog for a fresh 1.2 and every update path; no
+#	upserts), dump.sh (pg_dump/pg_restore and the 1.0 -> 1.3 upgrade),
+#	upgrade.sh (same catalog for a fresh 1.3 and every update path; no
 #	planted operator or function runs during install/update), workerpath.sh (search_path attack on the delivery worker), valgrind.sh
 #	(pg_regress suite against a server under valgrind memcheck; 6 tests with
 #	--quick, under a minute; the whole suite + isolation specs without it;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # test/hardening/upgrade.sh [--bindir DIR] [--quick]
-#	Install and update paths of meisa 1.2, on one throwaway cluster (port
+#	Install and update paths of meisa 1.3, on one throwaway cluster (port
 #	26479, loopback), one database per variant:
 #	1. Same catalog whatever the path: a fresh CREATE EXTENSION meisa
-#	   (meisa--1.2.sql), CREATE ... VERSION '1.0' + UPDATE (the direct
-#	   meisa--1.0--1.2.sql), VERSION '1.1' + UPDATE (meisa--1.1--1.2.sql)
-#	   and VERSION '1.0' + UPDATE TO '1.1' + UPDATE TO '1.2' each get an
+#	   (meisa--1.3.sql), CREATE ... VERSION '1.0' + UPDATE (the direct
+#	   meisa--1.0--1.2.sql, then meisa--1.2--1.3.sql), VERSION '1.1' +
+#	   UPDATE (meisa--1.1--1.2.sql + meisa--1.2--1.3.sql), VERSION '1.2' +
+#	   UPDATE (meisa--1.2--1.3.sql) and VERSION '1.0' + UPDATE TO '1.1' +
+#	   UPDATE TO '1.2' + UPDATE TO '1.3' (every script in turn) each get an
 #	   ordered, OID-free description of everything meisa installed
 #	   (sql/catalog_describe.sql: functions with identity arguments, result,
 #	   SECURITY DEFINER, proconfig, ACLs, source checksum; relations,
@@ -20,15 +22,16 @@
 #	   now() there, each recording a row (probe, phase, current_user) when
 #	   run.  None may run during CREATE EXTENSION meisa (into public, and
 #	   into a schema of its own: SCHEMA app), during ALTER EXTENSION meisa
-#	   UPDATE from 1.0 (planted after 1.0 was installed, and before it), nor
-#	   when the views and check_invariants() are used afterwards.  Control:
+#	   UPDATE from 1.0 (planted after 1.0 was installed, and before it) and
+#	   from 1.2, nor when the views and check_invariants() are used
+#	   afterwards.  Control:
 #	   VERSION '1.0' + UPDATE TO '1.1' (the released, unqualified
 #	   meisa--1.0--1.1.sql) does run the planted operator as the superuser,
 #	   so the probes are real.
 source "$(dirname "$0")/lib.sh" "$@"
 set -- "${EXTRA_ARGS[@]}"
 C=upgrade; PORT=26479
-echo "== install and update paths of 1.2 (bindir $BINDIR)"
+echo "== install and update paths of 1.3 (bindir $BINDIR)"
 pg_start $C $PORT || { verdict "cluster starts" false; finish; }
 mk() { as_pg "$BINDIR/createdb" -h "$WORK_ROOT/$C" -p $PORT "$1"; }
 
@@ -37,21 +40,22 @@ declare -A SETUP=(
   [fresh]="CREATE EXTENSION meisa;"
   [up10]="CREATE EXTENSION meisa VERSION '1.0'; ALTER EXTENSION meisa UPDATE;"
   [up11]="CREATE EXTENSION meisa VERSION '1.1'; ALTER EXTENSION meisa UPDATE;"
-  [up10_11_12]="CREATE EXTENSION meisa VERSION '1.0'; ALTER EXTENSION meisa UPDATE TO '1.1'; ALTER EXTENSION meisa UPDATE TO '1.2';"
+  [up12]="CREATE EXTENSION meisa VERSION '1.2'; ALTER EXTENSION meisa UPDATE;"
+  [up10_11_12_13]="CREATE EXTENSION meisa VERSION '1.0'; ALTER EXTENSION meisa UPDATE TO '1.1'; ALTER EXTENSION meisa UPDATE TO '1.2'; ALTER EXTENSION meisa UPDATE TO '1.3';"
 )
-for v in fresh up10 up11 up10_11_12; do
+for v in fresh up10 up11 up12 up10_11_12_13; do
   mk "cat_$v"
   out=$(q $C "cat_$v" -c "${SETUP[$v]}" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'" 2>&1)
-  verdict "$v: ${SETUP[$v]} gives 1.2" "$([ "$out" = 1.2 ] && echo true || echo false)" "$out"
+  verdict "$v: ${SETUP[$v]} gives 1.3" "$([ "$out" = 1.3 ] && echo true || echo false)" "$out"
   q $C "cat_$v" -f "$HARD_DIR/sql/catalog_describe.sql" >"$WORK_ROOT/$C/catalog-$v.txt" 2>&1
 done
 verdict "fresh: catalog described" "$([ "$(wc -l <"$WORK_ROOT/$C/catalog-fresh.txt")" -gt 300 ] && ! grep -q ERROR "$WORK_ROOT/$C/catalog-fresh.txt" && echo true || echo false)" \
   "$(wc -l <"$WORK_ROOT/$C/catalog-fresh.txt") lines: $(cut -d'|' -f1 "$WORK_ROOT/$C/catalog-fresh.txt" | sort | uniq -c | awk '{printf "%s %s, ", $1, $2}')"
-for v in up10 up11 up10_11_12; do
+for v in up10 up11 up12 up10_11_12_13; do
   if ! grep -q ERROR "$WORK_ROOT/$C/catalog-$v.txt" && diff -u "$WORK_ROOT/$C/catalog-fresh.txt" "$WORK_ROOT/$C/catalog-$v.txt" >"$WORK_ROOT/$C/catalog-$v.diff"; then
-    verdict "$v: catalog identical to a fresh 1.2 install" true
+    verdict "$v: catalog identical to a fresh 1.3 install" true
   else
-    verdict "$v: catalog identical to a fresh 1.2 install" false "diff fresh $v:"
+    verdict "$v: catalog identical to a fresh 1.3 install" false "diff fresh $v:"
     head -60 "$WORK_ROOT/$C/catalog-$v.diff" | sed 's/^/     /'
   fi
 done
@@ -153,32 +157,32 @@ hits() {
 # a. fresh install into public with the probes planted before
 mk p_fresh
 plant p_fresh public || verdict "probes planted (p_fresh)" false
-out=$(run p_fresh create-1.2 -c "CREATE EXTENSION meisa" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'")
-verdict "CREATE EXTENSION meisa with the probes planted in public" "$([ "$out" = 1.2 ] && echo true || echo false)" "$out"
-use_views p_fresh use-1.2
+out=$(run p_fresh create-1.3 -c "CREATE EXTENSION meisa" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'")
+verdict "CREATE EXTENSION meisa with the probes planted in public" "$([ "$out" = 1.3 ] && echo true || echo false)" "$out"
+use_views p_fresh use-1.3
 out=$(hits p_fresh)
-verdict "fresh 1.2 into public: no planted function or operator ran (install, views, API, invariants)" "$([ -z "$out" ] && echo true || echo false)" "$out"
+verdict "fresh 1.3 into public: no planted function or operator ran (install, views, API, invariants)" "$([ -z "$out" ] && echo true || echo false)" "$out"
 
 # b. fresh install into a schema of its own (SCHEMA app, CREATE granted to upg_evil)
 mk p_schema
 plant p_schema app || verdict "probes planted (p_schema)" false
-out=$(run p_schema create-1.2 -c "CREATE EXTENSION meisa SCHEMA app" -c "SELECT extnamespace::regnamespace::text || ' ' || extversion FROM pg_extension WHERE extname = 'meisa'")
-verdict "CREATE EXTENSION meisa SCHEMA app with the probes planted in app" "$([ "$out" = "app 1.2" ] && echo true || echo false)" "$out"
+out=$(run p_schema create-1.3 -c "CREATE EXTENSION meisa SCHEMA app" -c "SELECT extnamespace::regnamespace::text || ' ' || extversion FROM pg_extension WHERE extname = 'meisa'")
+verdict "CREATE EXTENSION meisa SCHEMA app with the probes planted in app" "$([ "$out" = "app 1.3" ] && echo true || echo false)" "$out"
 n=$(q $C p_schema -c "SELECT count(*) FROM pg_proc WHERE pronamespace = 'app'::regnamespace AND proname LIKE 'meisa\_%'" 2>&1)
 verdict "SCHEMA app: the 13 API functions are in app" "$([ "$n" = 13 ] && echo true || echo false)" "$n"
-use_views p_schema use-1.2
+use_views p_schema use-1.3
 out=$(hits p_schema)
-verdict "fresh 1.2 into app: no planted function or operator ran" "$([ -z "$out" ] && echo true || echo false)" "$out"
+verdict "fresh 1.3 into app: no planted function or operator ran" "$([ -z "$out" ] && echo true || echo false)" "$out"
 
-# c. 1.0 installed, probes planted, ALTER EXTENSION meisa UPDATE (direct 1.0 -> 1.2)
+# c. 1.0 installed, probes planted, ALTER EXTENSION meisa UPDATE (direct 1.0 -> 1.2, then 1.2 -> 1.3)
 mk p_up10
 q $C p_up10 -c "CREATE EXTENSION meisa VERSION '1.0'" >/dev/null 2>&1
 plant p_up10 public || verdict "probes planted (p_up10)" false
 out=$(run p_up10 update-1.0 -c "ALTER EXTENSION meisa UPDATE" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'")
-verdict "1.0, probes planted, ALTER EXTENSION meisa UPDATE gives 1.2" "$([ "$out" = 1.2 ] && echo true || echo false)" "$out"
+verdict "1.0, probes planted, ALTER EXTENSION meisa UPDATE gives 1.3" "$([ "$out" = 1.3 ] && echo true || echo false)" "$out"
 use_views p_up10 use-after-update
 out=$(hits p_up10)
-verdict "update 1.0 -> 1.2: no planted function or operator ran (update, views, API, invariants)" "$([ -z "$out" ] && echo true || echo false)" "$out"
+verdict "update 1.0 -> 1.3: no planted function or operator ran (update, views, API, invariants)" "$([ -z "$out" ] && echo true || echo false)" "$out"
 
 # d. probes planted before CREATE EXTENSION meisa VERSION '1.0' (the released
 #    1.0 script runs the operator and binds count(bigint) and lag(...) into
@@ -189,7 +193,7 @@ out=$(run p_pre10 create-1.0 -c "CREATE EXTENSION meisa VERSION '1.0'" -c "SELEC
 verdict "probes planted, CREATE EXTENSION meisa VERSION '1.0'" "$([ "$out" = 1.0 ] && echo true || echo false)" "$out"
 echo "   (released 1.0 install script with the probes planted: $(hits p_pre10 create-1.0))"
 out=$(run p_pre10 update-1.0 -c "ALTER EXTENSION meisa UPDATE" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'")
-verdict "probes planted before 1.0, ALTER EXTENSION meisa UPDATE gives 1.2" "$([ "$out" = 1.2 ] && echo true || echo false)" "$out"
+verdict "probes planted before 1.0, ALTER EXTENSION meisa UPDATE gives 1.3" "$([ "$out" = 1.3 ] && echo true || echo false)" "$out"
 use_views p_pre10 use-after-update
 out=$(hits p_pre10 '^(update|use)')
 verdict "probes planted before 1.0: nothing ran during the update nor afterwards (views re-bound)" "$([ -z "$out" ] && echo true || echo false)" "$out"
@@ -206,4 +210,14 @@ run p_ctl update-1.1-1.2 -c "ALTER EXTENSION meisa UPDATE TO '1.2'" >/dev/null
 use_views p_ctl use-after-update
 out=$(hits p_ctl '^(update-1.1-1.2|use)')
 verdict "then UPDATE TO '1.2' (meisa--1.1--1.2.sql) and use: nothing ran" "$([ -z "$out" ] && echo true || echo false)" "$out"
+
+# f. 1.2 installed, probes planted, ALTER EXTENSION meisa UPDATE (meisa--1.2--1.3.sql)
+mk p_up12
+q $C p_up12 -c "CREATE EXTENSION meisa VERSION '1.2'" >/dev/null 2>&1
+plant p_up12 public || verdict "probes planted (p_up12)" false
+out=$(run p_up12 update-1.2 -c "ALTER EXTENSION meisa UPDATE" -c "SELECT extversion FROM pg_extension WHERE extname = 'meisa'")
+verdict "1.2, probes planted, ALTER EXTENSION meisa UPDATE gives 1.3" "$([ "$out" = 1.3 ] && echo true || echo false)" "$out"
+use_views p_up12 use-after-update
+out=$(hits p_up12)
+verdict "update 1.2 -> 1.3: no planted function or operator ran (update, views, API, invariants)" "$([ -z "$out" ] && echo true || echo false)" "$out"
 finish
