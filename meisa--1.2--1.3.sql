@@ -8,3 +8,198 @@
 -- functions as pg_catalog.f(...), casts to pg_catalog types): this script,
 -- like every extension script, runs as superuser with the install schema in
 -- search_path, and pg_catalog wins only for exact matches.
+
+-- ==========================================================================
+-- privilege sets: meisa.privileges, meisa.grant, meisa.revoke
+-- ==========================================================================
+-- 1.3 creates no role.  An install from 1.2 keeps its roles meisa_app,
+-- meisa_admin and meisa_reader and their privileges, which now count as
+-- grants of this database (as meisa.grant makes them) rather than as part
+-- of the extension: they are taken out of pg_init_privs, so pg_dump writes
+-- them out and a restore into a fresh 1.3 install gives them back.
+-- The three privilege sets are data: meisa.privileges(set) lists each
+-- privilege of a set, and meisa.grant / meisa.revoke apply them as ordinary
+-- GRANT / REVOKE statements on this database's objects, so the grants stay
+-- inside this database and pg_dump carries them.  No role is created.
+CREATE FUNCTION meisa.privileges(privilege_set text)
+RETURNS TABLE (object_type text, object_name text, privilege text)
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  IF privilege_set NOT IN ('app', 'admin', 'reader') THEN
+    RAISE EXCEPTION 'invalid privilege set "%"', privilege_set
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'privilege_set must be ''app'', ''admin'' or ''reader''.';
+  END IF;
+  -- every set uses schema meisa
+  RETURN QUERY SELECT 'SCHEMA'::text, 'meisa'::text, 'USAGE'::text;
+  -- functions: the documented list of each set
+  RETURN QUERY
+    SELECT 'FUNCTION', f.fn::regprocedure::text, 'EXECUTE'
+      FROM (VALUES
+        ('app', '@extschema@.meisa_upsert(jsonb)'),
+        ('app', '@extschema@.meisa_track(text, jsonb)'),
+        ('app', '@extschema@.meisa_add_tag(text, text)'),
+        ('app', '@extschema@.meisa_remove_tag(text, text)'),
+        ('app', '@extschema@.meisa_unsubscribe(text, text)'),
+        ('app', '@extschema@.meisa_resubscribe(text)'),
+        ('app', '@extschema@.meisa_record_bounce(text, text, text)'),
+        ('app', '@extschema@.meisa_record_complaint(text)'),
+        ('app', '@extschema@.meisa_trigger_email(text, jsonb)'),
+        ('app', 'meisa.unsubscribe_url(bigint)'),
+        ('app', 'meisa.jsonb_diff(jsonb, jsonb)'),
+        ('admin', 'meisa.jsonb_diff(jsonb, jsonb)'),
+        ('admin', 'meisa.contact_data(bigint)'),
+        ('admin', 'meisa.render(text, jsonb, jsonb)'),
+        ('admin', 'meisa.render_text(text, jsonb, jsonb)'),
+        ('admin', 'meisa.validate_template(text, text)'),
+        ('admin', '@extschema@.meisa_enroll(text, text)'),
+        ('admin', '@extschema@.meisa_unenroll(text, text)'),
+        ('admin', '@extschema@.meisa_run_due(timestamptz)'),
+        ('admin', 'meisa.condition_test(jsonb, jsonb, jsonb, jsonb)'),
+        ('admin', '@extschema@.meisa_deliver(integer)'),
+        ('admin', 'meisa.mime(bigint)'),
+        ('admin', 'meisa.unsubscribe_url(bigint)'),
+        ('admin', 'meisa.unsubscribe_token_contact(text)'),
+        ('admin', 'meisa.check_invariants()'),
+        ('reader', 'meisa.jsonb_diff(jsonb, jsonb)')
+      ) AS f(s, fn)
+     WHERE f.s = privilege_set;
+  -- views and tables
+  RETURN QUERY
+    SELECT 'TABLE', v.rel::regclass::text, 'SELECT'
+      FROM (VALUES
+        ('app', 'meisa.unsubscribed_emails'),
+        ('reader', 'meisa.unsubscribed_emails'),
+        ('reader', 'meisa.sequence_funnel'),
+        ('reader', 'meisa.message_stats'),
+        ('reader', 'meisa.automation_stats'),
+        ('reader', 'meisa.contact_activity')
+      ) AS v(s, rel)
+     WHERE v.s = privilege_set;
+  IF privilege_set = 'admin' THEN
+    -- admin reads every table and view of meisa, writes the configuration
+    RETURN QUERY
+      SELECT 'TABLE', c.oid::regclass::text, 'SELECT'
+        FROM pg_class c
+        JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+        JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
+       WHERE e.extname = 'meisa' AND c.relkind IN ('r', 'v', 'p')
+       ORDER BY c.relname;
+    RETURN QUERY
+      SELECT 'TABLE', t.rel::regclass::text, p.priv
+        FROM (VALUES ('meisa.automations'), ('meisa.sequences'), ('meisa.sequence_steps'),
+                     ('meisa.templates')) AS t(rel),
+             (VALUES ('INSERT'), ('UPDATE'), ('DELETE')) AS p(priv);
+    RETURN QUERY
+      SELECT 'SEQUENCE', c.oid::regclass::text, 'USAGE'
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'meisa' AND c.relkind = 'S'
+       ORDER BY c.relname;
+  END IF;
+END
+$fn$;
+
+COMMENT ON FUNCTION meisa.privileges(text) IS 'the privileges of a privilege set (app, admin, reader): object type, object, privilege';
+
+-- Whether 'role' holds 'privilege' on the object directly (its own ACL
+-- entry, not through membership).
+CREATE FUNCTION meisa.privilege_held(role regrole, object_type text, object_name text, privilege text)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT EXISTS (
+    SELECT 1
+      FROM (SELECT CASE object_type
+                     WHEN 'SCHEMA' THEN (SELECT nspacl FROM pg_namespace WHERE nspname = object_name)
+                     WHEN 'FUNCTION' THEN (SELECT proacl FROM pg_proc WHERE oid = object_name::regprocedure)
+                     ELSE (SELECT relacl FROM pg_class WHERE oid = object_name::regclass)
+                   END AS acl) a,
+           LATERAL aclexplode(a.acl) x
+     WHERE x.grantee = role AND x.privilege_type = privilege)
+$fn$;
+COMMENT ON FUNCTION meisa.privilege_held(regrole, text, text, text) IS 'whether a role holds a privilege on an object of meisa through its own ACL entry';
+
+-- Grants a privilege set to a role of this database's cluster.
+CREATE FUNCTION meisa.grant(role regrole, privilege_set text)
+RETURNS void
+LANGUAGE plpgsql STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p record;
+BEGIN
+  FOR p IN SELECT * FROM meisa.privileges(privilege_set) LOOP
+    EXECUTE format('GRANT %s ON %s %s TO %s', p.privilege, p.object_type, p.object_name, role);
+  END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION meisa.grant(regrole, text) IS 'grants the privilege set app, admin or reader to a role, as ordinary ACLs of this database';
+
+-- Takes a privilege set back from a role.  Privileges the set shares with
+-- another set the role holds whole are kept (an app that was also a reader
+-- keeps schema usage), unless that other set is contained in this one
+-- (admin includes everything reader has: revoking admin takes them all).
+CREATE FUNCTION meisa.revoke(role regrole, privilege_set text)
+RETURNS void
+LANGUAGE plpgsql STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  kinds text[];
+  names text[];
+  privs text[];
+BEGIN
+  -- decided before the first REVOKE: which other sets the role holds whole
+  SELECT array_agg(s.object_type), array_agg(s.object_name), array_agg(s.privilege)
+    INTO kinds, names, privs
+    FROM meisa.privileges(privilege_set) s
+   WHERE NOT EXISTS (
+     SELECT 1
+       FROM unnest(ARRAY['app', 'admin', 'reader']) AS other(set_name)
+      WHERE other.set_name <> privilege_set
+        AND NOT EXISTS (SELECT 1 FROM meisa.privileges(other.set_name) o
+                         WHERE NOT meisa.privilege_held(role, o.object_type, o.object_name, o.privilege))
+        AND EXISTS (SELECT 1 FROM meisa.privileges(other.set_name) o
+                     WHERE NOT EXISTS (SELECT 1 FROM meisa.privileges(privilege_set) x
+                                        WHERE x.object_type = o.object_type AND x.object_name = o.object_name
+                                          AND x.privilege = o.privilege))
+        AND EXISTS (SELECT 1 FROM meisa.privileges(other.set_name) o
+                     WHERE o.object_type = s.object_type AND o.object_name = s.object_name
+                       AND o.privilege = s.privilege));
+  FOR i IN 1 .. coalesce(array_length(kinds, 1), 0) LOOP
+    EXECUTE format('REVOKE %s ON %s %s FROM %s', privs[i], kinds[i], names[i], role);
+  END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION meisa.revoke(regrole, text) IS 'takes the privilege set app, admin or reader back from a role (keeping what another set it holds needs)';
+
+REVOKE ALL ON FUNCTION meisa.privileges(text), meisa.privilege_held(regrole, text, text, text),
+       meisa.grant(regrole, text), meisa.revoke(regrole, text) FROM PUBLIC;
+
+UPDATE pg_catalog.pg_init_privs ip
+   SET initprivs = ARRAY(
+         SELECT i FROM pg_catalog.unnest(ip.initprivs) i
+          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ARRAY[i]) x
+                             JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) x.grantee
+                            WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY['meisa_app', 'meisa_admin', 'meisa_reader'])))
+ WHERE ip.privtype OPERATOR(pg_catalog.=) 'e'
+   AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ip.initprivs) x
+                 JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) x.grantee
+                WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY['meisa_app', 'meisa_admin', 'meisa_reader']));
+
+-- (extension scripts run with client_min_messages = warning: a NOTICE
+-- would not reach the DBA)
+DO $notice$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+              WHERE rolname OPERATOR(pg_catalog.=) ANY (ARRAY['meisa_app', 'meisa_admin', 'meisa_reader'])) THEN
+    RAISE WARNING 'meisa 1.3 creates no roles; meisa_app, meisa_admin and meisa_reader keep their privileges in this database'
+      USING DETAIL = 'Their grants are now ordinary grants of this database: pg_dump writes them out.',
+            HINT = 'Grant a privilege set to a role of your own with SELECT meisa.grant(''my_app'', ''app''); take one back with SELECT meisa.revoke(''meisa_app'', ''app'').';
+  END IF;
+END
+$notice$;

@@ -33,27 +33,15 @@
 CREATE SCHEMA meisa;
 COMMENT ON SCHEMA meisa IS 'meisa: contacts, automations, sequences, templates and the outbox';
 
--- The three privilege sets (DESIGN §7), as NOLOGIN roles the DBA grants to
--- roles of their choice: GRANT meisa_app TO my_app;  Roles are cluster-wide,
--- so they are created only when missing and survive DROP EXTENSION.
-DO $roles$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'meisa_app') THEN
-    CREATE ROLE meisa_app NOLOGIN;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'meisa_admin') THEN
-    CREATE ROLE meisa_admin NOLOGIN;
-  END IF;
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'meisa_reader') THEN
-    CREATE ROLE meisa_reader NOLOGIN;
-  END IF;
-END
-$roles$;
+-- No role is created: roles are cluster-wide, and privileges must stay
+-- inside one database and travel with pg_dump.  The three privilege sets
+-- (app, admin, reader) are granted to roles of the DBA's choice with
+-- meisa.grant(role, set) (see "privilege sets" at the end).
 
 -- ==========================================================================
 -- tables
 -- ==========================================================================
--- Tables (DESIGN §4).  Every table that belongs to a contact carries
+-- Tables.  Every table that belongs to a contact carries
 -- contact_id; only email and external_id are unique across contacts.
 
 -- API: Public (read by admin). One row per person.
@@ -498,15 +486,6 @@ SELECT c.email,
   FROM meisa.contacts c
  WHERE NOT c.subscribed OR c.bounced_at IS NOT NULL OR c.complained_at IS NOT NULL;
 
--- Privileges of this part (90_privileges.sql revokes everything from PUBLIC).
-GRANT EXECUTE ON FUNCTION @extschema@.meisa_upsert(jsonb), @extschema@.meisa_track(text, jsonb),
-      @extschema@.meisa_add_tag(text, text), @extschema@.meisa_remove_tag(text, text),
-      @extschema@.meisa_unsubscribe(text, text), @extschema@.meisa_resubscribe(text),
-      @extschema@.meisa_record_bounce(text, text, text), @extschema@.meisa_record_complaint(text)
-      TO meisa_app;
-GRANT EXECUTE ON FUNCTION meisa.jsonb_diff(jsonb, jsonb) TO meisa_app, meisa_admin, meisa_reader;
-GRANT EXECUTE ON FUNCTION meisa.contact_data(bigint) TO meisa_admin;
-GRANT SELECT ON meisa.unsubscribed_emails TO meisa_app, meisa_reader;
 
 -- ==========================================================================
 -- render
@@ -543,14 +522,11 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION meisa.validate_template(text, text) IS
   'true when the text is a valid Mustache template, otherwise an error naming the field and line';
 
-GRANT EXECUTE ON FUNCTION meisa.render(text, jsonb, jsonb) TO meisa_admin;
-GRANT EXECUTE ON FUNCTION meisa.render_text(text, jsonb, jsonb) TO meisa_admin;
-GRANT EXECUTE ON FUNCTION meisa.validate_template(text, text) TO meisa_admin;
 
 -- ==========================================================================
 -- messages
 -- ==========================================================================
--- Templates, the outbox, transactional email and sequences (DESIGN §2, §4):
+-- Templates, the outbox, transactional email and sequences:
 -- validation triggers on meisa.templates / meisa.sequences /
 -- meisa.sequence_steps, the API functions meisa_trigger_email,
 -- meisa_enroll, meisa_unenroll, meisa_run_due, and the reporting views
@@ -588,7 +564,7 @@ CREATE FUNCTION meisa.sequence_step_check() RETURNS trigger
 CREATE TRIGGER sequence_steps_check BEFORE INSERT OR UPDATE ON meisa.sequence_steps
     FOR EACH ROW EXECUTE FUNCTION meisa.sequence_step_check();
 
--- API: Public (meisa_app). Renders the transactional template 'trigger_key'
+-- API: Public (the app set). Renders the transactional template 'trigger_key'
 -- for payload.email with payload.data_variables and queues one message.
 CREATE FUNCTION @extschema@.meisa_trigger_email(trigger_key text, payload jsonb) RETURNS bigint
     AS 'MODULE_PATHNAME', 'meisa_trigger_email' LANGUAGE C VOLATILE
@@ -664,15 +640,11 @@ SELECT (m.created_at AT TIME ZONE 'UTC')::pg_catalog.date AS day,
   FROM meisa.messages m
  GROUP BY 1, 2, 3;
 
-GRANT SELECT ON meisa.sequence_funnel, meisa.message_stats TO meisa_reader, meisa_admin;
-GRANT EXECUTE ON FUNCTION @extschema@.meisa_trigger_email(text, jsonb) TO meisa_app;
-GRANT EXECUTE ON FUNCTION @extschema@.meisa_enroll(text, text), @extschema@.meisa_unenroll(text, text),
-      @extschema@.meisa_run_due(timestamptz) TO meisa_admin;
 
 -- ==========================================================================
 -- automations
 -- ==========================================================================
--- Automations (DESIGN §3): the row validator and cache invalidation triggers
+-- Automations: the row validator and cache invalidation triggers
 -- on meisa.automations, the condition tester, and the reporting views
 -- meisa.automation_stats and meisa.contact_activity.
 
@@ -793,14 +765,12 @@ SELECT n.contact_id, n.at, 'notification',
        ) u;
 
 REVOKE ALL ON FUNCTION meisa.condition_test(jsonb, jsonb, jsonb, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION meisa.condition_test(jsonb, jsonb, jsonb, jsonb) TO meisa_admin;
-GRANT SELECT ON meisa.automation_stats, meisa.contact_activity TO meisa_reader, meisa_admin;
 
 -- ==========================================================================
 -- delivery
 -- ==========================================================================
 
--- ===== Delivery (DESIGN §5): SMTP delivery, MIME, unsubscribe tokens =====
+-- ===== Delivery: SMTP delivery, MIME, unsubscribe tokens =====
 
 -- API: Public (admin). Delivers one batch of due messages synchronously, in
 -- the caller's transaction; returns how many were sent.  For servers without
@@ -840,10 +810,6 @@ CREATE TRIGGER messages_check_write
     BEFORE INSERT OR UPDATE OF subject, to_email, from_address, reply_to, message_id, status
     ON meisa.messages FOR EACH ROW EXECUTE FUNCTION meisa.messages_check_write();
 
-GRANT EXECUTE ON FUNCTION @extschema@.meisa_deliver(int) TO meisa_admin;
-GRANT EXECUTE ON FUNCTION meisa.mime(bigint) TO meisa_admin;
-GRANT EXECUTE ON FUNCTION meisa.unsubscribe_url(bigint) TO meisa_app, meisa_admin;
-GRANT EXECUTE ON FUNCTION meisa.unsubscribe_token_contact(text) TO meisa_admin;
 
 -- ==========================================================================
 -- invariants
@@ -852,7 +818,7 @@ GRANT EXECUTE ON FUNCTION meisa.unsubscribe_token_contact(text) TO meisa_admin;
 -- (one contact per email / external_id, one active enrolment per contact
 -- and sequence, no sequence step queued twice for one enrolment, no message
 -- without a lease in 'sending', ...), for health checks after a crash, a
--- restore or an upgrade.  Granted to meisa_admin.  Its body runs with the
+-- restore or an upgrade.  In the admin set.  Its body runs with the
 -- pinned search_path and is only parsed here.
 
 -- API: Admin. One row per violated invariant (no rows = healthy).
@@ -912,14 +878,175 @@ $fn$;
 COMMENT ON FUNCTION meisa.check_invariants() IS
   'meisa data invariants: one row per violated invariant (count and an example); no rows means healthy';
 REVOKE ALL ON FUNCTION meisa.check_invariants() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION meisa.check_invariants() TO meisa_admin;
+
+-- ==========================================================================
+-- privilege sets: meisa.privileges, meisa.grant, meisa.revoke
+-- ==========================================================================
+-- The three privilege sets are data: meisa.privileges(set) lists each
+-- privilege of a set, and meisa.grant / meisa.revoke apply them as ordinary
+-- GRANT / REVOKE statements on this database's objects, so the grants stay
+-- inside this database and pg_dump carries them.  No role is created.
+CREATE FUNCTION meisa.privileges(privilege_set text)
+RETURNS TABLE (object_type text, object_name text, privilege text)
+LANGUAGE plpgsql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+  IF privilege_set NOT IN ('app', 'admin', 'reader') THEN
+    RAISE EXCEPTION 'invalid privilege set "%"', privilege_set
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'privilege_set must be ''app'', ''admin'' or ''reader''.';
+  END IF;
+  -- every set uses schema meisa
+  RETURN QUERY SELECT 'SCHEMA'::text, 'meisa'::text, 'USAGE'::text;
+  -- functions: the documented list of each set
+  RETURN QUERY
+    SELECT 'FUNCTION', f.fn::regprocedure::text, 'EXECUTE'
+      FROM (VALUES
+        ('app', '@extschema@.meisa_upsert(jsonb)'),
+        ('app', '@extschema@.meisa_track(text, jsonb)'),
+        ('app', '@extschema@.meisa_add_tag(text, text)'),
+        ('app', '@extschema@.meisa_remove_tag(text, text)'),
+        ('app', '@extschema@.meisa_unsubscribe(text, text)'),
+        ('app', '@extschema@.meisa_resubscribe(text)'),
+        ('app', '@extschema@.meisa_record_bounce(text, text, text)'),
+        ('app', '@extschema@.meisa_record_complaint(text)'),
+        ('app', '@extschema@.meisa_trigger_email(text, jsonb)'),
+        ('app', 'meisa.unsubscribe_url(bigint)'),
+        ('app', 'meisa.jsonb_diff(jsonb, jsonb)'),
+        ('admin', 'meisa.jsonb_diff(jsonb, jsonb)'),
+        ('admin', 'meisa.contact_data(bigint)'),
+        ('admin', 'meisa.render(text, jsonb, jsonb)'),
+        ('admin', 'meisa.render_text(text, jsonb, jsonb)'),
+        ('admin', 'meisa.validate_template(text, text)'),
+        ('admin', '@extschema@.meisa_enroll(text, text)'),
+        ('admin', '@extschema@.meisa_unenroll(text, text)'),
+        ('admin', '@extschema@.meisa_run_due(timestamptz)'),
+        ('admin', 'meisa.condition_test(jsonb, jsonb, jsonb, jsonb)'),
+        ('admin', '@extschema@.meisa_deliver(integer)'),
+        ('admin', 'meisa.mime(bigint)'),
+        ('admin', 'meisa.unsubscribe_url(bigint)'),
+        ('admin', 'meisa.unsubscribe_token_contact(text)'),
+        ('admin', 'meisa.check_invariants()'),
+        ('reader', 'meisa.jsonb_diff(jsonb, jsonb)')
+      ) AS f(s, fn)
+     WHERE f.s = privilege_set;
+  -- views and tables
+  RETURN QUERY
+    SELECT 'TABLE', v.rel::regclass::text, 'SELECT'
+      FROM (VALUES
+        ('app', 'meisa.unsubscribed_emails'),
+        ('reader', 'meisa.unsubscribed_emails'),
+        ('reader', 'meisa.sequence_funnel'),
+        ('reader', 'meisa.message_stats'),
+        ('reader', 'meisa.automation_stats'),
+        ('reader', 'meisa.contact_activity')
+      ) AS v(s, rel)
+     WHERE v.s = privilege_set;
+  IF privilege_set = 'admin' THEN
+    -- admin reads every table and view of meisa, writes the configuration
+    RETURN QUERY
+      SELECT 'TABLE', c.oid::regclass::text, 'SELECT'
+        FROM pg_class c
+        JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+        JOIN pg_extension e ON e.oid = d.refobjid AND d.refclassid = 'pg_extension'::regclass
+       WHERE e.extname = 'meisa' AND c.relkind IN ('r', 'v', 'p')
+       ORDER BY c.relname;
+    RETURN QUERY
+      SELECT 'TABLE', t.rel::regclass::text, p.priv
+        FROM (VALUES ('meisa.automations'), ('meisa.sequences'), ('meisa.sequence_steps'),
+                     ('meisa.templates')) AS t(rel),
+             (VALUES ('INSERT'), ('UPDATE'), ('DELETE')) AS p(priv);
+    RETURN QUERY
+      SELECT 'SEQUENCE', c.oid::regclass::text, 'USAGE'
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'meisa' AND c.relkind = 'S'
+       ORDER BY c.relname;
+  END IF;
+END
+$fn$;
+
+COMMENT ON FUNCTION meisa.privileges(text) IS 'the privileges of a privilege set (app, admin, reader): object type, object, privilege';
+
+-- Whether 'role' holds 'privilege' on the object directly (its own ACL
+-- entry, not through membership).
+CREATE FUNCTION meisa.privilege_held(role regrole, object_type text, object_name text, privilege text)
+RETURNS boolean
+LANGUAGE sql STABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT EXISTS (
+    SELECT 1
+      FROM (SELECT CASE object_type
+                     WHEN 'SCHEMA' THEN (SELECT nspacl FROM pg_namespace WHERE nspname = object_name)
+                     WHEN 'FUNCTION' THEN (SELECT proacl FROM pg_proc WHERE oid = object_name::regprocedure)
+                     ELSE (SELECT relacl FROM pg_class WHERE oid = object_name::regclass)
+                   END AS acl) a,
+           LATERAL aclexplode(a.acl) x
+     WHERE x.grantee = role AND x.privilege_type = privilege)
+$fn$;
+COMMENT ON FUNCTION meisa.privilege_held(regrole, text, text, text) IS 'whether a role holds a privilege on an object of meisa through its own ACL entry';
+
+-- Grants a privilege set to a role of this database's cluster.
+CREATE FUNCTION meisa.grant(role regrole, privilege_set text)
+RETURNS void
+LANGUAGE plpgsql STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p record;
+BEGIN
+  FOR p IN SELECT * FROM meisa.privileges(privilege_set) LOOP
+    EXECUTE format('GRANT %s ON %s %s TO %s', p.privilege, p.object_type, p.object_name, role);
+  END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION meisa.grant(regrole, text) IS 'grants the privilege set app, admin or reader to a role, as ordinary ACLs of this database';
+
+-- Takes a privilege set back from a role.  Privileges the set shares with
+-- another set the role holds whole are kept (an app that was also a reader
+-- keeps schema usage), unless that other set is contained in this one
+-- (admin includes everything reader has: revoking admin takes them all).
+CREATE FUNCTION meisa.revoke(role regrole, privilege_set text)
+RETURNS void
+LANGUAGE plpgsql STRICT
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  kinds text[];
+  names text[];
+  privs text[];
+BEGIN
+  -- decided before the first REVOKE: which other sets the role holds whole
+  SELECT array_agg(s.object_type), array_agg(s.object_name), array_agg(s.privilege)
+    INTO kinds, names, privs
+    FROM meisa.privileges(privilege_set) s
+   WHERE NOT EXISTS (
+     SELECT 1
+       FROM unnest(ARRAY['app', 'admin', 'reader']) AS other(set_name)
+      WHERE other.set_name <> privilege_set
+        AND NOT EXISTS (SELECT 1 FROM meisa.privileges(other.set_name) o
+                         WHERE NOT meisa.privilege_held(role, o.object_type, o.object_name, o.privilege))
+        AND EXISTS (SELECT 1 FROM meisa.privileges(other.set_name) o
+                     WHERE NOT EXISTS (SELECT 1 FROM meisa.privileges(privilege_set) x
+                                        WHERE x.object_type = o.object_type AND x.object_name = o.object_name
+                                          AND x.privilege = o.privilege))
+        AND EXISTS (SELECT 1 FROM meisa.privileges(other.set_name) o
+                     WHERE o.object_type = s.object_type AND o.object_name = s.object_name
+                       AND o.privilege = s.privilege));
+  FOR i IN 1 .. coalesce(array_length(kinds, 1), 0) LOOP
+    EXECUTE format('REVOKE %s ON %s %s FROM %s', privs[i], kinds[i], names[i], role);
+  END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION meisa.revoke(regrole, text) IS 'takes the privilege set app, admin or reader back from a role (keeping what another set it holds needs)';
 
 -- ==========================================================================
 -- privileges
 -- ==========================================================================
--- Privileges (DESIGN §7): nothing for PUBLIC, then the three sets.
--- Each part grants what it adds to meisa_app / meisa_admin / meisa_reader;
--- this last part takes everything away from PUBLIC.
+-- Privileges: nothing for PUBLIC.  What each privilege set holds is
+-- meisa.privileges(set); meisa.grant gives it to a role.
 REVOKE ALL ON SCHEMA meisa FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA meisa FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA meisa FROM PUBLIC;
@@ -938,10 +1065,3 @@ BEGIN
   END LOOP;
 END
 $revoke$;
-
-GRANT USAGE ON SCHEMA meisa TO meisa_app, meisa_admin, meisa_reader;
--- admin configures: automations, sequences, steps, templates; reads everything
-GRANT SELECT ON ALL TABLES IN SCHEMA meisa TO meisa_admin;
-GRANT SELECT, INSERT, UPDATE, DELETE ON meisa.automations, meisa.sequences,
-      meisa.sequence_steps, meisa.templates TO meisa_admin;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA meisa TO meisa_admin;

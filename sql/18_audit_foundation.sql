@@ -3,6 +3,7 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DO $$ BEGIN PERFORM meisa.grant('meisa_app', 'app'); PERFORM meisa.grant('meisa_admin', 'admin'); PERFORM meisa.grant('meisa_reader', 'reader'); END $$;
 RESET client_min_messages;
 CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE r text; st text; m text; d text;
@@ -119,6 +120,7 @@ SELECT count(*) AS roles_kept FROM pg_roles WHERE rolname IN ('meisa_app', 'meis
 -- API says so (23505 with the fix as hint) instead of "concurrent writes"
 -- (40001) after burning 20 ids, and writes nothing
 CREATE EXTENSION meisa;
+DO $$ BEGIN PERFORM meisa.grant('meisa_app', 'app'); PERFORM meisa.grant('meisa_admin', 'admin'); PERFORM meisa.grant('meisa_reader', 'reader'); END $$;
 INSERT INTO meisa.contacts (id, email) SELECT i, 'imp' || i || '@example.com' FROM generate_series(1, 30) i;
 SELECT pg_temp.try($$SELECT meisa_upsert('{"email": "new@example.com"}')$$);
 SELECT pg_temp.try($$SELECT meisa_track('ev', '{"email": "new@example.com"}')$$);

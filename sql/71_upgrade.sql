@@ -1,3 +1,4 @@
+-- (ACLs compared as sorted lists: the order of entries is not meaningful.)
 -- Versions and upgrades: CREATE EXTENSION installs 1.3 (meisa--1.3.sql, one
 -- fully schema-qualified script); the update scripts are 1.0 -> 1.1, 1.1 ->
 -- 1.2, the direct 1.0 -> 1.2 and 1.2 -> 1.3, so ALTER EXTENSION meisa UPDATE
@@ -10,6 +11,7 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
+DO $$ BEGIN PERFORM meisa.grant('meisa_app', 'app'); PERFORM meisa.grant('meisa_admin', 'admin'); PERFORM meisa.grant('meisa_reader', 'reader'); END $$;
 RESET client_min_messages;
 
 SELECT extversion FROM pg_extension WHERE extname = 'meisa';
@@ -22,10 +24,10 @@ SELECT pg_describe_object(d.classid, d.objid, 0) AS object
   FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
  WHERE d.deptype = 'e';
 CREATE TEMP TABLE fresh_acl AS
-SELECT c.oid::regclass::text AS object, c.relacl::text AS acl
+SELECT c.oid::regclass::text AS object, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(c.relacl) i) AS acl
   FROM pg_class c WHERE c.relnamespace = 'meisa'::regnamespace
 UNION ALL
-SELECT p.oid::regprocedure::text, p.proacl::text
+SELECT p.oid::regprocedure::text, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(p.proacl) i)
   FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
   JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa';
 CREATE TEMP TABLE fresh_config AS
@@ -62,10 +64,10 @@ SELECT pg_describe_object(d.classid, d.objid, 0) AS extra_after_update
 EXCEPT SELECT object FROM fresh_objects
 ORDER BY 1;
 SELECT object, acl AS acl_differs_after_update FROM (
-  SELECT c.oid::regclass::text AS object, c.relacl::text AS acl
+  SELECT c.oid::regclass::text AS object, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(c.relacl) i) AS acl
     FROM pg_class c WHERE c.relnamespace = 'meisa'::regnamespace
   UNION ALL
-  SELECT p.oid::regprocedure::text, p.proacl::text
+  SELECT p.oid::regprocedure::text, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(p.proacl) i)
     FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
     JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
   EXCEPT SELECT object, acl FROM fresh_acl) x
@@ -153,10 +155,10 @@ SELECT count(*) AS objects_differ_after_1_1_update FROM (
      FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa' WHERE d.deptype = 'e'
    EXCEPT SELECT object FROM fresh_objects)) x;
 SELECT object, acl AS acl_differs_after_1_1_update FROM (
-  SELECT c.oid::regclass::text AS object, c.relacl::text AS acl
+  SELECT c.oid::regclass::text AS object, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(c.relacl) i) AS acl
     FROM pg_class c WHERE c.relnamespace = 'meisa'::regnamespace
   UNION ALL
-  SELECT p.oid::regprocedure::text, p.proacl::text
+  SELECT p.oid::regprocedure::text, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(p.proacl) i)
     FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
     JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
   EXCEPT SELECT object, acl FROM fresh_acl) x
@@ -190,10 +192,10 @@ SELECT count(*) AS objects_differ_after_1_2_update FROM (
      FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa' WHERE d.deptype = 'e'
    EXCEPT SELECT object FROM fresh_objects)) x;
 SELECT object, acl AS acl_differs_after_1_2_update FROM (
-  SELECT c.oid::regclass::text AS object, c.relacl::text AS acl
+  SELECT c.oid::regclass::text AS object, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(c.relacl) i) AS acl
     FROM pg_class c WHERE c.relnamespace = 'meisa'::regnamespace
   UNION ALL
-  SELECT p.oid::regprocedure::text, p.proacl::text
+  SELECT p.oid::regprocedure::text, (SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(p.proacl) i)
     FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
     JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'meisa'
   EXCEPT SELECT object, acl FROM fresh_acl) x
@@ -207,5 +209,15 @@ SELECT count(*) AS config_differs_after_1_2_update FROM (
 SELECT email FROM meisa.contacts ORDER BY id;
 SELECT attname FROM pg_attribute
  WHERE attrelid = 'meisa.automation_stats'::regclass AND attnum > 0 ORDER BY attnum DESC LIMIT 1;
+
+-- the roles of 1.2 keep every privilege of their set, and those grants are
+-- no longer initial privileges of the extension (so pg_dump writes them)
+SELECT r.set_name, count(*) FILTER (WHERE NOT meisa.privilege_held(('meisa_' || r.set_name)::regrole,
+                                                                      p.object_type, p.object_name, p.privilege)) AS missing
+  FROM unnest(ARRAY['app', 'admin', 'reader']) AS r(set_name), meisa.privileges(r.set_name) p
+ GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS init_privs_naming_legacy_roles
+  FROM pg_init_privs ip, aclexplode(ip.initprivs) x
+ WHERE x.grantee IN (SELECT oid FROM pg_roles WHERE rolname IN ('meisa_app', 'meisa_admin', 'meisa_reader'));
 
 DROP ROLE regress_meisa_up_admin, regress_meisa_up_app;

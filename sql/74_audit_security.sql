@@ -111,6 +111,7 @@ DROP EXTENSION meisa CASCADE;
 RESET client_min_messages;
 TRUNCATE public.a6_hits;
 CREATE EXTENSION meisa;
+DO $$ BEGIN PERFORM meisa.grant('meisa_app', 'app'); PERFORM meisa.grant('meisa_admin', 'admin'); PERFORM meisa.grant('meisa_reader', 'reader'); END $$;
 SELECT extversion FROM pg_extension WHERE extname = 'meisa';
 SELECT view, function FROM a6_view_functions ORDER BY 1;
 INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('a6_tpl', 'marketing', 'S', 'T');

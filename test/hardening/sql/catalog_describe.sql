@@ -25,7 +25,7 @@ SELECT line FROM (
   SELECT 'comment|' || pg_describe_object(d.classoid, d.objoid, d.objsubid) || '|' || d.description
     FROM pg_description d JOIN rels r ON d.classoid = 'pg_class'::regclass AND d.objoid = r.oid
   UNION ALL
-  SELECT 'schema|' || n.nspname || '|' || n.nspowner::regrole::text || '|' || coalesce(n.nspacl::text, '<null>')
+  SELECT 'schema|' || n.nspname || '|' || n.nspowner::regrole::text || '|' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(n.nspacl) i), '<null>')
     FROM pg_namespace n WHERE n.nspname = 'meisa'
   UNION ALL
   SELECT 'function|' || p.oid::regprocedure::text
@@ -36,13 +36,13 @@ SELECT line FROM (
          || '|cost=' || p.procost || '|rows=' || p.prorows || '|retset=' || p.proretset
          || '|lang=' || l.lanname || '|owner=' || p.proowner::regrole::text
          || '|config=' || coalesce(p.proconfig::text, '<null>')
-         || '|acl=' || coalesce(p.proacl::text, '<null>')
+         || '|acl=' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(p.proacl) i), '<null>')
          || '|bin=' || coalesce(p.probin, '<null>') || '|src=' || md5(p.prosrc)
     FROM procs p JOIN pg_language l ON l.oid = p.prolang
   UNION ALL
   SELECT 'relation|' || r.oid::regclass::text || '|kind=' || r.relkind::text || '|persistence=' || r.relpersistence::text
          || '|owner=' || r.relowner::regrole::text || '|options=' || coalesce(r.reloptions::text, '<null>')
-         || '|acl=' || coalesce(r.relacl::text, '<null>') || '|rowsecurity=' || r.relrowsecurity
+         || '|acl=' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(r.relacl) i), '<null>') || '|rowsecurity=' || r.relrowsecurity
          || '|replident=' || r.relreplident::text || '|natts=' || r.relnatts
     FROM rels r
   UNION ALL
@@ -52,7 +52,7 @@ SELECT line FROM (
          || '|identity=' || a.attidentity::text || '|generated=' || a.attgenerated::text
          || '|compression=' || a.attcompression::text || '|storage=' || a.attstorage::text
          || '|collation=' || coalesce(NULLIF(a.attcollation, 0)::regcollation::text, '<none>')
-         || '|acl=' || coalesce(a.attacl::text, '<null>') || '|dropped=' || a.attisdropped
+         || '|acl=' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(a.attacl) i), '<null>') || '|dropped=' || a.attisdropped
     FROM pg_attribute a JOIN rels r ON r.oid = a.attrelid
     LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
    WHERE a.attnum > 0
@@ -83,7 +83,7 @@ SELECT line FROM (
    WHERE d.classid = 'pg_class'::regclass AND r.relkind::text = 'S' AND d.refclassid = 'pg_class'::regclass
   UNION ALL
   SELECT 'init_privs|' || pg_describe_object(ip.classoid, ip.objoid, ip.objsubid) || '|' || ip.privtype::text
-         || '|' || ip.initprivs::text
+         || '|' || coalesce((SELECT string_agg(i::text, ',' ORDER BY i::text) FROM unnest(ip.initprivs) i), '<null>')
     FROM pg_init_privs ip
    WHERE (ip.classoid, ip.objoid) IN (SELECT m.classid, m.objid FROM members m)
       OR (ip.classoid = 'pg_class'::regclass AND ip.objoid IN (SELECT oid FROM rels))
