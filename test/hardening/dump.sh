@@ -136,6 +136,14 @@ SQL
   verdict "$label: after restore: meisa.check_invariants() clean" "$([ -z "$out" ] && echo true || echo false)" "$out"
 }
 
+# The target cluster gets the source's roles first, as any restore into a
+# new cluster does (roles are cluster-wide; the dump grants to meisa_app,
+# meisa_admin and meisa_reader, kept from 1.0 by the update to 1.3).
+as_pg "$BINDIR/pg_dumpall" -h "$WORK_ROOT/$SRC" -p $SRC_PORT --roles-only 2>/dev/null \
+  | as_pg "$BINDIR/psql" -h "$WORK_ROOT/$DST" -p $DST_PORT -X -q -d postgres >/dev/null 2>&1
+verdict "target: the source's roles restored (pg_dumpall --roles-only)" \
+  "$([ "$(q $DST postgres -c "SELECT count(*) FROM pg_roles WHERE rolname IN ('meisa_app', 'meisa_admin', 'meisa_reader')" 2>&1)" = 3 ] && echo true || echo false)"
+
 # 1. A plain pg_restore.  meisa's contacts triggers see pg_restore's
 #    check_function_bodies = off and load the dumped rows as they are (no
 #    second "created" change set, no automation, no mail).
