@@ -5,10 +5,11 @@
 #	steps, templates, enrolments, messages, notifications), installed the
 #	upgrade way (CREATE EXTENSION meisa VERSION '1.0' + ALTER EXTENSION
 #	UPDATE) with data written before and after the update, rows in every
-#	meisa table.  pg_dump -Fc of it is restored into a fresh cluster four
+#	meisa table.  pg_dump -Fc of it is restored into a fresh cluster five
 #	ways, each into its own database, each exiting 0 with no error: a plain
-#	pg_restore, pg_restore -j 4 (parallel: the tables' data load in any
-#	order), psql reading a plain-text pg_dump, and pg_restore with
+#	pg_restore, pg_restore -1 (one transaction: the way into the delivery
+#	worker's database), pg_restore -j 4 (parallel: the tables' data load in
+#	any order), psql reading a plain-text pg_dump, and pg_restore with
 #	session_replication_role = replica.  Then: every meisa
 #	table holds exactly the same rows (per-table row count and checksum),
 #	the restore fired no automation and queued no mail, every identity
@@ -153,6 +154,16 @@ as_pg "$BINDIR/pg_restore" -h "$WORK_ROOT/$DST" -p $DST_PORT -d plain --exit-on-
 rc=$?
 verdict "plain pg_restore into a fresh cluster without errors" "$([ $rc = 0 ] && echo true || echo false)" "$(grep -m1 ERROR "$WORK_ROOT/dump-restore-plain.log")"
 verify_restore plain "plain restore"
+
+# 1b. pg_restore --single-transaction (the way into the worker's database).
+as_pg "$BINDIR/createdb" -h "$WORK_ROOT/$DST" -p $DST_PORT single
+as_pg "$BINDIR/pg_restore" -h "$WORK_ROOT/$DST" -p $DST_PORT -d single -1 "$WORK_ROOT/$SRC/app.dump" \
+  >"$WORK_ROOT/dump-restore-single.log" 2>&1
+rc=$?
+verdict "pg_restore -1 into a fresh database: exit 0, no error" \
+  "$([ $rc = 0 ] && ! grep -qiE 'error' "$WORK_ROOT/dump-restore-single.log" && echo true || echo false)" \
+  "exit $rc$(grep -m1 -iE 'error' "$WORK_ROOT/dump-restore-single.log" | sed 's/^/; /')"
+verify_restore single "single-transaction restore"
 
 # 2. pg_restore -j 4, the way a DBA restores a large dump, without
 #    --exit-on-error: pg_restore then only warns about a failed COPY ("errors
