@@ -183,19 +183,6 @@ normalize_tags(ArrayType *arr)
 }
 
 /*
- * True while a dump is being restored: pg_dump/pg_restore scripts turn
- * check_function_bodies off, and only a superuser can restore meisa (the
- * role outside any SECURITY DEFINER function, i.e. after SET ROLE).
- * Any session may turn the setting off (migration tools do), so for others
- * it never disables tracking and automations.
- */
-static bool
-restoring_dump(void)
-{
-	return !check_function_bodies && superuser_arg(GetOuterUserId());
-}
-
-/*
  * BEFORE INSERT OR UPDATE ON meisa.contacts: normalises the email, tags,
  * custom_fields, subscription bookkeeping and updated_at of the new row.
  */
@@ -219,7 +206,7 @@ meisa_contacts_before(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
 	/* restoring a dump (check_function_bodies off): rows load as dumped */
-	if (restoring_dump())
+	if (restore_mode())
 		return PointerGetDatum(newtup);
 
 	resolve_attrs(desc, &a);
@@ -531,7 +518,7 @@ meisa_contacts_after(PG_FUNCTION_ARGS)
 	Datum		args[3];
 
 	/* restoring a dump: the activity and its effects are restored as data */
-	if (restoring_dump())
+	if (restore_mode())
 		return PointerGetDatum(NULL);
 
 	resolve_attrs(desc, &a);

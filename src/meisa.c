@@ -26,6 +26,7 @@ _PG_init(void)
 	sequence_init();
 	automation_init();
 	delivery_init();
+	restore_init();
 
 	MarkGUCPrefixReserved("meisa");
 }

@@ -20,6 +20,18 @@ extern void outbox_init(void);		/* outbox.c */
 extern void sequence_init(void);	/* sequences.c */
 extern void automation_init(void);	/* automation.c */
 extern void delivery_init(void);	/* worker.c: delivery GUCs and the worker */
+extern void restore_init(void);		/* restore.c */
+
+/* ---- restore.c */
+
+/*
+ * True while a dump is being restored: pg_dump/pg_restore scripts turn
+ * check_function_bodies off, and only a superuser can restore meisa (the
+ * role outside any SECURITY DEFINER function, i.e. after SET ROLE).  Any
+ * session may turn the setting off (migration tools do), so for others it
+ * never changes what meisa checks and does.
+ */
+extern bool restore_mode(void);
 
 /* ---- contacts.c */
 
