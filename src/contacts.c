@@ -13,6 +13,15 @@
  *		with ON CONFLICT DO NOTHING and, when another session won the race,
  *		updated instead.  The change set reported back is the one the
  *		contacts trigger computed for the write.
+ *
+ *		Under READ COMMITTED the lookup by external_id and the lookup by
+ *		email are two statements with a snapshot each: a conflict they seem
+ *		to show is checked in one snapshot before it is reported.  An UPDATE
+ *		that gives the contact a new email or external_id runs in a
+ *		subtransaction: a concurrent insert of that key makes it fail with
+ *		the unique index's error, which is caught so that the payload is
+ *		resolved again.  contact_resolve (events) locks the contact it finds
+ *		FOR KEY SHARE, so it cannot vanish before the caller's row for it.
  */
 #include "meisa.h"
 
@@ -796,6 +805,86 @@ upsert_result(int64 id, bool created, Jsonb *changes)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
+/* What upsert_identify found. */
+typedef enum IdentityResult
+{
+	IDENTITY_NONE,				/* no contact: create one */
+	IDENTITY_FOUND,				/* the payload's contact is in 'row' */
+	IDENTITY_AGAIN				/* a concurrent write moved a key: look again */
+} IdentityResult;
+
+/*
+ * The contact of an upsert payload (SPI connected): by external_id first,
+ * then by email.  An apparent conflict is checked in one snapshot (the two
+ * lookups have one each): ERROR 23505 when it holds, IDENTITY_AGAIN when a
+ * concurrent write explains it.
+ */
+static IdentityResult
+upsert_identify(const UpsertPayload *p, ContactRow *row)
+{
+	if (p->external_id && contact_find(plan_by_external_id, p->external_id, row))
+	{
+		ContactRow	other;
+
+		if (p->email && strcmp(p->email, row->email) != 0 &&
+			contact_find(plan_by_email, p->email, &other))
+		{
+			/* the same contact: it took the email since the first lookup */
+			if (other.id != row->id)
+				identity_check_conflict(p->email, p->external_id, true);
+			return IDENTITY_AGAIN;
+		}
+		return IDENTITY_FOUND;
+	}
+	if (p->email && contact_find(plan_by_email, p->email, row))
+	{
+		if (p->external_id && row->external_id && strcmp(row->external_id, p->external_id) != 0)
+		{
+			identity_check_conflict(p->email, p->external_id, true);
+			return IDENTITY_AGAIN;
+		}
+		return IDENTITY_FOUND;
+	}
+	return IDENTITY_NONE;
+}
+
+/*
+ * Inserts the contact of an upsert payload that found none (SPI connected);
+ * its id, or 0 when a concurrent insert of its email or external_id won.
+ */
+static int64
+upsert_insert(const UpsertPayload *p, ContactWriteCapture *cap)
+{
+	Datum		args[7];
+	char		nulls[7];
+
+	if (p->email == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("field \"email\" is required"),
+				 p->external_id ? errdetail("No contact has external_id \"%s\".", p->external_id)
+				 : errdetail("The payload has neither an email nor an external_id.")));
+	args[0] = text_arg(p->email, nulls, 0);
+	args[1] = text_arg(p->external_id, nulls, 1);
+	args[2] = text_arg(p->first_name, nulls, 2);
+	args[3] = text_arg(p->last_name, nulls, 3);
+	nulls[4] = nulls[5] = nulls[6] = ' ';
+	if (p->custom_fields)
+	{
+		JsonbParseState *st = NULL;
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		push_given_fields(&st, p->custom_fields);
+		args[4] = JsonbPGetDatum(finish_fields(&st));
+	}
+	else
+		args[4] = empty_object();
+	tags_check_count(p->ntags, "tag_names");
+	args[5] = tags_datum(p->tags, p->ntags);
+	args[6] = BoolGetDatum(p->has_subscribed ? p->subscribed : true);
+	return contact_insert(args, nulls, cap);
+}
+
 /*
  * meisa_upsert(payload jsonb) returns jsonb: creates or updates the contact
  * the payload identifies; returns {"id", "created", "changed"}.
@@ -827,7 +916,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 	for (attempt = 0; attempt < UPSERT_MAX_ATTEMPTS && result == NULL; attempt++)
 	{
 		ContactRow	row;
-		bool		found = false;
+		IdentityResult ident;
 		Datum		args[9];
 		char		nulls[9];
 		bool		changed = false;
@@ -837,71 +926,18 @@ meisa_upsert(PG_FUNCTION_ARGS)
 		memset(&cap, 0, sizeof(cap));
 		cap.cxt = callercxt;
 
-		/*
-		 * identity: external_id first, then email.  An apparent conflict is
-		 * checked in one snapshot (the two lookups have one each); when a
-		 * concurrent write explains it, resolve again.
-		 */
-		if (p.external_id && contact_find(plan_by_external_id, p.external_id, &row))
-		{
-			found = true;
-			if (p.email && strcmp(p.email, row.email) != 0)
-			{
-				ContactRow	other;
-
-				if (contact_find(plan_by_email, p.email, &other))
-				{
-					if (other.id != row.id)
-						identity_check_conflict(p.email, p.external_id, true);
-					lost_insert = false;
-					continue;
-				}
-			}
-		}
-		else if (p.email && contact_find(plan_by_email, p.email, &row))
-		{
-			found = true;
-			if (p.external_id && row.external_id && strcmp(row.external_id, p.external_id) != 0)
-			{
-				identity_check_conflict(p.email, p.external_id, true);
-				lost_insert = false;
-				continue;
-			}
-		}
-
-		if (found)
+		ident = upsert_identify(&p, &row);
+		if (ident != IDENTITY_NONE)
 			lost_insert = false;	/* the insert race was a real one */
-		else
+		if (ident == IDENTITY_AGAIN)
+			continue;
+		if (ident == IDENTITY_NONE)
 		{
 			int64		id;
 
 			if (lost_insert)
 				id_conflict();
-			if (p.email == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("field \"email\" is required"),
-						 p.external_id ? errdetail("No contact has external_id \"%s\".", p.external_id)
-						 : errdetail("The payload has neither an email nor an external_id.")));
-			args[0] = text_arg(p.email, nulls, 0);
-			args[1] = text_arg(p.external_id, nulls, 1);
-			args[2] = text_arg(p.first_name, nulls, 2);
-			args[3] = text_arg(p.last_name, nulls, 3);
-			nulls[4] = nulls[5] = nulls[6] = ' ';
-			if (p.custom_fields)
-			{
-				JsonbParseState *st = NULL;
-
-				pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-				push_given_fields(&st, p.custom_fields);
-				args[4] = JsonbPGetDatum(finish_fields(&st));
-			}
-			else
-				args[4] = empty_object();
-			tags_check_count(p.ntags, "tag_names");
-			args[5] = tags_datum(p.tags, p.ntags);
-			args[6] = BoolGetDatum(p.has_subscribed ? p.subscribed : true);
-			id = contact_insert(args, nulls, &cap);
+			id = upsert_insert(&p, &cap);
 			if (id == 0)
 			{
 				lost_insert = true;
