@@ -13,6 +13,15 @@
  *		with ON CONFLICT DO NOTHING and, when another session won the race,
  *		updated instead.  The change set reported back is the one the
  *		contacts trigger computed for the write.
+ *
+ *		Under READ COMMITTED the lookup by external_id and the lookup by
+ *		email are two statements with a snapshot each: a conflict they seem
+ *		to show is checked in one snapshot before it is reported.  An UPDATE
+ *		that gives the contact a new email or external_id runs in a
+ *		subtransaction: a concurrent insert of that key makes it fail with
+ *		the unique index's error, which is caught so that the payload is
+ *		resolved again.  contact_resolve (events) locks the contact it finds
+ *		FOR KEY SHARE, so it cannot vanish before the caller's row for it.
  */
 #include "meisa.h"
 
@@ -43,6 +52,9 @@ ContactWriteCapture *contact_write_capture = NULL;
 /* Saved plans (prepared on first use, kept for the backend's life). */
 static SPIPlanPtr plan_by_email = NULL;
 static SPIPlanPtr plan_by_external_id = NULL;
+static SPIPlanPtr plan_by_email_locked = NULL;
+static SPIPlanPtr plan_by_external_id_locked = NULL;
+static SPIPlanPtr plan_by_either = NULL;
 static SPIPlanPtr plan_insert = NULL;
 static SPIPlanPtr plan_update = NULL;
 static SPIPlanPtr plan_data = NULL;
@@ -99,6 +111,27 @@ prepare_plans(void)
 		Oid			t[1] = {TEXTOID};
 
 		plan_by_external_id = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id OPERATOR(pg_catalog.=) $1", 1, t);
+	}
+	if (plan_by_email_locked == NULL)
+	{
+		Oid			t[1] = {TEXTOID};
+
+		plan_by_email_locked = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) $1 "
+											"FOR KEY SHARE", 1, t);
+	}
+	if (plan_by_external_id_locked == NULL)
+	{
+		Oid			t[1] = {TEXTOID};
+
+		plan_by_external_id_locked = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id OPERATOR(pg_catalog.=) $1 "
+												  "FOR KEY SHARE", 1, t);
+	}
+	if (plan_by_either == NULL)
+	{
+		Oid			t[2] = {TEXTOID, TEXTOID};
+
+		plan_by_either = prepare_kept("SELECT id, email, external_id FROM meisa.contacts "
+									  "WHERE external_id OPERATOR(pg_catalog.=) $1 OR email OPERATOR(pg_catalog.=) $2", 2, t);
 	}
 	if (plan_insert == NULL)
 	{
@@ -200,6 +233,68 @@ identity_conflict(const char *email, const char *their_ext, const char *given_ex
 			 errhint("meisa never merges two contacts; change or remove one of them first.")));
 }
 
+/* ERROR 23505: the email belongs to another contact than the one with the external_id. */
+static void
+email_taken_conflict(const char *email, const char *external_id, int64 other_id, bool email_change)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("email \"%s\" belongs to another contact", email),
+			 email_change ?
+			 errdetail("The contact with external_id \"%s\" cannot take the email of contact %lld.",
+					   external_id, (long long) other_id) :
+			 errdetail("The contact with external_id \"%s\" has a different email.", external_id),
+			 errhint("meisa never merges two contacts; change or remove one of them first.")));
+}
+
+/*
+ * Checks in one snapshot an identity conflict that the lookups by
+ * external_id and by email, each a statement with its own snapshot under
+ * READ COMMITTED, seemed to show: a write committed between them (the
+ * contact took the email, or the external_id moved to the contact with the
+ * email) must not pass for a conflict.  ERROR 23505 when the conflict holds
+ * in this snapshot; returns when it does not (the caller resolves again).
+ * 'email_change': the payload would change the email of the contact with
+ * the external_id (meisa_upsert), for the wording of the error.
+ */
+static void
+identity_check_conflict(const char *email, const char *external_id, bool email_change)
+{
+	Datum		args[2];
+	char		nulls[2];
+	int64		by_ext = 0,
+				by_email = 0;
+	char	   *their_ext = NULL;
+	uint64		i;
+
+	args[0] = text_arg(external_id, nulls, 0);
+	args[1] = text_arg(email, nulls, 1);
+	if (SPI_execute_plan(plan_by_either, args, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: contact lookup failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *row_email = spi_text(tup, desc, 2);
+		char	   *row_ext = spi_text(tup, desc, 3);
+
+		if (external_id && str_eq(row_ext, external_id))
+			by_ext = id;
+		if (str_eq(row_email, email))
+		{
+			by_email = id;
+			their_ext = row_ext;
+		}
+	}
+	if (by_ext != 0 && by_email != 0 && by_ext != by_email)
+		email_taken_conflict(email, external_id, by_email, email_change);
+	if (by_ext == 0 && by_email != 0 && external_id && their_ext &&
+		strcmp(their_ext, external_id) != 0)
+		identity_conflict(email, their_ext, external_id);
+}
+
 /*
  * ERROR 23505 when an insert that did nothing (ON CONFLICT) is followed by a
  * re-read that finds no contact with that email or external_id: the conflict
@@ -269,6 +364,10 @@ empty_object(void)
 /*
  * The contact of an event or API call, by external_id then email; creates it
  * from the email when unknown and 'create' (sets *created).  SPI connected.
+ * The contact found is locked FOR KEY SHARE (the lock the foreign key of a
+ * row written for it takes anyway): it cannot be deleted, nor its email or
+ * external_id changed, before the caller's transaction ends; a lookup that
+ * waited for a concurrent write reads the contact's new version.
  */
 int64
 contact_resolve(const char *email, const char *external_id, bool create, bool *created)
@@ -285,23 +384,27 @@ contact_resolve(const char *email, const char *external_id, bool create, bool *c
 		char		nulls[7];
 		int64		id;
 
-		if (external_id && contact_find(plan_by_external_id, external_id, &row))
+		if (external_id && contact_find(plan_by_external_id_locked, external_id, &row))
 		{
 			ContactRow	other;
 
 			if (email && strcmp(email, row.email) != 0 &&
-				contact_find(plan_by_email, email, &other))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNIQUE_VIOLATION),
-						 errmsg("email \"%s\" belongs to another contact", email),
-						 errdetail("The contact with external_id \"%s\" has a different email.", external_id),
-						 errhint("meisa never merges two contacts; change or remove one of them first.")));
+				contact_find(plan_by_email, email, &other) && other.id != row.id)
+			{
+				identity_check_conflict(email, external_id, false);
+				lost_insert = false;
+				continue;
+			}
 			return row.id;
 		}
-		if (email && contact_find(plan_by_email, email, &row))
+		if (email && contact_find(plan_by_email_locked, email, &row))
 		{
 			if (external_id && row.external_id && strcmp(row.external_id, external_id) != 0)
-				identity_conflict(email, row.external_id, external_id);
+			{
+				identity_check_conflict(email, external_id, false);
+				lost_insert = false;
+				continue;
+			}
 			return row.id;
 		}
 		if (lost_insert)
@@ -596,6 +699,53 @@ contact_update(Datum *args, char *nulls, ContactWriteCapture *cap)
 	return SPI_processed == 1;
 }
 
+/*
+ * contact_update of a write that gives the contact a new email or
+ * external_id, in a subtransaction: when a concurrent transaction inserted
+ * that key and committed after the lookups (the index check waits for it),
+ * the UPDATE fails with 23505 on contacts_email_key or
+ * contacts_external_id_key; that error is caught and false returned (the
+ * caller resolves the payload again, and answers with the identity rules).
+ * Any other error is re-thrown.  Only key changes pay for the
+ * subtransaction.
+ */
+static bool
+contact_update_key(Datum *args, char *nulls, ContactWriteCapture *cap)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool updated = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		updated = contact_update(args, nulls, cap);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION || edata->constraint_name == NULL ||
+			edata->table_name == NULL || strcmp(edata->table_name, "contacts") != 0 ||
+			(strcmp(edata->constraint_name, "contacts_email_key") != 0 &&
+			 strcmp(edata->constraint_name, "contacts_external_id_key") != 0))
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return updated;
+}
+
 /* qsort comparator of C strings. */
 static int
 cstring_cmp(const void *a, const void *b)
@@ -655,6 +805,86 @@ upsert_result(int64 id, bool created, Jsonb *changes)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
+/* What upsert_identify found. */
+typedef enum IdentityResult
+{
+	IDENTITY_NONE,				/* no contact: create one */
+	IDENTITY_FOUND,				/* the payload's contact is in 'row' */
+	IDENTITY_AGAIN				/* a concurrent write moved a key: look again */
+} IdentityResult;
+
+/*
+ * The contact of an upsert payload (SPI connected): by external_id first,
+ * then by email.  An apparent conflict is checked in one snapshot (the two
+ * lookups have one each): ERROR 23505 when it holds, IDENTITY_AGAIN when a
+ * concurrent write explains it.
+ */
+static IdentityResult
+upsert_identify(const UpsertPayload *p, ContactRow *row)
+{
+	if (p->external_id && contact_find(plan_by_external_id, p->external_id, row))
+	{
+		ContactRow	other;
+
+		if (p->email && strcmp(p->email, row->email) != 0 &&
+			contact_find(plan_by_email, p->email, &other))
+		{
+			/* the same contact: it took the email since the first lookup */
+			if (other.id != row->id)
+				identity_check_conflict(p->email, p->external_id, true);
+			return IDENTITY_AGAIN;
+		}
+		return IDENTITY_FOUND;
+	}
+	if (p->email && contact_find(plan_by_email, p->email, row))
+	{
+		if (p->external_id && row->external_id && strcmp(row->external_id, p->external_id) != 0)
+		{
+			identity_check_conflict(p->email, p->external_id, true);
+			return IDENTITY_AGAIN;
+		}
+		return IDENTITY_FOUND;
+	}
+	return IDENTITY_NONE;
+}
+
+/*
+ * Inserts the contact of an upsert payload that found none (SPI connected);
+ * its id, or 0 when a concurrent insert of its email or external_id won.
+ */
+static int64
+upsert_insert(const UpsertPayload *p, ContactWriteCapture *cap)
+{
+	Datum		args[7];
+	char		nulls[7];
+
+	if (p->email == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("field \"email\" is required"),
+				 p->external_id ? errdetail("No contact has external_id \"%s\".", p->external_id)
+				 : errdetail("The payload has neither an email nor an external_id.")));
+	args[0] = text_arg(p->email, nulls, 0);
+	args[1] = text_arg(p->external_id, nulls, 1);
+	args[2] = text_arg(p->first_name, nulls, 2);
+	args[3] = text_arg(p->last_name, nulls, 3);
+	nulls[4] = nulls[5] = nulls[6] = ' ';
+	if (p->custom_fields)
+	{
+		JsonbParseState *st = NULL;
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		push_given_fields(&st, p->custom_fields);
+		args[4] = JsonbPGetDatum(finish_fields(&st));
+	}
+	else
+		args[4] = empty_object();
+	tags_check_count(p->ntags, "tag_names");
+	args[5] = tags_datum(p->tags, p->ntags);
+	args[6] = BoolGetDatum(p->has_subscribed ? p->subscribed : true);
+	return contact_insert(args, nulls, cap);
+}
+
 /*
  * meisa_upsert(payload jsonb) returns jsonb: creates or updates the contact
  * the payload identifies; returns {"id", "created", "changed"}.
@@ -686,72 +916,28 @@ meisa_upsert(PG_FUNCTION_ARGS)
 	for (attempt = 0; attempt < UPSERT_MAX_ATTEMPTS && result == NULL; attempt++)
 	{
 		ContactRow	row;
-		bool		found = false;
+		IdentityResult ident;
 		Datum		args[9];
 		char		nulls[9];
 		bool		changed = false;
+		bool		key_changed = false;	/* email or external_id */
 		Jsonb	   *fields = NULL;
 
 		memset(&cap, 0, sizeof(cap));
 		cap.cxt = callercxt;
 
-		/* identity: external_id first, then email */
-		if (p.external_id && contact_find(plan_by_external_id, p.external_id, &row))
-		{
-			found = true;
-			if (p.email && strcmp(p.email, row.email) != 0)
-			{
-				ContactRow	other;
-
-				if (contact_find(plan_by_email, p.email, &other))
-					ereport(ERROR,
-							(errcode(ERRCODE_UNIQUE_VIOLATION),
-							 errmsg("email \"%s\" belongs to another contact", p.email),
-							 errdetail("The contact with external_id \"%s\" cannot take the email of contact %lld.",
-									   p.external_id, (long long) other.id),
-							 errhint("meisa never merges two contacts; change or remove one of them first.")));
-			}
-		}
-		else if (p.email && contact_find(plan_by_email, p.email, &row))
-		{
-			found = true;
-			if (p.external_id && row.external_id && strcmp(row.external_id, p.external_id) != 0)
-				identity_conflict(p.email, row.external_id, p.external_id);
-		}
-
-		if (found)
+		ident = upsert_identify(&p, &row);
+		if (ident != IDENTITY_NONE)
 			lost_insert = false;	/* the insert race was a real one */
-		else
+		if (ident == IDENTITY_AGAIN)
+			continue;
+		if (ident == IDENTITY_NONE)
 		{
 			int64		id;
 
 			if (lost_insert)
 				id_conflict();
-			if (p.email == NULL)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("field \"email\" is required"),
-						 p.external_id ? errdetail("No contact has external_id \"%s\".", p.external_id)
-						 : errdetail("The payload has neither an email nor an external_id.")));
-			args[0] = text_arg(p.email, nulls, 0);
-			args[1] = text_arg(p.external_id, nulls, 1);
-			args[2] = text_arg(p.first_name, nulls, 2);
-			args[3] = text_arg(p.last_name, nulls, 3);
-			nulls[4] = nulls[5] = nulls[6] = ' ';
-			if (p.custom_fields)
-			{
-				JsonbParseState *st = NULL;
-
-				pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-				push_given_fields(&st, p.custom_fields);
-				args[4] = JsonbPGetDatum(finish_fields(&st));
-			}
-			else
-				args[4] = empty_object();
-			tags_check_count(p.ntags, "tag_names");
-			args[5] = tags_datum(p.tags, p.ntags);
-			args[6] = BoolGetDatum(p.has_subscribed ? p.subscribed : true);
-			id = contact_insert(args, nulls, &cap);
+			id = upsert_insert(&p, &cap);
 			if (id == 0)
 			{
 				lost_insert = true;
@@ -767,10 +953,10 @@ meisa_upsert(PG_FUNCTION_ARGS)
 		args[0] = Int64GetDatum(row.id);
 		nulls[0] = ' ';
 		if (p.email && strcmp(p.email, row.email) != 0)
-			changed = true;
+			changed = key_changed = true;
 		args[1] = text_arg(p.email ? p.email : row.email, nulls, 1);
 		if (p.external_id && !str_eq(p.external_id, row.external_id))
-			changed = true;
+			changed = key_changed = true;
 		args[2] = text_arg(p.external_id ? p.external_id : row.external_id, nulls, 2);
 		if (p.has_first_name && !str_eq(p.first_name, row.first_name))
 			changed = true;
@@ -813,8 +999,8 @@ meisa_upsert(PG_FUNCTION_ARGS)
 			break;
 		}
 		cap.contact_id = row.id;
-		if (!contact_update(args, nulls, &cap))
-			continue;			/* the row changed since it was read: re-read */
+		if (!(key_changed ? contact_update_key(args, nulls, &cap) : contact_update(args, nulls, &cap)))
+			continue;			/* the row or a key changed since it was read: re-read */
 		MemoryContextSwitchTo(callercxt);
 		result = upsert_result(row.id, false, cap.filled ? cap.changes : NULL);
 		MemoryContextSwitchTo(spicxt);

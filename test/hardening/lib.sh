@@ -3,7 +3,7 @@
 #	parsing (--bindir, --quick), throwaway PostgreSQL clusters on loopback
 #	run as the postgres user, a local SMTP server that stores mail in a
 #	Maildir, psql wrappers, pass/fail accounting and cleanup of everything
-#	a script started.  Ports of the hardening scripts: 26470-26479.
+#	a script started.  Ports of the hardening scripts: 26470-26479, 26482.
 
 set -uo pipefail
 
@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 export BINDIR QUICK
-# The scripts share fixed ports (26470-26479) and /tmp/meisa-hardening: a
+# The scripts share fixed ports (26470-26479, 26482) and /tmp/meisa-hardening: a
 # second invocation (another checkout, a CI run) waits for the first one.
 if [ -z "${MEISA_HARDENING_LOCKED:-}" ]; then
   exec 9>/tmp/meisa-hardening.lock

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# test/hardening/run.sh [--bindir DIR] [--quick] [--only stress,fuzz,memory,dump,upgrade,workerpath,valgrind,asan]
+# test/hardening/run.sh [--bindir DIR] [--quick] [--only stress,identity,fuzz,memory,dump,upgrade,workerpath,valgrind,asan]
 #	The hardening checks of meisa, each on its own throwaway cluster (ports
-#	26470-26479, loopback): stress.sh (8-client load + kill -9 crash loop +
-#	amcheck), fuzz.sh (hostile input), memory.sh (backend memory over many
+#	26470-26479, 26482, loopback): stress.sh (8-client load + kill -9 crash
+#	loop + amcheck), identity.sh (two clients racing on contact identity),
+#	fuzz.sh (hostile input), memory.sh (backend memory over many
 #	upserts), dump.sh (pg_dump/pg_restore and the 1.0 -> 1.3 upgrade),
 #	upgrade.sh (same catalog for a fresh 1.3 and every update path; no
 #	planted operator or function runs during install/update), workerpath.sh (search_path attack on the delivery worker), valgrind.sh
@@ -10,12 +11,13 @@
 #	--quick, under a minute; the whole suite + isolation specs without it;
 #	skipped when valgrind is not installed).
 #	--only asan adds the sanitizer build (asan.sh).  --quick: 10 s load, 1
-#	crash, 3,000 fuzz inputs, 20,000 upserts (about
-#	2 minutes).  Without it: 60 s load, 5 crashes, 100,000 fuzz inputs,
+#	crash, 2 x 5 s of identity races, 3,000 fuzz inputs, 20,000 upserts (about
+#	2 minutes).  Without it: 60 s load, 5 crashes, 2 x 20 s of identity
+#	races, 100,000 fuzz inputs,
 #	1,000,000 upserts.  Ends with "N passed, M failed".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-args=(); only="stress fuzz memory dump upgrade workerpath valgrind"
+args=(); only="stress identity fuzz memory dump upgrade workerpath valgrind"
 while [ $# -gt 0 ]; do
   case "$1" in
     --bindir) args+=("$1" "$2"); shift 2 ;;
