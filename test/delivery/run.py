@@ -4,10 +4,14 @@
 Starts the SMTP sink (smtp_sink.py, on aiosmtpd) and a private cluster with
 meisa preloaded, queues messages and checks what the SMTP server received,
 then injects faults: the SMTP server down, 4xx then success, 5xx (failed and
-bounced), kill -9 of the postmaster during a batch, SIGTERM of the worker.
+bounced), a server that stops answering (hostile_peer.py: no greeting, no
+answer after DATA, no answer to QUIT), kill -9 of the postmaster during a
+batch, SIGTERM of the worker.
 Prints "N passed, M failed" last and exits non-zero on any failure.
 
 Usage (as root): run.py [BINDIR]   (default $PGBIN or /usr/lib/postgresql/15/bin)
+MEISA_DELIVERY_ONLY=stall,basic runs only the tests whose names start with
+test_stall, test_basic (run.sh --only stall,basic).
 """
 import os
 import re
@@ -19,6 +23,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import Cluster, Sink, wait_for  # noqa: E402
+from hostile_peer import HostilePeer  # noqa: E402
 
 BINDIR = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 BASE = os.environ.get("MEISA_TEST_DIR", "/tmp/meisa-delivery-test")
@@ -41,6 +46,11 @@ def check(name, ok, detail=""):
 
 pg = Cluster(BINDIR, BASE, PG_PORT, SMTP_PORT)
 sink = Sink(SMTP_PORT, BASE)
+PEER_PORT = SMTP_PORT + 3
+# how long past its limit a stall test keeps waiting (and measuring) before
+# it gives up and releases the hanging connection
+STALL_PATIENCE = float(os.environ.get("MEISA_STALL_PATIENCE", "10"))
+peer = HostilePeer(PEER_PORT, SMTP_PORT)
 
 
 def q(s):
@@ -561,6 +571,158 @@ def test_starttls_auth():
         tls.stop()
 
 
+# ------------------------------------------- an SMTP server that stops answering
+
+def worker_xact_age():
+    """Seconds the worker's current transaction has been open (0: none)."""
+    out = pg.psql("SELECT coalesce(extract(epoch FROM clock_timestamp() - xact_start), 0) "
+                  "FROM pg_stat_activity WHERE backend_type = 'meisa delivery'")
+    return float(out) if out else 0.0
+
+
+def sink_time(msgid):
+    """When the sink stored the message with that Message-ID (None: not yet)."""
+    for r in sink.received_log():
+        if r[1] == msgid:
+            return float(r[0])
+    return None
+
+
+def via_peer(settings=None):
+    """meisa.smtp_url points at the hostile peer (plus other settings)."""
+    pg.reload(dict({"meisa.smtp_url": f"smtp://127.0.0.1:{PEER_PORT}"}, **(settings or {})))
+    time.sleep(1.2)     # the worker reloads between rounds (naptime 1 s)
+
+
+def peer_reset():
+    peer.release()
+    pg.reload({"meisa.smtp_url": None, "meisa.smtp_timeout": None,
+               "meisa.smtp_connect_timeout": None, "meisa.lease_time": None})
+
+
+def next_message_after_stall(mode, event, budget, what):
+    """A stall in 'mode' begins with 'event'; a message queued then must
+    reach the sink within 'budget' seconds of it, while no transaction of
+    the worker stays open longer than 3 s.  Returns the stalled message id."""
+    sink.clear()
+    to = f"stall-{mode}@example.com"
+    c = add_contact(to)
+    peer.arm(mode)
+    m1 = queue(c, to, subject=f"stalled ({mode})")
+    began = wait_for(lambda: peer.first(event), 10)
+    check(f"stall ({mode}): the peer stalls the session ({event})", began, peer.events)
+    if not began:
+        return m1
+    t0 = began[0]
+    m2 = queue(c, to, subject=f"after the stall ({mode})")
+    mid2 = msgids([m2])[m2]
+    oldest = 0.0
+    while time.time() < t0 + budget + STALL_PATIENCE and sink_time(mid2) is None:
+        oldest = max(oldest, worker_xact_age())
+        time.sleep(0.1)
+    got = sink_time(mid2)
+    dt = (got - t0) if got else None
+    check(f"stall ({mode}): the next message went out "
+          f"{'%.1f s' % dt if dt is not None else 'not at all'} after the stall began "
+          f"(within {what} + 4 s = {budget} s)", dt is not None and dt <= budget)
+    check(f"stall ({mode}): no worker transaction stayed open longer than 3 s (longest {oldest:.1f} s)",
+          oldest < 3.0)
+    return m1
+
+
+def test_stall_after_data():
+    """A server that answers DATA with 354 and never answers the message:
+    after meisa.smtp_timeout the message is queued again and the dead
+    connection is dropped at once (no QUIT waiting for an answer), outside
+    any transaction, so the next message leaves within smtp_timeout plus a
+    few seconds; the stalled message is retried with the same Message-ID."""
+    via_peer()
+    try:
+        m1 = next_message_after_stall("data", "stalled", 5 + 4, "smtp_timeout 5 s")
+        check("stall (data): the dead connection was dropped without a QUIT",
+              wait_for(lambda: peer.first("closed"), 5) and peer.first("quit") is None, peer.events)
+        stalled = peer.first("stalled")
+        ok = all_status([m1], "sent", 15)
+        st = status([m1])[m1]
+        mid = msgids([m1])[m1]
+        check("stall (data): the stalled message is sent later (attempt 2), same Message-ID, once",
+              ok and st[1] == 2 and stalled is not None and stalled[1] == mid
+              and received_ids().count(mid) == 1, (st, stalled, received_ids()))
+    finally:
+        peer_reset()
+
+
+def test_stall_greeting():
+    """A server that accepts the TCP connection and never greets: the
+    message waits meisa.smtp_connect_timeout at most, the next goes out."""
+    via_peer()
+    try:
+        m1 = next_message_after_stall("greeting", "stall", 2 + 4, "smtp_connect_timeout 2 s")
+        check("stall (greeting): the stalled message is sent later",
+              all_status([m1], "sent", 15), status([m1]))
+    finally:
+        peer_reset()
+
+
+def test_stall_quit():
+    """A server that accepts the message and never answers QUIT: the
+    worker's QUIT at the end of a round waits meisa.smtp_connect_timeout at
+    most (libcurl alone waits 120 s), the next message goes out."""
+    via_peer()
+    try:
+        m1 = next_message_after_stall("quit", "quit", 2 + 4, "smtp_connect_timeout 2 s")
+        check("stall (quit): the message the peer accepted is sent",
+              status([m1])[m1][0] == "sent", status([m1]))
+    finally:
+        peer_reset()
+
+
+def test_stall_terminate(mode, event):
+    """pg_terminate_backend of the worker while the server hangs (with
+    smtp_timeout and smtp_connect_timeout at 30 s): the worker exits within
+    5 s, drops the connection and leaves nothing 'sending'; the message is
+    sent later by the restarted worker (at least once, same Message-ID)."""
+    via_peer({"meisa.smtp_timeout": "30s", "meisa.smtp_connect_timeout": "30s", "meisa.lease_time": "60s"})
+    pid = pg.worker_pid()
+    try:
+        sink.clear()
+        to = f"terminate-{mode}@example.com"
+        c = add_contact(to)
+        peer.arm(mode)
+        m = queue(c, to, subject=f"terminated while stalled ({mode})")
+        began = wait_for(lambda: peer.first(event), 10)
+        check(f"terminate ({mode}): the peer stalls the session ({event})", began, peer.events)
+        time.sleep(0.5)
+        pid = pg.worker_pid()
+        t0 = time.time()
+        r = pg.psql(f"SELECT pg_terminate_backend({pid}, 5000)", check=False)
+        if r != "t":
+            wait_for(lambda: pg.worker_pid() != pid, STALL_PATIENCE)
+        dt = time.time() - t0
+        when = f"exited {dt:.1f} s" if pg.worker_pid() != pid else f"was still running {dt:.1f} s"
+        check(f"terminate ({mode}): the worker {when} after pg_terminate_backend (< 5 s)",
+              r == "t" and dt < 5, r)
+        check(f"terminate ({mode}): the worker dropped the connection",
+              wait_for(lambda: peer.first("closed"), 2), peer.events)
+        st = status([m])[m]
+        check(f"terminate ({mode}): nothing left 'sending'", st[0] != "sending" or r != "t", st)
+    finally:
+        peer_reset()
+    back = wait_for(lambda: pg.worker_pid() not in (None, pid), 20)
+    check(f"terminate ({mode}): the worker is restarted", back)
+    ok = all_status([m], "sent", 20)
+    time.sleep(0.3)
+    mid = msgids([m])[m]
+    n = received_ids().count(mid)
+    if mode == "quit":
+        # the peer accepted it: sent, and not again
+        check("terminate (quit): the message the peer accepted stays sent, not resent",
+              ok and n == 0, (status([m]), n))
+    else:
+        check(f"terminate ({mode}): the message is sent once by the restarted worker, same Message-ID",
+              ok and n == 1, (status([m]), n))
+
+
 def test_drop_waits_for_worker():
     """DROP EXTENSION and a worker round never deadlock: each worker
     transaction first takes a share lock on the extension, which DROP
@@ -712,20 +874,43 @@ def test_kill9(whole=False):
     check(f"kill -9 ({what}): amcheck finds meisa.messages and its indexes sound", bad == "0", bad)
 
 
+def test_kill9_whole():
+    test_kill9(whole=True)
+
+
+def test_stall_terminate_data():
+    test_stall_terminate("data", "stalled")
+
+
+def test_stall_terminate_greeting():
+    test_stall_terminate("greeting", "stall")
+
+
+def test_stall_terminate_quit():
+    test_stall_terminate("quit", "quit")
+
+
 def main():
     print(f"meisa live delivery tests: bindir {BINDIR}, PostgreSQL port {PG_PORT}, SMTP port {SMTP_PORT}")
     t0 = time.time()
     try:
         pg.init()
         sink.start()
+        peer.start()
         pg.start()
         pg.psql("CREATE DATABASE meisa_test", db="postgres")
         pg.psql("CREATE EXTENSION meisa")
         check("the worker starts with the server",
               wait_for(lambda: pg.worker_pid() is not None, 10))
-        for t in (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
-                  test_tempfail, test_permfail, test_smtp_url_unset, test_deliver_bounce_order, test_worker_stats, test_run_due_hook, test_starttls_auth,
-                  test_drop_waits_for_worker, test_extension_recreated, test_worker_sigterm, test_kill9, lambda: test_kill9(whole=True)):
+        tests = (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
+                 test_tempfail, test_permfail, test_smtp_url_unset, test_deliver_bounce_order, test_worker_stats,
+                 test_run_due_hook, test_starttls_auth, test_stall_after_data, test_stall_greeting, test_stall_quit,
+                 test_stall_terminate_data, test_stall_terminate_greeting, test_stall_terminate_quit,
+                 test_drop_waits_for_worker, test_extension_recreated, test_worker_sigterm, test_kill9, test_kill9_whole)
+        only = [x for x in os.environ.get("MEISA_DELIVERY_ONLY", "").split(",") if x]
+        for t in tests:
+            if only and not any(t.__name__.startswith("test_" + o) for o in only):
+                continue
             try:
                 t()
             except Exception:
@@ -737,6 +922,7 @@ def main():
             pg.stop(force=True)
         finally:
             sink.stop()
+            peer.stop()
     print(f"time {time.time() - t0:.0f}s")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
