@@ -4,8 +4,13 @@
  *		written in UTF-8 with CRLF line ends: the RFC 5322 header fields
  *		(Date, From with display name, Reply-To, To, Subject, Message-ID,
  *		MIME-Version, and for marketing mail List-Unsubscribe and
- *		List-Unsubscribe-Post per RFC 8058), non-ASCII header text as RFC 2047
- *		encoded-words of at most 75 characters, and a body that is
+ *		List-Unsubscribe-Post per RFC 8058), folded at spaces so header lines
+ *		stay within 78 characters (an ASCII display name as a folded
+ *		quoted-string), non-ASCII header text and words too long to fold as
+ *		RFC 2047 encoded-words of at most 75 characters; a value that cannot
+ *		be folded (Message-ID, the List-Unsubscribe URL) is refused when its
+ *		line would pass RFC 5322's 998 characters.  Addresses are judged by
+ *		the rule that admits a contact's address (email.c).  The body is
  *		multipart/alternative (text/plain, then text/html) when both parts
  *		exist.  Bodies are quoted-printable with lines of at most 76
  *		characters; a line never starts with "." (encoded as =2E), so the
@@ -228,6 +233,43 @@ printable_ascii(const char *s)
 	return true;
 }
 
+/*
+ * Appends a display name, returning the column after it: printable ASCII as
+ * a quoted-string folded at its spaces when every line then stays within 78
+ * characters (RFC 5322 §3.2.4: the folds are not part of the name), anything
+ * else (non-ASCII, "=?", a word too long to fold) as encoded-words.
+ */
+static int
+append_display_name(StringInfo buf, const char *display, int col)
+{
+	const char *utf8 = to_utf8(display);
+
+	if (printable_ascii(utf8) && strstr(utf8, "=?") == NULL)
+	{
+		StringInfoData quoted;
+		const char *p;
+
+		/* a quoted-string: escape quote and backslash */
+		initStringInfo(&quoted);
+		appendStringInfoChar(&quoted, '"');
+		for (p = utf8; *p; p++)
+		{
+			if (*p == '"' || *p == '\\')
+				appendStringInfoChar(&quoted, '\\');
+			appendStringInfoChar(&quoted, *p);
+		}
+		appendStringInfoChar(&quoted, '"');
+		if (folds_cleanly(quoted.data, col))
+		{
+			col = append_folded_ascii(buf, quoted.data, col);
+			pfree(quoted.data);
+			return col;
+		}
+		pfree(quoted.data);
+	}
+	return append_encoded_words(buf, utf8, col);
+}
+
 /* Appends "Name: display <addr>\r\n" for a mailbox header (From, Reply-To). */
 static void
 append_mailbox(StringInfo buf, const char *name, const char *value)
@@ -241,25 +283,7 @@ append_mailbox(StringInfo buf, const char *name, const char *value)
 	col = strlen(name) + 2;
 	if (display)
 	{
-		const char *utf8 = to_utf8(display);
-
-		if (printable_ascii(utf8) && strstr(utf8, "=?") == NULL)
-		{
-			const char *p;
-
-			/* a quoted-string: escape quote and backslash */
-			appendStringInfoChar(buf, '"');
-			for (p = utf8; *p; p++)
-			{
-				if (*p == '"' || *p == '\\')
-					appendStringInfoChar(buf, '\\');
-				appendStringInfoChar(buf, *p);
-			}
-			appendStringInfoChar(buf, '"');
-			col += strlen(utf8) + 2;
-		}
-		else
-			col = append_encoded_words(buf, utf8, col);
+		col = append_display_name(buf, display, col);
 		if (col + (int) strlen(addr) + 3 > MAX_LINE)
 			appendStringInfoString(buf, "\r\n");
 		appendStringInfo(buf, " <%s>\r\n", addr);
@@ -464,6 +488,53 @@ message_id_brackets_ok(const char *mid)
 	return strcspn(mid + 1, "<>") == len - 2;
 }
 
+/* ERROR 54000 when a Message-ID is too long for its one header line. */
+void
+mime_check_message_id_length(const char *message_id)
+{
+	size_t		len;
+
+	if (message_id == NULL)
+		return;
+	len = strlen(message_id);
+	/* "Message-ID: " and the angle brackets the header adds when missing */
+	if (len + 12 + (message_id[0] == '<' ? 0 : 2) > MIME_LINE_LIMIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message_id is too long: %zu characters", len),
+				 errdetail("A Message-ID cannot be folded, and its header line may hold at most %d characters (RFC 5322).",
+						   MIME_LINE_LIMIT)));
+}
+
+/*
+ * ERROR 54000 when a line of the header section 'head' (CRLF line ends) is
+ * longer than RFC 5322 allows; names the header field the line belongs to.
+ * The builders above fold or refuse every value, so this is a last guard.
+ */
+static void
+check_header_lines(const char *head)
+{
+	const char *line = head;
+	const char *field = head;
+
+	while (*line)
+	{
+		const char *eol = strstr(line, "\r\n");
+
+		if (eol == NULL)
+			eol = line + strlen(line);
+		if (*line != ' ' && *line != '\t')
+			field = line;
+		if (eol - line > MIME_LINE_LIMIT)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("header field \"%.*s\" has a line of %d characters",
+							(int) Min(strcspn(field, ":"), 64), field, (int) (eol - line)),
+					 errdetail("RFC 5322 allows at most %d characters per line.", MIME_LINE_LIMIT)));
+		line = *eol ? eol + 2 : eol;
+	}
+}
+
 /* The message as RFC 5322 bytes with CRLF line ends (not dot-stuffed). */
 char *
 mime_build(const MimeMessage *msg)
@@ -485,6 +556,7 @@ mime_build(const MimeMessage *msg)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid message_id: \"%s\"", mid),
 				 errdetail("A Message-ID is printable ASCII without spaces, with angle brackets only around it.")));
+	mime_check_message_id_length(mid);
 	mime_parse_mailbox(msg->to, "to_email", &to_name, &to_addr);
 
 	initStringInfo(&buf);
@@ -510,9 +582,17 @@ mime_build(const MimeMessage *msg)
 		 * be folded, and a value that starts on a continuation line keeps a
 		 * leading blank in parsers (Python's email: " <https://...>").
 		 */
+		if (strlen(msg->unsubscribe_url) + 20 > MIME_LINE_LIMIT)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("meisa.unsubscribe_base_url is too long for the List-Unsubscribe header"),
+					 errdetail("The unsubscribe URL takes %zu characters; a URL cannot be folded, and the header line may hold at most %d.",
+							   strlen(msg->unsubscribe_url), MIME_LINE_LIMIT),
+					 errhint("Use a base URL of at most %d characters.", UNSUBSCRIBE_BASE_URL_MAX)));
 		appendStringInfo(&buf, "List-Unsubscribe: <%s>\r\n", msg->unsubscribe_url);
 		appendStringInfoString(&buf, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
 	}
+	check_header_lines(buf.data);
 
 	if (msg->text && msg->html)
 	{
