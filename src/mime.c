@@ -17,6 +17,7 @@
  *		SMTP dot-stuffing libcurl applies on upload never changes the content.
  */
 #include "delivery.h"
+#include "email.h"
 
 #include "common/hashfn.h"
 #include "mb/pg_wchar.h"
@@ -292,29 +293,59 @@ append_mailbox(StringInfo buf, const char *name, const char *value)
 		appendStringInfo(buf, "%s\r\n", addr);
 }
 
-/* ERROR 22023 unless addr looks like a deliverable ASCII address. */
+/*
+ * ERROR 22023 unless addr is an address meisa accepts for a contact: the
+ * same rule (email.c) judges what is stored and what is sent, so every
+ * address a contact can have is one delivery can send.
+ */
 static void
 check_address(const char *addr, const char *field)
 {
-	const unsigned char *p;
-	const char *at = strrchr(addr, '@');
+	const char *problem = email_problem(addr, strlen(addr));
 
-	if (addr[0] == '\0' || at == NULL || at == addr || at[1] == '\0')
+	if (problem)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid email address in %s: \"%s\"", field, addr),
-				 errdetail("An address needs a local part, \"@\" and a domain.")));
-	for (p = (const unsigned char *) addr; *p; p++)
-		if (*p <= 0x20 || *p >= 0x7F || *p == '<' || *p == '>' || *p == ',')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid email address in %s: \"%s\"", field, addr),
-					 errdetail("Addresses must be ASCII without spaces, control characters, \"<\", \">\" or \",\".")));
+				 errdetail("%s", problem)));
+}
+
+/*
+ * The first of 'stops' in s outside quoted strings (where a backslash
+ * escapes the next character), or NULL; with last, the last one instead.
+ */
+static const char *
+find_unquoted(const char *s, const char *stops, bool last)
+{
+	const char *found = NULL;
+	bool		quoted = false;
+
+	for (; *s; s++)
+	{
+		if (quoted)
+		{
+			if (*s == '\\' && s[1] != '\0')
+				s++;
+			else if (*s == '"')
+				quoted = false;
+		}
+		else if (*s == '"')
+			quoted = true;
+		else if (strchr(stops, *s) != NULL)
+		{
+			found = s;
+			if (!last)
+				break;
+		}
+	}
+	return found;
 }
 
 /*
  * Splits "Name <addr>", "\"Name\" <addr>" or "addr" into the display name
- * (NULL when none) and the bare address.
+ * (NULL when none) and the bare address.  Angle brackets inside quoted
+ * strings (a display name, or a quoted local part such as "x>y"@example.com)
+ * are text, not delimiters.
  */
 void
 mime_parse_mailbox(const char *value, const char *field, char **name, char **addr)
@@ -329,13 +360,13 @@ mime_parse_mailbox(const char *value, const char *field, char **name, char **add
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("missing email address in %s", field)));
 	mime_check_header_value(value, field);
-	lt = strrchr(value, '<');
+	lt = find_unquoted(value, "<", true);
 	if (lt)
 	{
 		const char *start = value;
 		const char *end = lt;
 
-		gt = strchr(lt, '>');
+		gt = find_unquoted(lt + 1, ">", false);
 		if (gt == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -540,8 +571,6 @@ char *
 mime_build(const MimeMessage *msg)
 {
 	StringInfoData buf;
-	char	   *to_name;
-	char	   *to_addr;
 	const char *mid = msg->message_id;
 
 	mime_check_header_value(msg->subject, "subject");
@@ -557,14 +586,20 @@ mime_build(const MimeMessage *msg)
 				 errmsg("invalid message_id: \"%s\"", mid),
 				 errdetail("A Message-ID is printable ASCII without spaces, with angle brackets only around it.")));
 	mime_check_message_id_length(mid);
-	mime_parse_mailbox(msg->to, "to_email", &to_name, &to_addr);
+	/* a bare address, as the envelope's RCPT TO sends it */
+	if (msg->to == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("missing email address in to_email")));
+	mime_check_header_value(msg->to, "to_email");
+	check_address(msg->to, "to_email");
 
 	initStringInfo(&buf);
 	append_date(&buf, msg->date);
 	append_mailbox(&buf, "From", msg->from);
 	if (msg->reply_to && msg->reply_to[0] != '\0')
 		append_mailbox(&buf, "Reply-To", msg->reply_to);
-	appendStringInfo(&buf, "To: %s\r\n", to_addr);
+	appendStringInfo(&buf, "To: %s\r\n", msg->to);
 	append_unstructured(&buf, "Subject", msg->subject ? msg->subject : "");
 	if (mid[0] == '<')
 		appendStringInfo(&buf, "Message-ID: %s\r\n", mid);
