@@ -105,3 +105,32 @@ SELECT want, got, count(*) FROM outcome GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT id, want, got, why FROM outcome WHERE want <> got ORDER BY id;
 -- why each invalid address is rejected
 SELECT id, why FROM outcome WHERE got = 'rejected' ORDER BY id;
+-- delivery judges addresses by the same rule: a message to each address (as
+-- stored when accepted: trimmed and lower-cased; as given otherwise, written
+-- with the header check off so that CR and LF get in too) is assembled by
+-- meisa.mime() exactly when the address is accepted.  Addresses holding NUL
+-- cannot be text and are left out.
+SET meisa.from_address = 'hello@acme.test';
+ALTER TABLE meisa.messages DISABLE TRIGGER messages_check_write;
+CREATE FUNCTION pg_temp.as_text(a text) RETURNS text AS $$
+BEGIN
+  RETURN a::jsonb #>> '{}';
+EXCEPTION WHEN untranslatable_character THEN
+  RETURN NULL;
+END $$ LANGUAGE plpgsql;
+INSERT INTO meisa.messages (id, to_email, kind, subject, text, message_id)
+SELECT o.id, CASE WHEN o.got = 'accepted' THEN meisa.normalize_email(pg_temp.as_text(i.addr_json))
+                  ELSE pg_temp.as_text(i.addr_json) END,
+       'transactional', 'is_email', 'x', 'isemail' || o.id || '@meisa.test'
+  FROM outcome o JOIN isemail i USING (id) WHERE pg_temp.as_text(i.addr_json) IS NOT NULL;
+ALTER TABLE meisa.messages ENABLE TRIGGER messages_check_write;
+CREATE FUNCTION pg_temp.sends(id bigint) RETURNS text AS $$
+BEGIN
+  PERFORM meisa.mime(id);
+  RETURN 'accepted';
+EXCEPTION WHEN invalid_parameter_value THEN
+  RETURN 'rejected';
+END $$ LANGUAGE plpgsql;
+SELECT o.got AS stored, pg_temp.sends(m.id) AS sent, count(*)
+  FROM outcome o JOIN meisa.messages m ON m.id = o.id GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT count(*) AS left_out FROM outcome o WHERE NOT EXISTS (SELECT FROM meisa.messages m WHERE m.id = o.id);

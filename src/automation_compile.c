@@ -7,6 +7,7 @@
  *		the write that fired it.  No catalog access here.
  */
 #include "automation.h"
+#include "payload.h"
 
 #include "utils/builtins.h"
 
@@ -269,6 +270,14 @@ compile_actions(Automation *a, Jsonb *actions, char **error)
 			case ACT_REMOVE_TAG:
 				if (!plain_string(&val, &act->name))
 					return compile_fail(error, path, "expected a tag name (a non-empty string)");
+				{
+					/* trimmed as tags are stored, so remove_tag " x " removes "x" */
+					int			start,
+								tlen;
+
+					(void) tag_problem(act->name, strlen(act->name), &start, &tlen);
+					act->name = pnstrdup(act->name + start, tlen);
+				}
 				break;
 			case ACT_ENROLL:
 			case ACT_UNENROLL:

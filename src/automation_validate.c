@@ -2,7 +2,8 @@
  * automation_validate.c
  *		Triggers on meisa.automations: the row validator (BEFORE INSERT OR
  *		UPDATE), which compiles the rule and rejects it with ERROR 22023 naming
- *		the offending part (42704 for an unknown sequence or template), and the
+ *		the offending part (42704 for an unknown sequence or template, 54000
+ *		for an action over a contact limit that would fail every run), and the
  *		statement trigger that invalidates every backend's rule cache through
  *		the relcache when the table changes.
  */
@@ -13,12 +14,14 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "payload.h"
 #include "trigger_row.h"
 
 PG_FUNCTION_INFO_V1(meisa_automations_validate);
@@ -115,6 +118,70 @@ check_references(const Automation *a, const char *name)
 	SPI_finish();
 }
 
+static void action_error(int sqlstate, const char *name, const char *problem) pg_attribute_noreturn();
+
+/* ERROR with the validator's form: "invalid automation \"name\": PATH: problem". */
+static void
+action_error(int sqlstate, const char *name, const char *problem)
+{
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("invalid automation \"%s\": %s", name, problem),
+			 errdetail("%s", problem)));
+}
+
+/*
+ * Rejects actions that would fail on every run against the limits a contact
+ * write is checked with (payload.c): a tag that tag_normalize() refuses
+ * (empty after trimming, over meisa.max_tag_length, control characters) in
+ * add_tag or remove_tag, and a set_field that sets more custom fields than
+ * meisa.max_custom_fields allows a contact to have.
+ */
+static void
+check_action_limits(const Automation *a, const char *name)
+{
+	for (int i = 0; i < a->nactions; i++)
+	{
+		const AutomationAction *act = &a->actions[i];
+
+		if (act->kind == ACT_ADD_TAG || act->kind == ACT_REMOVE_TAG)
+		{
+			const char *what = act->kind == ACT_ADD_TAG ? "add_tag" : "remove_tag";
+			int			start,
+						tlen;
+
+			switch (tag_problem(act->name, strlen(act->name), &start, &tlen))
+			{
+				case TAG_EMPTY:
+					action_error(ERRCODE_INVALID_PARAMETER_VALUE, name,
+								 psprintf("actions[%d].%s: the tag is blank (tags hold at least one character besides spaces)", i, what));
+					break;
+				case TAG_TOO_LONG:
+					action_error(ERRCODE_PROGRAM_LIMIT_EXCEEDED, name,
+								 psprintf("actions[%d].%s: the tag has %d characters, meisa.max_tag_length allows %d",
+										  i, what, pg_mbstrlen_with_len(act->name + start, tlen),
+										  meisa_max_tag_length));
+					break;
+				case TAG_CONTROL:
+					action_error(ERRCODE_INVALID_PARAMETER_VALUE, name,
+								 psprintf("actions[%d].%s: the tag holds a control character", i, what));
+					break;
+				case TAG_OK:
+					break;
+			}
+		}
+		else if (act->kind == ACT_SET_FIELD)
+		{
+			int			nset = JB_ROOT_COUNT(act->set_values);
+
+			if (nset > meisa_max_custom_fields)
+				action_error(ERRCODE_PROGRAM_LIMIT_EXCEEDED, name,
+							 psprintf("actions[%d].set_field: sets %d custom fields, meisa.max_custom_fields allows %d",
+									  i, nset, meisa_max_custom_fields));
+		}
+	}
+}
+
 /*
  * meisa.automations_validate(): BEFORE INSERT OR UPDATE row trigger that
  * rejects an invalid automation and keeps updated_at current.
@@ -159,10 +226,14 @@ meisa_automations_validate(PG_FUNCTION_ARGS)
 				 errhint("See the rule language in the automations documentation.")));
 	/*
 	 * pg_dump and pg_restore run with check_function_bodies = false: a
-	 * restored rule may name sequences and templates restored after it.
+	 * restored rule may name sequences and templates restored after it, and
+	 * loads as dumped whatever the limits of the restoring session.
 	 */
 	if (check_function_bodies)
+	{
+		check_action_limits(&a, name);
 		check_references(&a, name);
+	}
 
 	return PointerGetDatum(trigger_row_touch_updated_at(td, tuple));
 }

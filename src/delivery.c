@@ -904,6 +904,7 @@ meisa_messages_check_write(PG_FUNCTION_ARGS)
 		if (att > 0)
 			mime_check_header_value(SPI_getvalue(tup, desc, att), fields[i]);
 	}
+	mime_check_message_id_length(SPI_getvalue(tup, desc, SPI_fnumber(desc, "message_id")));
 	status = SPI_getvalue(tup, desc, SPI_fnumber(desc, "status"));
 	if (status && strcmp(status, "queued") == 0)
 		delivery_wake_at_commit();

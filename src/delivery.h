@@ -36,6 +36,18 @@ extern bool am_delivery_worker;
 
 /* ---- mime.c */
 
+/* Longest line of a message, without its CRLF (RFC 5322 §2.1.1). */
+#define MIME_LINE_LIMIT 998
+
+/* Length of an unsubscribe token: base64url of 33 bytes, no padding (token.c). */
+#define UNSUBSCRIBE_TOKEN_LENGTH 44
+
+/*
+ * Longest meisa.unsubscribe_base_url: "List-Unsubscribe: <" + base + token +
+ * ">" is one line (a URL cannot be folded) within MIME_LINE_LIMIT.
+ */
+#define UNSUBSCRIBE_BASE_URL_MAX (MIME_LINE_LIMIT - 20 - UNSUBSCRIBE_TOKEN_LENGTH)
+
 /* What a message is made of; strings in the server encoding. */
 typedef struct MimeMessage
 {
@@ -52,6 +64,9 @@ typedef struct MimeMessage
 
 /* The message as RFC 5322 bytes with CRLF line ends (not dot-stuffed). */
 extern char *mime_build(const MimeMessage *msg);
+
+/* ERROR 54000 when a Message-ID is too long for its one header line. */
+extern void mime_check_message_id_length(const char *message_id);
 
 /*
  * Splits "Name <addr>", "\"Name\" <addr>" or "addr" into the display name

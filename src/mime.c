@@ -4,14 +4,20 @@
  *		written in UTF-8 with CRLF line ends: the RFC 5322 header fields
  *		(Date, From with display name, Reply-To, To, Subject, Message-ID,
  *		MIME-Version, and for marketing mail List-Unsubscribe and
- *		List-Unsubscribe-Post per RFC 8058), non-ASCII header text as RFC 2047
- *		encoded-words of at most 75 characters, and a body that is
+ *		List-Unsubscribe-Post per RFC 8058), folded at spaces so header lines
+ *		stay within 78 characters (an ASCII display name as a folded
+ *		quoted-string), non-ASCII header text and words too long to fold as
+ *		RFC 2047 encoded-words of at most 75 characters; a value that cannot
+ *		be folded (Message-ID, the List-Unsubscribe URL) is refused when its
+ *		line would pass RFC 5322's 998 characters.  Addresses are judged by
+ *		the rule that admits a contact's address (email.c).  The body is
  *		multipart/alternative (text/plain, then text/html) when both parts
  *		exist.  Bodies are quoted-printable with lines of at most 76
  *		characters; a line never starts with "." (encoded as =2E), so the
  *		SMTP dot-stuffing libcurl applies on upload never changes the content.
  */
 #include "delivery.h"
+#include "email.h"
 
 #include "common/base64.h"
 #include "common/hashfn.h"
@@ -220,6 +226,43 @@ printable_ascii(const char *s)
 	return true;
 }
 
+/*
+ * Appends a display name, returning the column after it: printable ASCII as
+ * a quoted-string folded at its spaces when every line then stays within 78
+ * characters (RFC 5322 §3.2.4: the folds are not part of the name), anything
+ * else (non-ASCII, "=?", a word too long to fold) as encoded-words.
+ */
+static int
+append_display_name(StringInfo buf, const char *display, int col)
+{
+	const char *utf8 = to_utf8(display);
+
+	if (printable_ascii(utf8) && strstr(utf8, "=?") == NULL)
+	{
+		StringInfoData quoted;
+		const char *p;
+
+		/* a quoted-string: escape quote and backslash */
+		initStringInfo(&quoted);
+		appendStringInfoChar(&quoted, '"');
+		for (p = utf8; *p; p++)
+		{
+			if (*p == '"' || *p == '\\')
+				appendStringInfoChar(&quoted, '\\');
+			appendStringInfoChar(&quoted, *p);
+		}
+		appendStringInfoChar(&quoted, '"');
+		if (folds_cleanly(quoted.data, col))
+		{
+			col = append_folded_ascii(buf, quoted.data, col);
+			pfree(quoted.data);
+			return col;
+		}
+		pfree(quoted.data);
+	}
+	return append_encoded_words(buf, utf8, col);
+}
+
 /* Appends "Name: display <addr>\r\n" for a mailbox header (From, Reply-To). */
 static void
 append_mailbox(StringInfo buf, const char *name, const char *value)
@@ -233,25 +276,7 @@ append_mailbox(StringInfo buf, const char *name, const char *value)
 	col = strlen(name) + 2;
 	if (display)
 	{
-		const char *utf8 = to_utf8(display);
-
-		if (printable_ascii(utf8) && strstr(utf8, "=?") == NULL)
-		{
-			const char *p;
-
-			/* a quoted-string: escape quote and backslash */
-			appendStringInfoChar(buf, '"');
-			for (p = utf8; *p; p++)
-			{
-				if (*p == '"' || *p == '\\')
-					appendStringInfoChar(buf, '\\');
-				appendStringInfoChar(buf, *p);
-			}
-			appendStringInfoChar(buf, '"');
-			col += strlen(utf8) + 2;
-		}
-		else
-			col = append_encoded_words(buf, utf8, col);
+		col = append_display_name(buf, display, col);
 		if (col + (int) strlen(addr) + 3 > MAX_LINE)
 			appendStringInfoString(buf, "\r\n");
 		appendStringInfo(buf, " <%s>\r\n", addr);
@@ -260,29 +285,59 @@ append_mailbox(StringInfo buf, const char *name, const char *value)
 		appendStringInfo(buf, "%s\r\n", addr);
 }
 
-/* ERROR 22023 unless addr looks like a deliverable ASCII address. */
+/*
+ * ERROR 22023 unless addr is an address meisa accepts for a contact: the
+ * same rule (email.c) judges what is stored and what is sent, so every
+ * address a contact can have is one delivery can send.
+ */
 static void
 check_address(const char *addr, const char *field)
 {
-	const unsigned char *p;
-	const char *at = strrchr(addr, '@');
+	const char *problem = email_problem(addr, strlen(addr));
 
-	if (addr[0] == '\0' || at == NULL || at == addr || at[1] == '\0')
+	if (problem)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid email address in %s: \"%s\"", field, addr),
-				 errdetail("An address needs a local part, \"@\" and a domain.")));
-	for (p = (const unsigned char *) addr; *p; p++)
-		if (*p <= 0x20 || *p >= 0x7F || *p == '<' || *p == '>' || *p == ',')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid email address in %s: \"%s\"", field, addr),
-					 errdetail("Addresses must be ASCII without spaces, control characters, \"<\", \">\" or \",\".")));
+				 errdetail("%s", problem)));
+}
+
+/*
+ * The first of 'stops' in s outside quoted strings (where a backslash
+ * escapes the next character), or NULL; with last, the last one instead.
+ */
+static const char *
+find_unquoted(const char *s, const char *stops, bool last)
+{
+	const char *found = NULL;
+	bool		quoted = false;
+
+	for (; *s; s++)
+	{
+		if (quoted)
+		{
+			if (*s == '\\' && s[1] != '\0')
+				s++;
+			else if (*s == '"')
+				quoted = false;
+		}
+		else if (*s == '"')
+			quoted = true;
+		else if (strchr(stops, *s) != NULL)
+		{
+			found = s;
+			if (!last)
+				break;
+		}
+	}
+	return found;
 }
 
 /*
  * Splits "Name <addr>", "\"Name\" <addr>" or "addr" into the display name
- * (NULL when none) and the bare address.
+ * (NULL when none) and the bare address.  Angle brackets inside quoted
+ * strings (a display name, or a quoted local part such as "x>y"@example.com)
+ * are text, not delimiters.
  */
 void
 mime_parse_mailbox(const char *value, const char *field, char **name, char **addr)
@@ -297,13 +352,13 @@ mime_parse_mailbox(const char *value, const char *field, char **name, char **add
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("missing email address in %s", field)));
 	mime_check_header_value(value, field);
-	lt = strrchr(value, '<');
+	lt = find_unquoted(value, "<", true);
 	if (lt)
 	{
 		const char *start = value;
 		const char *end = lt;
 
-		gt = strchr(lt, '>');
+		gt = find_unquoted(lt + 1, ">", false);
 		if (gt == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -456,13 +511,58 @@ message_id_brackets_ok(const char *mid)
 	return strcspn(mid + 1, "<>") == len - 2;
 }
 
+/* ERROR 54000 when a Message-ID is too long for its one header line. */
+void
+mime_check_message_id_length(const char *message_id)
+{
+	size_t		len;
+
+	if (message_id == NULL)
+		return;
+	len = strlen(message_id);
+	/* "Message-ID: " and the angle brackets the header adds when missing */
+	if (len + 12 + (message_id[0] == '<' ? 0 : 2) > MIME_LINE_LIMIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("message_id is too long: %zu characters", len),
+				 errdetail("A Message-ID cannot be folded, and its header line may hold at most %d characters (RFC 5322).",
+						   MIME_LINE_LIMIT)));
+}
+
+/*
+ * ERROR 54000 when a line of the header section 'head' (CRLF line ends) is
+ * longer than RFC 5322 allows; names the header field the line belongs to.
+ * The builders above fold or refuse every value, so this is a last guard.
+ */
+static void
+check_header_lines(const char *head)
+{
+	const char *line = head;
+	const char *field = head;
+
+	while (*line)
+	{
+		const char *eol = strstr(line, "\r\n");
+
+		if (eol == NULL)
+			eol = line + strlen(line);
+		if (*line != ' ' && *line != '\t')
+			field = line;
+		if (eol - line > MIME_LINE_LIMIT)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("header field \"%.*s\" has a line of %d characters",
+							(int) Min(strcspn(field, ":"), 64), field, (int) (eol - line)),
+					 errdetail("RFC 5322 allows at most %d characters per line.", MIME_LINE_LIMIT)));
+		line = *eol ? eol + 2 : eol;
+	}
+}
+
 /* The message as RFC 5322 bytes with CRLF line ends (not dot-stuffed). */
 char *
 mime_build(const MimeMessage *msg)
 {
 	StringInfoData buf;
-	char	   *to_name;
-	char	   *to_addr;
 	const char *mid = msg->message_id;
 
 	mime_check_header_value(msg->subject, "subject");
@@ -477,14 +577,21 @@ mime_build(const MimeMessage *msg)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid message_id: \"%s\"", mid),
 				 errdetail("A Message-ID is printable ASCII without spaces, with angle brackets only around it.")));
-	mime_parse_mailbox(msg->to, "to_email", &to_name, &to_addr);
+	mime_check_message_id_length(mid);
+	/* a bare address, as the envelope's RCPT TO sends it */
+	if (msg->to == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("missing email address in to_email")));
+	mime_check_header_value(msg->to, "to_email");
+	check_address(msg->to, "to_email");
 
 	initStringInfo(&buf);
 	append_date(&buf, msg->date);
 	append_mailbox(&buf, "From", msg->from);
 	if (msg->reply_to && msg->reply_to[0] != '\0')
 		append_mailbox(&buf, "Reply-To", msg->reply_to);
-	appendStringInfo(&buf, "To: %s\r\n", to_addr);
+	appendStringInfo(&buf, "To: %s\r\n", msg->to);
 	append_unstructured(&buf, "Subject", msg->subject ? msg->subject : "");
 	if (mid[0] == '<')
 		appendStringInfo(&buf, "Message-ID: %s\r\n", mid);
@@ -502,9 +609,17 @@ mime_build(const MimeMessage *msg)
 		 * be folded, and a value that starts on a continuation line keeps a
 		 * leading blank in parsers (Python's email: " <https://...>").
 		 */
+		if (strlen(msg->unsubscribe_url) + 20 > MIME_LINE_LIMIT)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("meisa.unsubscribe_base_url is too long for the List-Unsubscribe header"),
+					 errdetail("The unsubscribe URL takes %zu characters; a URL cannot be folded, and the header line may hold at most %d.",
+							   strlen(msg->unsubscribe_url), MIME_LINE_LIMIT),
+					 errhint("Use a base URL of at most %d characters.", UNSUBSCRIBE_BASE_URL_MAX)));
 		appendStringInfo(&buf, "List-Unsubscribe: <%s>\r\n", msg->unsubscribe_url);
 		appendStringInfoString(&buf, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
 	}
+	check_header_lines(buf.data);
 
 	if (msg->text && msg->html)
 	{

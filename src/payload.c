@@ -128,11 +128,11 @@ payload_string(JsonbValue *v, const char *field)
 }
 
 /*
- * ERROR 22023 when the text holds a control character: C0 (U+0000-U+001F),
- * DEL (U+007F) or C1 (U+0080-U+009F, UTF-8 0xC2 0x80-0x9F).
+ * True when the text holds a control character: C0 (U+0000-U+001F), DEL
+ * (U+007F) or C1 (U+0080-U+009F, UTF-8 0xC2 0x80-0x9F).
  */
-static void
-check_no_control(const char *s, int len, const char *field)
+static bool
+has_control(const char *s, int len)
 {
 	int			i;
 
@@ -143,11 +143,20 @@ check_no_control(const char *s, int len, const char *field)
 		if (c < 32 || c == 127 ||
 			(c == 0xC2 && i + 1 < len && (unsigned char) s[i + 1] >= 0x80 &&
 			 (unsigned char) s[i + 1] <= 0x9F && GetDatabaseEncoding() == PG_UTF8))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value for field \"%s\"", field),
-					 errdetail("The value holds a control character.")));
+			return true;
 	}
+	return false;
+}
+
+/* ERROR 22023 when the text holds a control character (has_control). */
+static void
+check_no_control(const char *s, int len, const char *field)
+{
+	if (has_control(s, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for field \"%s\"", field),
+				 errdetail("The value holds a control character.")));
 }
 
 /*
@@ -271,30 +280,59 @@ custom_fields_check(JsonbContainer *fields, bool allow_null, const char *field)
 						   count, meisa_max_custom_fields)));
 }
 
+/*
+ * What keeps a tag from being stored, TAG_OK when nothing: checked after
+ * trimming spaces and tabs, whose bounds are returned in *start and *tlen.
+ */
+TagProblem
+tag_problem(const char *s, int len, int *start, int *tlen)
+{
+	int			b = 0;
+
+	while (b < len && (s[b] == ' ' || s[b] == '\t'))
+		b++;
+	while (len > b && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	*start = b;
+	*tlen = len - b;
+	if (len == b)
+		return TAG_EMPTY;
+	if (len - b > meisa_max_tag_length &&
+		pg_mbstrlen_with_len(s + b, len - b) > meisa_max_tag_length)
+		return TAG_TOO_LONG;
+	if (has_control(s + b, len - b))
+		return TAG_CONTROL;
+	return TAG_OK;
+}
+
 /* Trims a tag and checks it (not empty, no control characters, length); palloc'd. */
 char *
 tag_normalize(const char *s, int len, const char *field)
 {
-	while (len > 0 && (*s == ' ' || *s == '\t'))
+	int			start,
+				tlen;
+
+	switch (tag_problem(s, len, &start, &tlen))
 	{
-		s++;
-		len--;
+		case TAG_EMPTY:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("empty tag in field \"%s\"", field),
+					 errdetail("Tags must hold at least one character besides spaces.")));
+			break;
+		case TAG_TOO_LONG:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("tag too long in field \"%s\"", field),
+					 errdetail("meisa.max_tag_length allows %d characters.", meisa_max_tag_length)));
+			break;
+		case TAG_CONTROL:
+			check_no_control(s + start, tlen, field);
+			break;
+		case TAG_OK:
+			break;
 	}
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-		len--;
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("empty tag in field \"%s\"", field),
-				 errdetail("Tags must hold at least one character besides spaces.")));
-	if (len > meisa_max_tag_length &&
-		pg_mbstrlen_with_len(s, len) > meisa_max_tag_length)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("tag too long in field \"%s\"", field),
-				 errdetail("meisa.max_tag_length allows %d characters.", meisa_max_tag_length)));
-	check_no_control(s, len, field);
-	return pnstrdup(s, len);
+	return pnstrdup(s + start, tlen);
 }
 
 /* qsort comparator of C strings in byte order. */

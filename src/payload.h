@@ -54,6 +54,21 @@ extern void custom_field_check_name(const char *name, int len, const char *field
  */
 extern void custom_fields_check(JsonbContainer *fields, bool allow_null, const char *field);
 
+/* What keeps a tag from being stored (tag_problem). */
+typedef enum TagProblem
+{
+	TAG_OK,
+	TAG_EMPTY,					/* nothing but spaces and tabs */
+	TAG_TOO_LONG,				/* over meisa.max_tag_length characters */
+	TAG_CONTROL					/* holds a control character */
+} TagProblem;
+
+/*
+ * What keeps a tag from being stored, TAG_OK when nothing: checked after
+ * trimming spaces and tabs, whose bounds are returned in *start and *tlen.
+ */
+extern TagProblem tag_problem(const char *s, int len, int *start, int *tlen);
+
 /* Trims a tag and checks it (not empty, no control characters, length); palloc'd. */
 extern char *tag_normalize(const char *s, int len, const char *field);
 

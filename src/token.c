@@ -25,6 +25,9 @@
 #define TOKEN_BYTES		(TOKEN_BODY + TOKEN_MAC)
 #define TOKEN_CONTEXT	"meisa-unsubscribe"
 
+StaticAssertDecl((TOKEN_BYTES * 4 + 2) / 3 == UNSUBSCRIBE_TOKEN_LENGTH,
+				 "UNSUBSCRIBE_TOKEN_LENGTH must be the base64url length of a token");
+
 PG_FUNCTION_INFO_V1(meisa_unsubscribe_url_sql);
 PG_FUNCTION_INFO_V1(meisa_unsubscribe_token_contact_sql);
 

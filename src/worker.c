@@ -151,6 +151,14 @@ check_base_url(char **newval, void **extra pg_attribute_unused(), GucSource sour
 			GUC_check_errdetail("meisa.unsubscribe_base_url must be printable ASCII without spaces, \"<\" or \">\".");
 			return false;
 		}
+	if (strlen(*newval) > UNSUBSCRIBE_BASE_URL_MAX)
+	{
+		GUC_check_errdetail("meisa.unsubscribe_base_url may hold at most %d characters.",
+							UNSUBSCRIBE_BASE_URL_MAX);
+		GUC_check_errhint("The List-Unsubscribe header carries the URL with its token on one line of at most %d characters.",
+						  MIME_LINE_LIMIT);
+		return false;
+	}
 	return true;
 }
 

@@ -239,6 +239,51 @@ Unsubscribe: {{{unsubscribe_url}}}')""")
         check("api: meisa_unsubscribe(token from the header) unsubscribes", st == ["f", "1"], st)
 
 
+def test_quoted_addresses_and_long_headers():
+    """Addresses the upsert accepts are delivered as they are: quoted local
+    parts with specials reach RCPT TO and To: intact; a 400-word ASCII
+    display name in From and Reply-To is folded (lines <= 78) and unfolds
+    back to the name."""
+    sink.clear()
+    addrs = ['"a,b"@example.com', '"x>y"@example.com', '"x<y"@example.com', '"say\\"hi\\""@example.com']
+    has_api = pg.psql("SELECT to_regprocedure('meisa_upsert(jsonb)') IS NOT NULL") == "t"
+    cids = []
+    for a in addrs:
+        if has_api:
+            cids.append(int(pg.psql(f"SELECT meisa_upsert(jsonb_build_object('email', {q(a)}))->>'id'")))
+        else:
+            cids.append(add_contact(a))
+    stored = [pg.psql(f"SELECT email FROM meisa.contacts WHERE id = {c}") for c in cids]
+    check("quoted: the contacts are stored as given", stored == addrs, stored)
+    name = " ".join(["Word"] * 400)
+    reply = " ".join(['Support "Desk" \\'] * 60) + " End"
+    ids = []
+    for c, a in zip(cids, addrs):
+        ids.append(int(pg.psql(
+            "INSERT INTO meisa.messages (contact_id, to_email, from_address, reply_to, kind, subject, text, message_id) "
+            f"VALUES ({c}, {q(a)}, {q(name + ' <news@meisa.test>')}, "
+            f"{q(chr(34) + reply.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)) + chr(34) + ' <help@meisa.test>')}, "
+            f"'marketing', 'quoted', 'body', 'quoted-' || gen_random_uuid() || '@meisa.test') RETURNING id")))
+    ok = all_status(ids, "sent")
+    check("quoted: every message is sent (none fails as an invalid address)", ok, status(ids))
+    time.sleep(0.3)
+    rcpts = sorted(r[2] for r in sink.received_log())
+    check("quoted: RCPT TO carried each address as stored", rcpts == sorted(addrs), rcpts)
+    got = sink.messages()
+    tos = sorted(m["To"].addresses[0].addr_spec for _, m in got)
+    check("quoted: the To: header parses to each address", tos == sorted(addrs), tos)
+    for raw, m in got[:1]:
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        long_lines = [line for line in head if len(line) > 78 and not line.startswith(b"List-Unsubscribe: <")]
+        check("long headers: every header line <= 78 (List-Unsubscribe: one line)", not long_lines,
+              [len(x) for x in long_lines])
+        check("long headers: From's display name unfolds to the 400 words",
+              m["From"].addresses[0].display_name == name
+              and m["From"].addresses[0].addr_spec == "news@meisa.test", str(m["From"])[:120])
+        check("long headers: Reply-To's display name (quotes, backslashes) round-trips",
+              m["Reply-To"].addresses[0].display_name == reply, str(m["Reply-To"])[:120])
+
+
 def test_wake_at_commit():
     """A commit wakes the worker at once even with a long naptime."""
     pg.reload({"meisa.worker_naptime": "60s"})
@@ -902,7 +947,7 @@ def main():
         pg.psql("CREATE EXTENSION meisa")
         check("the worker starts with the server",
               wait_for(lambda: pg.worker_pid() is not None, 10))
-        tests = (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
+        tests = (test_basic, test_api, test_quoted_addresses_and_long_headers, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
                  test_tempfail, test_permfail, test_smtp_url_unset, test_deliver_bounce_order, test_worker_stats,
                  test_run_due_hook, test_starttls_auth, test_stall_after_data, test_stall_greeting, test_stall_quit,
                  test_stall_terminate_data, test_stall_terminate_greeting, test_stall_terminate_quit,
