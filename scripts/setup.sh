@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/setup.sh: installs what meisa needs on Debian 12 (build tools,
-# PostgreSQL 15 server + headers + contrib, libcurl, aiosmtpd), then builds
+# PostgreSQL 15 server + headers + contrib, libcurl, aiosmtpd, IPC::Run for
+# the TAP tests' PostgreSQL::Test::Utils), then builds
 # meisa and installs it into the system's PostgreSQL 15.  Safe to run twice.
 # Run as root (or through sudo).
 set -euo pipefail
@@ -8,7 +9,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo bash $0)" >&2; exit 1; }
 
 pkgs=(make gcc rsync procps postgresql-15 postgresql-client-15 postgresql-server-dev-15
-      libcurl4-openssl-dev python3 python3-aiosmtpd python3-psycopg2 openssl ca-certificates valgrind bc)
+      libcurl4-openssl-dev python3 python3-aiosmtpd python3-psycopg2 openssl ca-certificates valgrind bc
+      libipc-run-perl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
