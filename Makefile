@@ -6,11 +6,18 @@
 # builds and Debian's pg_buildext drives them:
 #   mkdir build && make -C build -f $PWD/Makefile VPATH=$PWD
 #
-# Tests:
-#   make installcheck     against a running server (PGHOST/PGPORT/PGUSER),
-#                         as PostgreSQL's own modules do; meisa installed
-#   make check-temp       the same tests on a throwaway server that
-#                         pg_regress starts itself (--temp-instance)
+# Tests (meisa installed; as a user other than root):
+#   make installcheck     pg_regress and isolation tests against a running
+#                         server (PGHOST/PGPORT/PGUSER), as PostgreSQL's own
+#                         modules do, then the TAP tests t/*.pl
+#                         (PostgreSQL::Test::Cluster: servers of their own)
+#   make check-temp       the same, pg_regress and isolation tests on a
+#                         throwaway server that pg_regress starts itself
+#                         (--temp-instance)
+#   make prove-tap        the TAP tests alone (PROVE_TESTS=t/001_x.pl for
+#                         one, PROVE_FLAGS=-v for each assertion);
+#                         TAP_TESTS= on the command line leaves them out
+#                         of installcheck and check-temp
 
 EXTENSION   = meisa
 MODULE_big  = meisa
@@ -27,6 +34,7 @@ DATA        = $(notdir $(sort $(wildcard $(top)/meisa--*.sql)))
 
 REGRESS     = $(sort $(patsubst $(top)/sql/%.sql,%,$(wildcard $(top)/sql/*.sql)))
 ISOLATION   = $(sort $(patsubst $(top)/specs/%.spec,%,$(wildcard $(top)/specs/*.spec)))
+TAP_TESTS   = 1
 ifdef TEMP_INSTANCE
 REGRESS_OPTS   = --temp-instance=./tmp_check --temp-config=$(top)/test/regress.conf
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(top)/test/regress.conf
@@ -50,3 +58,9 @@ endif
 .PHONY: check-temp
 check-temp:
 	$(MAKE) -f $(top)/Makefile installcheck TEMP_INSTANCE=1
+
+# the TAP tests t/*.pl alone, as installcheck runs them (PGXS's
+# prove_installcheck: the installed bindir's servers, in tmp_check/)
+.PHONY: prove-tap
+prove-tap:
+	$(prove_installcheck)

@@ -4,6 +4,8 @@
 # relocated prefix, builds and installs meisa there (as the postgres user) and
 # runs pg_regress/pg_isolation_regress against it.  With test names, only
 # those pg_regress tests run (and no isolation tests unless ISOLATION=... is set).
+# TAP=1 runs the TAP tests t/*.pl too (make installcheck's last part), on
+# nodes of the private prefix's PostgreSQL.
 # Several checkouts can use it at once: each gets its own prefix under /tmp.
 # MEISA_ASSERT=1 builds with -DUSE_ASSERT_CHECKING (Assert() live, freed
 # memory clobbered) in a prefix of its own, so both builds can coexist.
@@ -31,10 +33,11 @@ chmod 755 /tmp/meisa-dev "$base"
 args=()
 if [ $# -gt 0 ]; then args+=("REGRESS=$*"); [ -n "${ISOLATION:-}" ] || args+=("ISOLATION="); fi
 [ -n "${ISOLATION:-}" ] && args+=("ISOLATION=$ISOLATION")
+[ "${TAP:-0}" = 1 ] || args+=("TAP_TESTS=")
 cd "$base/build"
 runuser -u postgres -- make -s -j2 install DESTDIR="$pg" "${copt[@]}" >/dev/null
 set +e
-runuser -u postgres -- make -s installcheck bindir="$bindir" "${args[@]}"
+runuser -u postgres -- make -s check-temp bindir="$bindir" "${args[@]}"
 rc=$?
 set -e
 rm -rf "$src/results" "$src/output_iso"

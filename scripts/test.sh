@@ -2,8 +2,10 @@
 # scripts/test.sh: the full test run.  Installs dependencies and meisa
 # (scripts/setup.sh), then runs, as the postgres user against throwaway
 # servers on loopback: the pg_regress suite and the isolation specs
-# (make check-temp: --temp-instance), then every live-server test script
-# (test/*/run.sh: SMTP delivery, crash, fuzz, dump/upgrade ...).
+# (make check-temp: --temp-instance), the TAP tests t/*.pl (make
+# prove-tap: PostgreSQL::Test::Cluster nodes; the delivery worker's restart
+# and crash recovery), then every live-server test script (test/*/run.sh:
+# SMTP delivery, crash, fuzz, dump/upgrade ...).
 # Ends with one line "N passed, M failed"; exits non-zero on any failure.
 # Safe to run twice.  Run as root (or through sudo).
 set -uo pipefail
@@ -22,7 +24,7 @@ passed=0; failed=0; failures=()
 
 echo "== pg_regress and isolation tests"
 out=$work/installcheck.log
-(cd "$work/src" && runuser -u postgres -- make -s check-temp PG_CONFIG=$bindir/pg_config) >"$out" 2>&1
+(cd "$work/src" && runuser -u postgres -- make -s check-temp TAP_TESTS= PG_CONFIG=$bindir/pg_config) >"$out" 2>&1
 rc=$?
 grep -aE '^(ok|not ok|test| )|\.\.\. ' "$out" | grep -E '\.\.\. |^ok|^not ok' || true
 ok=$(grep -acE '\.\.\. +ok' "$out")
@@ -32,6 +34,19 @@ passed=$((passed + ok)); failed=$((failed + bad))
 for d in "$work/src/regression.diffs" "$work/src/output_iso/regression.diffs"; do
   if [ -s "$d" ]; then echo "---- $d"; head -c 30000 "$d"; failures+=("regress"); fi
 done
+
+# each assertion of the TAP tests counts, as each check of a run.sh does
+echo "== TAP tests (t/*.pl)"
+tap=$work/tap.log
+(cd "$work/src" && runuser -u postgres -- make -s prove-tap PROVE_FLAGS=-v PG_CONFIG=$bindir/pg_config) >"$tap" 2>&1
+rc=$?
+grep -aE '^(not )?ok [0-9]+|^t/.*\.pl |^Result: ' "$tap" || true
+ok=$(grep -acE '^ok [0-9]+' "$tap")
+bad=$(grep -acE '^not ok [0-9]+' "$tap")
+# a script that dies or bails out stops before its plan: count it once
+if [ $rc -ne 0 ] && [ "$bad" -eq 0 ]; then bad=1; tail -30 "$tap"; fi
+passed=$((passed + ok)); failed=$((failed + bad))
+[ $rc -ne 0 ] && failures+=("tap")
 
 for t in "$top"/test/*/run.sh; do
   [ -f "$t" ] || continue
@@ -60,6 +75,11 @@ for name in "${failures[@]}"; do
   if [ "$name" = regress ]; then
     echo "---- failing pg_regress/isolation tests ($work/installcheck.log):"
     grep -aE '\.\.\. +(FAILED|failed)' "$work/installcheck.log" | head -40
+    continue
+  fi
+  if [ "$name" = tap ]; then
+    echo "---- failing TAP tests ($work/tap.log; each script's log: $work/src/tmp_check/log/):"
+    grep -aE '^not ok|^# +Failed test|^Dubious|^Bail out|Parse errors' "$work/tap.log" | head -40
     continue
   fi
   echo "---- failing checks of $name ($work/$name.log):"

@@ -5,8 +5,9 @@
 # test step runs the pg_regress and isolation suites against a throwaway
 # cluster), installs it with dpkg, and checks a fresh cluster
 # (127.0.0.1:26485, data under /tmp) loads meisa from the package's files;
-# then runs the autopkgtest script (debian/tests/installcheck) against the
-# installed package.  Afterwards the package is removed and the tree's own
+# then runs the autopkgtest scripts (debian/tests/installcheck: pg_regress and
+# isolation; debian/tests/tap: the TAP tests t/*.pl) against the installed
+# package.  Afterwards the package is removed and the tree's own
 # build installed again (make install), as the other suites expect.
 # Prints "N passed, M failed"; exits non-zero on failure.
 set -uo pipefail
@@ -78,9 +79,15 @@ check "an upsert works on the packaged build" '{"id": 1, "changed": ["email", "s
   "$(psql -c "SELECT meisa_upsert('{\"email\": \"pkg@example.com\"}')" 2>&1)"
 as_pg "$bindir/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1
 
-# the autopkgtest script, as autopkgtest runs it: against the installed package
+# the autopkgtest scripts, as autopkgtest runs them: against the installed package
 (cd "$work/pkg/meisa" && sh debian/tests/installcheck) >"$work/autopkgtest.log" 2>&1
 rc=$?
 check "debian/tests/installcheck passes against the installed package" 0 "$rc"
 [ $rc -eq 0 ] || tail -40 "$work/autopkgtest.log"
+(cd "$work/pkg/meisa" && sh debian/tests/tap) >"$work/autopkgtest-tap.log" 2>&1
+rc=$?
+check "debian/tests/tap passes against the installed package" 0 "$rc"
+check "debian/tests/tap ran every TAP test, each ok" "$(cd "$top" && ls t/*.pl | wc -l)" \
+  "$(grep -cE '^t/[^ ]+\.pl \.+ ok$' "$work/autopkgtest-tap.log")"
+[ $rc -eq 0 ] || tail -40 "$work/autopkgtest-tap.log"
 finish
