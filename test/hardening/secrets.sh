@@ -33,12 +33,6 @@ SINK_AUTH="meisa:$PASS" /usr/bin/python3 "$TOP/test/delivery/smtp_sink.py" $SMTP
   >"$MAIL.log" 2>&1 9>&- &
 STARTED_PIDS+=($!)
 
-# Writes a secret file as the server's user: put_secret PATH CONTENT [MODE]
-put_secret() {
-  as_pg sh -c 'umask 077; printf "%s\n" "$2" >"$1.tmp" && chmod "$3" "$1.tmp" && mv "$1.tmp" "$1"' \
-    put_secret "$1" "$2" "${3:-600}"
-}
-
 # True when the token (base64url, 44 characters) is signed with key: signed_with TOKEN KEY
 signed_with() {
   /usr/bin/python3 - "$1" "$2" <<'PY'
@@ -77,8 +71,8 @@ mapfile -t NP_CONF < <(common_conf $NP)
 pg_start $PRE $PRE_PORT "${PRE_CONF[@]}" || { verdict "preloaded cluster starts" false; finish; }
 pg_start $NP $NP_PORT "${NP_CONF[@]}" || { verdict "not preloaded cluster starts" false; finish; }
 for c in $PRE $NP; do
-  put_secret "$WORK_ROOT/$c/data/meisa_secret" "$KEY"
-  put_secret "$WORK_ROOT/$c/smtp_password" "$PASS"
+  secret_file "$WORK_ROOT/$c/data/meisa_secret" "$KEY"
+  secret_file "$WORK_ROOT/$c/smtp_password" "$PASS"
   as_pg "$BINDIR/createdb" -h "$WORK_ROOT/$c" -p "$(sed -n 's/^port = //p' "$WORK_ROOT/$c/data/postgresql.conf" | tail -1)" app
   q $c app >/dev/null 2>&1 <<'SQL'
 SET client_min_messages = error;
@@ -234,7 +228,7 @@ SQL
 ta=$(sed -n 's|^a.*/u/||p' <<<"$out"); tb=$(sed -n 's|^b.*/u/||p' <<<"$out"); tc=$(sed -n 's|^c.*/u/||p' <<<"$out")
 verdict "$NP: one backend keeps the key until a reload, then reads the new file" \
   "$(signed_with "$ta" "$KEY" && signed_with "$tb" "$KEY" && signed_with "$tc" "$KEY2" && echo true || echo false)"
-put_secret "$WORK_ROOT/$PRE/data/meisa_secret" "$KEY2"
+secret_file "$WORK_ROOT/$PRE/data/meisa_secret" "$KEY2"
 q $PRE app -c "SELECT pg_reload_conf()" >/dev/null; sleep 0.5
 id=$(queue $PRE pre2@example.com)
 wait_status $PRE "$id" sent
@@ -243,7 +237,7 @@ verdict "$PRE: after a reload the worker signs with the new key" \
   "$(signed_with "$tok" "$KEY2" && echo true || echo false)" "token '$tok'"
 
 # 5. unusable files are refused
-put_secret "$WORK_ROOT/$NP/data/meisa_secret" "$KEY2" 644
+secret_file "$WORK_ROOT/$NP/data/meisa_secret" "$KEY2" 644
 out=$(q $NP app -U app_user -v ON_ERROR_STOP=0 -c '\set VERBOSITY verbose' -c "SELECT meisa.unsubscribe_url(1)" 2>&1)
 verdict "$NP: a key file with group or world access is refused (F0000)" \
   "$(grep -q '^ERROR:  F0000: file "meisa_secret" named by meisa.secret_file has group or world access' <<<"$out" && echo true || echo false)"
@@ -252,7 +246,7 @@ out=$(q $NP app -c "SELECT meisa_deliver()" 2>&1)
 st=$(q $NP app -c "SELECT status FROM meisa.messages WHERE id = $id" 2>&1)
 verdict "$NP: meisa_deliver() holds marketing mail and warns when the key file is refused" \
   "$(grep -q '^WARNING:  file "meisa_secret" named by meisa.secret_file has group or world access' <<<"$out" && [ "$st" = queued ] && echo true || echo false)" "$st"
-put_secret "$WORK_ROOT/$NP/data/meisa_secret" ""
+secret_file "$WORK_ROOT/$NP/data/meisa_secret" ""
 out=$(q $NP app -v ON_ERROR_STOP=0 -c "SELECT meisa.unsubscribe_url(1)" 2>&1)
 verdict "$NP: an empty key file is refused" "$(grep -q 'named by meisa.secret_file is empty' <<<"$out" && echo true || echo false)"
 as_pg rm -f "$WORK_ROOT/$NP/data/meisa_secret"
@@ -262,13 +256,13 @@ verdict "$NP: a missing key file is an error (58P01)" \
 out=$(q $NP app -v ON_ERROR_STOP=0 -c '\set VERBOSITY verbose' -c "SET meisa.secret_file = ''" -c "SELECT meisa.unsubscribe_url(1)" 2>&1)
 verdict "$NP: without meisa.secret_file tokens fail with 55000 and a hint naming it" \
   "$(grep -q '^ERROR:  55000: meisa.secret_file is not set' <<<"$out" && grep -q '^HINT: .*set meisa.secret_file to its path' <<<"$out" && echo true || echo false)"
-put_secret "$WORK_ROOT/$NP/data/meisa_secret" "$KEY"
-put_secret "$WORK_ROOT/$NP/smtp_password" "$PASS" 640
+secret_file "$WORK_ROOT/$NP/data/meisa_secret" "$KEY"
+secret_file "$WORK_ROOT/$NP/smtp_password" "$PASS" 640
 out=$(q $NP app -c "SELECT meisa_deliver()" 2>&1)
 verdict "$NP: a password file with group access stops delivery with a warning" \
   "$(grep -q "^WARNING:  file \"$WORK_ROOT/$NP/smtp_password\" named by meisa.smtp_password_file has group or world access" <<<"$out" &&
      [ "$(tail -1 <<<"$out")" = 0 ] && echo true || echo false)" "$(tail -1 <<<"$out")"
-put_secret "$WORK_ROOT/$NP/smtp_password" "$PASS"
+secret_file "$WORK_ROOT/$NP/smtp_password" "$PASS"
 out=$(q $NP app -c "SELECT meisa_deliver()" 2>&1)
 verdict "$NP: with the files right again the held message goes" "$([ "$(tail -1 <<<"$out")" = 1 ] && echo true || echo false)" "$(tail -1 <<<"$out")"
 
