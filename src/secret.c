@@ -25,8 +25,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-/* Largest secret file accepted, in bytes (a trailing newline included). */
-#define SECRET_FILE_MAX 4096
+/* Longest secret accepted, in bytes (a trailing newline not counted). */
+#define SECRET_MAX		4096
+/* Most bytes read from a secret file: the secret and a CRLF, and one more. */
+#define SECRET_READ_MAX (SECRET_MAX + 3)
 
 /* What reading a secret file found. */
 typedef enum SecretFileStatus
@@ -125,7 +127,7 @@ secret_init(void)
 }
 
 /*
- * Reads a secret file into buf (at least SECRET_FILE_MAX + 1 bytes) after the
+ * Reads a secret file into buf (SECRET_READ_MAX + 1 bytes) after the
  * checks PostgreSQL makes of ssl_key_file; *len is the secret's length
  * without one trailing newline, *err the errno of a failed call.  Raises no
  * error, so that the descriptor is always closed.
@@ -161,7 +163,7 @@ secret_file_read(const char *path, char *buf, size_t *len, int *err)
 		status = SF_MODE;
 	while (status == SF_OK)
 	{
-		ssize_t		got = read(fd, buf + n, SECRET_FILE_MAX + 1 - n);
+		ssize_t		got = read(fd, buf + n, SECRET_READ_MAX - n);
 
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -172,7 +174,7 @@ secret_file_read(const char *path, char *buf, size_t *len, int *err)
 		}
 		else if (got == 0)
 			break;
-		else if ((n += got) > SECRET_FILE_MAX)
+		else if ((n += got) == SECRET_READ_MAX)
 			status = SF_TOO_LARGE;
 	}
 	close(fd);
@@ -185,6 +187,8 @@ secret_file_read(const char *path, char *buf, size_t *len, int *err)
 	buf[n] = '\0';
 	if (n == 0)
 		return SF_EMPTY;
+	if (n > SECRET_MAX)
+		return SF_TOO_LARGE;
 	if (memchr(buf, '\0', n) != NULL)
 		return SF_ZERO_BYTE;
 	*len = n;
@@ -233,8 +237,9 @@ secret_file_report(int elevel, const FileSecret *fs, const char *path,
 		case SF_TOO_LARGE:
 			ereport(elevel,
 					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("file \"%s\" named by %s is larger than %d bytes",
-							path, fs->setting, SECRET_FILE_MAX)));
+					 errmsg("file \"%s\" named by %s holds more than %d bytes",
+							path, fs->setting, SECRET_MAX),
+					 errdetail("One trailing newline is not counted.")));
 			break;
 		case SF_EMPTY:
 			ereport(elevel,
@@ -279,7 +284,7 @@ static bool
 secret_load(FileSecret *fs, int elevel)
 {
 	const char *path = *fs->path ? *fs->path : "";
-	char		buf[SECRET_FILE_MAX + 1];
+	char		buf[SECRET_READ_MAX + 1];
 	size_t		len;
 	int			err;
 	SecretFileStatus status;
