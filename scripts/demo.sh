@@ -41,9 +41,11 @@ meisa.database = 'demo'
 meisa.smtp_url = 'smtp://127.0.0.1:$smtp_port'
 meisa.from_address = 'Acme <hello@acme.test>'
 meisa.unsubscribe_base_url = 'https://acme.test/unsubscribe/'
-meisa.secret = 'demo-secret-change-me'
+meisa.secret_file = 'meisa_secret'
 meisa.worker_naptime = '1s'
 CONF
+# the key of unsubscribe tokens: a file in the data directory only postgres reads
+runuser -u postgres -- sh -c "umask 077; head -c 32 /dev/urandom | base64 > '$dir/data/meisa_secret'"
 runuser -u postgres -- "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 runuser -u postgres -- "$bindir/createdb" -h "$dir" -p $port demo
 

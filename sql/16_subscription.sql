@@ -39,19 +39,23 @@ SELECT pg_temp.try($$SELECT meisa_unsubscribe('ann@example.com', 'because')$$);
 SELECT pg_temp.try($$SELECT meisa_unsubscribe('ann@example.com', NULL)$$);
 SELECT pg_temp.try($$SELECT meisa_unsubscribe(NULL)$$);
 SELECT pg_temp.try($$SELECT meisa_unsubscribe('nobody@example.com')$$);
--- an argument without "@" is an unsubscribe token: without meisa.secret tokens
--- cannot be checked (55000); with it, an invalid one is refused (22023)
+-- an argument without "@" is an unsubscribe token: without a key
+-- (meisa.secret_file) tokens cannot be checked (55000); with it, an invalid
+-- one is refused (22023).  The keys are files in the data directory that only
+-- the server's user can read.
 SELECT split_part(pg_temp.try($$SELECT meisa_unsubscribe('not-a-valid-token')$$), ':', 1);
-SET meisa.secret = 'regress-secret';
+COPY (SELECT 'regress-secret') TO PROGRAM 'umask 077 && cat > meisa_regress_key_16a';
+SET meisa.secret_file = 'meisa_regress_key_16a';
 SELECT split_part(pg_temp.try($$SELECT meisa_unsubscribe('not-a-valid-token')$$), ':', 1);
-RESET meisa.secret;
+RESET meisa.secret_file;
 -- a valid token (the one in the contact's unsubscribe link) unsubscribes that contact
 SELECT meisa_resubscribe('ann@example.com');
-SET meisa.secret = 'foundation-test-secret-0123456789';
+COPY (SELECT 'foundation-test-secret-0123456789') TO PROGRAM 'umask 077 && cat > meisa_regress_key_16b';
+SET meisa.secret_file = 'meisa_regress_key_16b';
 SET meisa.unsubscribe_base_url = 'https://example.com/u?t=';
 SELECT meisa_unsubscribe(substring(meisa.unsubscribe_url(c.id) FROM 't=(.*)$')) FROM meisa.contacts c WHERE email = 'ann@example.com';
 SELECT email, reason FROM meisa.unsubscribed_emails;
-RESET meisa.secret;
+RESET meisa.secret_file;
 RESET meisa.unsubscribe_base_url;
 -- resubscribe clears everything
 SELECT meisa_resubscribe('ann@example.com');

@@ -15,8 +15,9 @@ INSERT INTO meisa.templates (key, kind, subject, html, text, "from", reply_to) V
   ('bad_subject', 'transactional', 'Order {{{data.order}}}', NULL, 'x', NULL, NULL),
   ('newsletter', 'marketing', 'News', NULL, 'news', NULL, NULL);
 
--- unsubscribe links are signed with meisa.secret
-SET meisa.secret = 'regression-secret';
+-- unsubscribe links are signed with the key in the file meisa.secret_file names
+COPY (SELECT 'regression-secret') TO PROGRAM 'umask 077 && cat > meisa_regress_key_41';
+SET meisa.secret_file = 'meisa_regress_key_41';
 SET meisa.unsubscribe_base_url = 'https://acme.io/u/';
 
 INSERT INTO meisa.contacts (email, first_name, subscribed) VALUES

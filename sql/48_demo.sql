@@ -4,7 +4,8 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
 RESET client_min_messages;
-SET meisa.secret = 'demo-secret';
+COPY (SELECT 'demo-secret') TO PROGRAM 'umask 077 && cat > meisa_regress_key_48';
+SET meisa.secret_file = 'meisa_regress_key_48';
 SET meisa.unsubscribe_base_url = 'https://acme.example/u/';
 -- the growth team: a welcome sequence and a password-reset template
 INSERT INTO meisa.templates (key, kind, subject, html, text, "from") VALUES

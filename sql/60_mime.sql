@@ -3,7 +3,8 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
 RESET client_min_messages;
-SET meisa.secret = 'test-secret-0123456789abcdef';
+COPY (SELECT 'test-secret-0123456789abcdef') TO PROGRAM 'umask 077 && cat > meisa_regress_key_60';
+SET meisa.secret_file = 'meisa_regress_key_60';
 SET meisa.unsubscribe_base_url = 'https://example.com/u/';
 SET meisa.from_address = 'Acme Team <hello@acme.test>';
 
@@ -78,8 +79,8 @@ RESET meisa.from_address;
 SELECT meisa.mime(104);
 SET meisa.from_address = 'hello@acme.test';
 SELECT split_part(meisa.mime(104), E'\r\n', 2) AS from_line;
--- a marketing message cannot be assembled without meisa.secret
-RESET meisa.secret;
+-- a marketing message cannot be assembled without meisa.secret_file
+RESET meisa.secret_file;
 SELECT meisa.mime(101);
 -- a bad setting is refused
 SET meisa.from_address = 'no address here';

@@ -33,7 +33,8 @@ SELECT meisa_deliver(10001);
 -- and the rest of the batch goes back to the queue without an attempt
 SET meisa.smtp_url = 'smtp://127.0.0.1:1';
 SET meisa.retry_backoff_base = '30s';
-SET meisa.secret = 's3cret-for-tests';
+COPY (SELECT 's3cret-for-tests') TO PROGRAM 'umask 077 && cat > meisa_regress_key_62';
+SET meisa.secret_file = 'meisa_regress_key_62';
 SET client_min_messages = error;
 SELECT meisa_deliver(10) AS sent;
 RESET client_min_messages;
@@ -74,8 +75,8 @@ SELECT meisa_deliver(10) AS sent;
 RESET client_min_messages;
 SELECT id, status, attempts, message_id, lease_until IS NULL AS no_lease FROM meisa.messages WHERE id IN (6, 7, 11) ORDER BY id;
 
--- marketing mail waits for meisa.secret; mail without any sender waits for meisa.from_address
-RESET meisa.secret;
+-- marketing mail waits for meisa.secret_file; mail without any sender waits for meisa.from_address
+RESET meisa.secret_file;
 RESET meisa.from_address;
 INSERT INTO meisa.messages (id, contact_id, to_email, kind, subject, text, message_id) VALUES
   (8, 1, 'ok@example.com', 'marketing', 'promo', 'x', 'm8@t'),

@@ -95,24 +95,33 @@ UPDATE meisa.automations SET enabled = false WHERE name = 'admin_rule';
 INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('admin_tpl', 'marketing', 'Hi', 'Hello {{first_name}}');
 SELECT name, enabled FROM meisa.automations ORDER BY name;
 RESET ROLE;
--- ... but reads no secret: superuser-only settings stay hidden.
+-- ... but reads no secret: the files meisa.secret_file and
+-- meisa.smtp_password_file name, and the refused inline settings, stay hidden.
 LOAD 'meisa';
-SET meisa.secret = 'regress-secret';
-SET meisa.smtp_password = 'regress-password';
+COPY (SELECT 'regress-secret') TO PROGRAM 'umask 077 && cat > meisa_regress_key_70';
+COPY (SELECT 'regress-password') TO PROGRAM 'umask 077 && cat > meisa_regress_password_70';
+SET meisa.secret_file = 'meisa_regress_key_70';
+SET meisa.smtp_password_file = 'meisa_regress_password_70';
 SET ROLE regress_meisa_admin;
 SHOW meisa.secret;
 SHOW meisa.smtp_password;
 SELECT current_setting('meisa.secret');
 SELECT current_setting('meisa.smtp_password');
 SELECT count(*) AS visible_secret_settings FROM pg_settings WHERE name IN ('meisa.secret', 'meisa.smtp_password');
+SELECT pg_read_file('meisa_regress_key_70');
+SELECT pg_read_file('meisa_regress_password_70');
+SELECT count(*) FROM pg_file_settings;
 SET meisa.secret = 'mine';
+SET meisa.secret_file = 'PG_VERSION';
+SELECT meisa.unsubscribe_url(1) IS NOT NULL AS admin_builds_link;
 RESET ROLE;
 SET ROLE regress_meisa_app;
 SHOW meisa.secret;
+SELECT pg_read_file('meisa_regress_key_70');
 RESET ROLE;
 SHOW meisa.secret;
-RESET meisa.secret;
-RESET meisa.smtp_password;
+RESET meisa.secret_file;
+RESET meisa.smtp_password_file;
 
 -- ---------------------------------------------------------------------
 -- Every SECURITY DEFINER function of the extension pins its search_path,

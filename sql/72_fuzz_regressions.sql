@@ -82,12 +82,13 @@ INSERT INTO meisa.templates (key, kind, subject, html) VALUES ('fz_bad4', 'marke
 SELECT count(*) AS nothing_written FROM meisa.automations WHERE name LIKE 'fz_bad%';
 SELECT count(*) AS nothing_written FROM meisa.templates WHERE key LIKE 'fz_bad%';
 -- forged and mutated unsubscribe tokens
-SET meisa.secret = 'regress-secret';
+COPY (SELECT 'regress-secret') TO PROGRAM 'umask 077 && cat > meisa_regress_key_72';
+SET meisa.secret_file = 'meisa_regress_key_72';
 SELECT meisa_unsubscribe('AAAA.BBBB');
 SELECT meisa_unsubscribe(repeat('A', 100000));
 SELECT meisa_unsubscribe('');
 SELECT count(*) AS nobody_unsubscribed FROM meisa.contacts WHERE NOT subscribed;
-RESET meisa.secret;
+RESET meisa.secret_file;
 \set VERBOSITY default
 SELECT * FROM meisa.check_invariants();
 

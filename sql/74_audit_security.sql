@@ -1,6 +1,6 @@
 -- Regression tests of the security audit (issue 6, items 5 and 6):
---  1. meisa.smtp_url refuses credentials (user:password@): unlike
---     meisa.smtp_password it is readable by every role.
+--  1. meisa.smtp_url refuses credentials (user:password@): unlike the file
+--     meisa.smtp_password_file names it is readable by every role.
 --  2. meisa--1.1--1.2.sql: the views are bound to pg_catalog functions even
 --     when a role with CREATE on the install schema planted count(bigint) and
 --     lag(integer, integer, integer) there before CREATE EXTENSION (1.0 calls

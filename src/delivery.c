@@ -508,7 +508,10 @@ suppression_reason(const DeliveryMsg *m, MemoryContext ctx)
 	return reason;
 }
 
-/* True when meisa.smtp_url is set; otherwise logs once why nothing is sent. */
+/*
+ * True when meisa.smtp_url is set and the SMTP password, if one is needed,
+ * can be read; otherwise logs (once) why nothing is sent.
+ */
 bool
 delivery_configured(void)
 {
@@ -517,7 +520,9 @@ delivery_configured(void)
 	if (meisa_smtp_url && meisa_smtp_url[0] != '\0')
 	{
 		logged = false;
-		return true;
+		/* an unreadable password file is reported by the check itself */
+		return meisa_smtp_user == NULL || meisa_smtp_user[0] == '\0' ||
+			secret_smtp_password_ready();
 	}
 	if (!am_delivery_worker)
 		ereport(WARNING,
@@ -556,7 +561,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	int			i;
 	Datum		v[4];
 	bool		have_from = meisa_from_address && meisa_from_address[0] != '\0';
-	bool		have_secret = meisa_secret && meisa_secret[0] != '\0';
+	bool		have_secret;
 	TimestampTz lease_end;
 	long		margin_ms;
 	SmtpSession *volatile session = NULL;
@@ -567,6 +572,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	*more = false;
 	if (!delivery_configured())
 		return 0;
+	have_secret = secret_token_key_ready();
 
 	batch_ctx = AllocSetContextCreate(CurrentMemoryContext, "meisa delivery batch",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -812,7 +818,7 @@ delivery_next_due(bool with_steps, bool with_messages)
 
 	delivery_xact_begin("meisa delivery: next due");
 	v[0] = BoolGetDatum(meisa_from_address && meisa_from_address[0] != '\0');
-	v[1] = BoolGetDatum(meisa_secret && meisa_secret[0] != '\0');
+	v[1] = BoolGetDatum(secret_token_key_ready());
 	if (with_messages)
 	{
 		run_query(Q_NEXT_DUE, v, NULL, true, 1);

@@ -2,7 +2,8 @@
  * delivery.h
  *		Interfaces inside the delivery module: settings (worker.c), message
  *		assembly (mime.c), the SMTP client (smtp.c), the claim/send/settle
- *		cycle (delivery.c) and unsubscribe tokens (token.c).
+ *		cycle (delivery.c), unsubscribe tokens (token.c) and the secrets read
+ *		from files (secret.c).
  */
 #ifndef MEISA_DELIVERY_H
 #define MEISA_DELIVERY_H
@@ -16,10 +17,8 @@
 extern char *meisa_database;
 extern char *meisa_smtp_url;
 extern char *meisa_smtp_user;
-extern char *meisa_smtp_password;
 extern char *meisa_from_address;
 extern char *meisa_unsubscribe_base_url;
-extern char *meisa_secret;
 extern char *meisa_smtp_ca_file;
 extern int	meisa_worker_naptime;		/* ms */
 extern int	meisa_max_send_rate;		/* messages per second, 0 = no limit */
@@ -33,6 +32,21 @@ extern int	meisa_smtp_timeout;			/* s */
 
 /* True in the delivery background worker process. */
 extern bool am_delivery_worker;
+
+/* ---- secret.c: secrets read from the files the settings name */
+
+/* Defines meisa.secret_file, meisa.smtp_password_file and the refused inline settings. */
+extern void secret_init(void);
+/* The key of unsubscribe tokens; NULL when meisa.secret_file is empty; ERROR when its file is unusable. */
+extern const char *secret_token_key(size_t *len);
+/* True when a key of unsubscribe tokens is usable; a file that is not is reported (LOG/WARNING). */
+extern bool secret_token_key_ready(void);
+/* Errors out (55000, naming meisa.secret_file) unless a key of unsubscribe tokens is set. */
+extern void secret_require_token_key(void);
+/* The SMTP password ("" when meisa.smtp_password_file is empty); ERROR when its file is unusable. */
+extern const char *secret_smtp_password(void);
+/* True unless meisa.smtp_password_file names an unusable file (reported at LOG/WARNING). */
+extern bool secret_smtp_password_ready(void);
 
 /* ---- mime.c */
 
@@ -81,7 +95,7 @@ extern void mime_parse_mailbox(const char *value, const char *field,
 /* The signed token for a contact issued at 'issued' (seconds since 1970). */
 extern char *unsubscribe_token_make(int64 contact_id, int64 issued);
 
-/* The unsubscribe URL of a contact with a token issued at 'issued'; NULL without meisa.secret. */
+/* The unsubscribe URL of a contact with a token issued at 'issued'; NULL without meisa.secret_file. */
 extern char *unsubscribe_url_at(int64 contact_id, int64 issued);
 
 /* ---- smtp.c */
@@ -136,7 +150,10 @@ extern void delivery_xact_begin(const char *activity);
 /* Commits it and returns to the memory context current before the begin. */
 extern void delivery_xact_commit(void);
 
-/* True when meisa.smtp_url is set; otherwise logs once why nothing is sent. */
+/*
+ * True when meisa.smtp_url is set and the SMTP password, if one is needed,
+ * can be read; otherwise logs (once) why nothing is sent.
+ */
 extern bool delivery_configured(void);
 
 #endif							/* MEISA_DELIVERY_H */

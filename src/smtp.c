@@ -163,8 +163,7 @@ smtp_session_open(void)
 		if (meisa_smtp_user && meisa_smtp_user[0] != '\0')
 		{
 			smtp_check(curl_easy_setopt(c, CURLOPT_USERNAME, meisa_smtp_user), "CURLOPT_USERNAME");
-			smtp_check(curl_easy_setopt(c, CURLOPT_PASSWORD,
-										meisa_smtp_password ? meisa_smtp_password : ""), "CURLOPT_PASSWORD");
+			smtp_check(curl_easy_setopt(c, CURLOPT_PASSWORD, secret_smtp_password()), "CURLOPT_PASSWORD");
 		}
 		smtp_check(curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long) meisa_smtp_connect_timeout), "CURLOPT_CONNECTTIMEOUT");
 		smtp_check(curl_easy_setopt(c, CURLOPT_TIMEOUT, (long) meisa_smtp_timeout), "CURLOPT_TIMEOUT");

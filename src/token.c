@@ -1,10 +1,11 @@
 /*
  * token.c
  *		Signed unsubscribe tokens and URLs.  A token names a contact and the
- *		time it was issued, signed with HMAC-SHA256 under meisa.secret and
- *		written in base64url (RFC 4648 §5, no padding), so it can sit in a URL
- *		path or query.  Verification recomputes the signature and compares it
- *		in constant time.  Layout of the 33 signed bytes:
+ *		time it was issued, signed with HMAC-SHA256 under the key in the file
+ *		meisa.secret_file names (read by secret.c), and written in base64url
+ *		(RFC 4648 §5, no padding), so it can sit in a URL path or query.
+ *		Verification recomputes the signature and compares it in constant
+ *		time.  Layout of the 33 signed bytes:
  *		version (1) | contact id (8, big-endian) | issued, seconds since 1970
  *		(8, big-endian) | first 16 bytes of
  *		HMAC-SHA256(secret, "meisa-unsubscribe" | version | id | issued).
@@ -31,31 +32,22 @@ StaticAssertDecl((TOKEN_BYTES * 4 + 2) / 3 == UNSUBSCRIBE_TOKEN_LENGTH,
 PG_FUNCTION_INFO_V1(meisa_unsubscribe_url_sql);
 PG_FUNCTION_INFO_V1(meisa_unsubscribe_token_contact_sql);
 
-/* Errors out unless meisa.secret is set. */
-static void
-require_secret(void)
-{
-	if (meisa_secret == NULL || meisa_secret[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("meisa.secret is not set"),
-				 errdetail("Unsubscribe tokens are signed with meisa.secret."),
-				 errhint("Set meisa.secret in postgresql.conf (a long random string) and reload.")));
-}
-
-/* Writes the 16-byte signature of the token body into mac. */
+/* Writes the 16-byte signature of the token body into mac (the key must be set). */
 static void
 token_sign(const uint8 *body, uint8 *mac)
 {
 	pg_hmac_ctx *ctx;
 	uint8		full[PG_SHA256_DIGEST_LENGTH];
+	size_t		keylen;
+	const char *key = secret_token_key(&keylen);
 
+	Assert(key != NULL);
 	ctx = pg_hmac_create(PG_SHA256);
 	if (ctx == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	if (pg_hmac_init(ctx, (const uint8 *) meisa_secret, strlen(meisa_secret)) < 0 ||
+	if (pg_hmac_init(ctx, (const uint8 *) key, keylen) < 0 ||
 		pg_hmac_update(ctx, (const uint8 *) TOKEN_CONTEXT, strlen(TOKEN_CONTEXT)) < 0 ||
 		pg_hmac_update(ctx, body, TOKEN_BODY) < 0 ||
 		pg_hmac_final(ctx, full, sizeof(full)) < 0)
@@ -148,7 +140,7 @@ unsubscribe_token_make(int64 contact_id, int64 issued)
 	uint8		buf[TOKEN_BYTES];
 	int			i;
 
-	require_secret();
+	secret_require_token_key();
 	buf[0] = TOKEN_VERSION;
 	for (i = 0; i < 8; i++)
 	{
@@ -159,11 +151,13 @@ unsubscribe_token_make(int64 contact_id, int64 issued)
 	return b64url_encode(buf);
 }
 
-/* The unsubscribe URL of a contact with a token issued at 'issued'; NULL without meisa.secret. */
+/* The unsubscribe URL of a contact with a token issued at 'issued'; NULL without meisa.secret_file. */
 char *
 unsubscribe_url_at(int64 contact_id, int64 issued)
 {
-	if (meisa_secret == NULL || meisa_secret[0] == '\0')
+	size_t		keylen;
+
+	if (secret_token_key(&keylen) == NULL)
 		return NULL;
 	return psprintf("%s%s", meisa_unsubscribe_base_url ? meisa_unsubscribe_base_url : "",
 					unsubscribe_token_make(contact_id, issued));
@@ -178,7 +172,7 @@ issued_now(void)
 
 /*
  * meisa.unsubscribe_base_url followed by a signed token for the contact; an
- * empty string when meisa.secret is unset (no link can be signed).
+ * empty string when meisa.secret_file is unset (no link can be signed).
  */
 char *
 unsubscribe_url(int64 contact_id)
@@ -198,7 +192,7 @@ unsubscribe_token_contact(const char *token)
 	const char *base = meisa_unsubscribe_base_url;
 	int			i;
 
-	require_secret();
+	secret_require_token_key();
 	if (token == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -234,7 +228,7 @@ meisa_unsubscribe_url_sql(PG_FUNCTION_ARGS)
 {
 	int64		contact_id = PG_GETARG_INT64(0);
 
-	require_secret();
+	secret_require_token_key();
 	PG_RETURN_TEXT_P(cstring_to_text(unsubscribe_url_at(contact_id, issued_now())));
 }
 

@@ -46,10 +46,8 @@ PGDLLEXPORT void meisa_worker_main(Datum arg);
 char	   *meisa_database = NULL;
 char	   *meisa_smtp_url = NULL;
 char	   *meisa_smtp_user = NULL;
-char	   *meisa_smtp_password = NULL;
 char	   *meisa_from_address = NULL;
 char	   *meisa_unsubscribe_base_url = NULL;
-char	   *meisa_secret = NULL;
 char	   *meisa_smtp_ca_file = NULL;
 int			meisa_worker_naptime = 10000;
 int			meisa_max_send_rate = 0;
@@ -99,8 +97,7 @@ check_smtp_url(char **newval, void **extra pg_attribute_unused(), GucSource sour
 
 	/*
 	 * No credentials in the URL: libcurl would use smtp://user:password@host,
-	 * and meisa.smtp_url, unlike meisa.smtp_password, is readable by every
-	 * role (SHOW, current_setting).
+	 * and meisa.smtp_url is readable by every role (SHOW, current_setting).
 	 */
 	{
 		const char *authority = strstr(*newval, "://") + 3;
@@ -109,7 +106,7 @@ check_smtp_url(char **newval, void **extra pg_attribute_unused(), GucSource sour
 		if (memchr(authority, '@', len) != NULL)
 		{
 			GUC_check_errdetail("meisa.smtp_url must not contain a user name or password.");
-			GUC_check_errhint("Set meisa.smtp_user and meisa.smtp_password (superuser-only) instead.");
+			GUC_check_errhint("Set meisa.smtp_user, and meisa.smtp_password_file to a file holding the password.");
 			return false;
 		}
 	}
@@ -212,10 +209,6 @@ delivery_init(void)
 							   "User name for SMTP authentication (empty: no authentication).",
 							   NULL, &meisa_smtp_user, "",
 							   PGC_SUSET, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("meisa.smtp_password",
-							   "Password for SMTP authentication.",
-							   NULL, &meisa_smtp_password, "",
-							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomStringVariable("meisa.smtp_ca_file",
 							   "File of CA certificates that verify the SMTP server's TLS certificate.",
 							   "Empty: the system's CA store.",
@@ -229,11 +222,7 @@ delivery_init(void)
 							   "Start of unsubscribe links; the signed token is appended.",
 							   NULL, &meisa_unsubscribe_base_url, "",
 							   PGC_SUSET, 0, check_base_url, NULL, NULL);
-	DefineCustomStringVariable("meisa.secret",
-							   "Key that signs unsubscribe tokens (HMAC-SHA256).",
-							   "Without it no token can be issued or verified and marketing mail is held.",
-							   &meisa_secret, "",
-							   PGC_SUSET, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	secret_init();
 	DefineCustomIntVariable("meisa.worker_naptime",
 							"Longest sleep of the delivery worker between rounds.",
 							NULL, &meisa_worker_naptime, 10000, 10, 3600000,

@@ -14,6 +14,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def write_secret(path, value, mode=0o600):
+    """Writes a secret file (meisa.secret_file, meisa.smtp_password_file)
+    owned by the postgres user, replacing the old one at once."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(tmp, mode)
+    shutil.chown(tmp, "postgres", "postgres")
+    os.rename(tmp, path)
+
+
 class Cluster:
     """A throw-away cluster on 127.0.0.1:port with meisa preloaded."""
 
@@ -47,7 +59,7 @@ shared_preload_libraries = 'meisa'
 meisa.database = 'meisa_test'
 meisa.smtp_url = 'smtp://127.0.0.1:{self.smtp_port}'
 meisa.from_address = 'Meisa Test <noreply@meisa.test>'
-meisa.secret = 'live-test-secret-5f1c0e2b9a'
+meisa.secret_file = 'meisa_secret'
 meisa.unsubscribe_base_url = 'https://app.test/unsubscribe/'
 meisa.worker_naptime = '1s'
 meisa.retry_backoff_base = '1s'
@@ -57,6 +69,8 @@ meisa.smtp_timeout = '5s'
 meisa.smtp_connect_timeout = '2s'
 {self.extra_conf}
 """)
+        # the key of unsubscribe tokens, relative to the data directory
+        write_secret(os.path.join(self.data, "meisa_secret"), "live-test-secret-5f1c0e2b9a")
 
     def start(self):
         # the port (264xx) is below Linux's default ephemeral range; where

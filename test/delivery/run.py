@@ -21,7 +21,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Cluster, Sink, wait_for  # noqa: E402
+from lib import Cluster, Sink, wait_for, write_secret  # noqa: E402
 from hostile_peer import HostilePeer  # noqa: E402
 
 BINDIR = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
@@ -557,9 +557,10 @@ def test_run_due_hook():
 
 
 def test_starttls_auth():
-    """smtp:// upgrades with STARTTLS when offered, authenticates, verifies the
-    certificate (meisa.smtp_ca_file); a wrong password or an unknown CA keeps
-    the message queued with the reason."""
+    """smtp:// upgrades with STARTTLS when offered, authenticates with the
+    password in meisa.smtp_password_file, verifies the certificate
+    (meisa.smtp_ca_file); a wrong password (the file changed, read again at
+    the reload) or an unknown CA keeps the message queued with the reason."""
     cert = os.path.join(BASE, "sink-cert.pem")
     key = os.path.join(BASE, "sink-key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
@@ -569,23 +570,27 @@ def test_starttls_auth():
     tls = Sink(SMTP_PORT + 1, BASE, name="tls",
                env={"SINK_TLS_CERT": cert, "SINK_TLS_KEY": key, "SINK_AUTH": "meisa:s3cret"})
     tls.start()
+    password_file = os.path.join(BASE, "smtp_password")
+    write_secret(password_file, "s3cret")
     try:
         tls.clear()
         pg.reload({"meisa.smtp_url": f"smtp://127.0.0.1:{SMTP_PORT + 1}", "meisa.smtp_user": "meisa",
-                   "meisa.smtp_password": "s3cret", "meisa.smtp_ca_file": cert})
+                   "meisa.smtp_password_file": password_file, "meisa.smtp_ca_file": cert})
         c = add_contact("tls@example.com")
         m1 = queue(c, "tls@example.com", subject="over STARTTLS")
         ok = all_status([m1], "sent", 10)
         check("tls: delivered after STARTTLS and AUTH", ok and len(tls.files()) == 1, status([m1]))
         check("tls: the server saw TLS and the user", tls.mail_lines() == ["MAIL tls=1 auth=meisa"],
               tls.mail_lines())
-        pg.reload({"meisa.smtp_password": "wrong"})
+        write_secret(password_file, "wrong")
+        pg.reload({})
         m2 = queue(c, "tls@example.com", subject="wrong password")
         tried = wait_for(lambda: status([m2])[m2][0] == "queued" and status([m2])[m2][1] >= 1, 10)
         st = status([m2])[m2]
-        check("tls: a wrong password keeps the message queued, AUTH refusal in last_error",
+        check("tls: a wrong password (file changed, reload) keeps the message queued, AUTH refusal in last_error",
               tried and st[0] == "queued" and "535" in st[2], st)
-        pg.reload({"meisa.smtp_password": "s3cret", "meisa.smtp_ca_file": None})
+        write_secret(password_file, "s3cret")
+        pg.reload({"meisa.smtp_ca_file": None})
         m3 = queue(c, "tls@example.com", subject="unknown CA")
         tried = wait_for(lambda: status([m3])[m3][0] == "queued" and status([m3])[m3][1] >= 1, 10)
         st = status([m3])[m3]
@@ -610,7 +615,7 @@ def test_starttls_auth():
         finally:
             smtps.stop()
     finally:
-        pg.reload({"meisa.smtp_url": None, "meisa.smtp_user": None, "meisa.smtp_password": None,
+        pg.reload({"meisa.smtp_url": None, "meisa.smtp_user": None, "meisa.smtp_password_file": None,
                    "meisa.smtp_ca_file": None})
         tls.stop()
 

@@ -20,7 +20,8 @@ source "$(dirname "$0")/lib.sh" "$@"
 set -- "${EXTRA_ARGS[@]}"
 SRC=dump-src; DST=dump-dst
 SRC_PORT=26473; DST_PORT=26474
-CONF=("meisa.secret = 'dump-secret'" "meisa.unsubscribe_base_url = 'https://meisa.test/u/'")
+secret_file "$WORK_ROOT/dump.key" dump-secret
+CONF=("meisa.secret_file = '$WORK_ROOT/dump.key'" "meisa.unsubscribe_base_url = 'https://meisa.test/u/'")
 echo "== dump and restore (bindir $BINDIR)"
 pg_start $SRC $SRC_PORT "${CONF[@]}" || { verdict "source cluster starts" false; finish; }
 pg_start $DST $DST_PORT "${CONF[@]}" || { verdict "target cluster starts" false; finish; }

@@ -25,13 +25,14 @@ MAILDIR=$WORK_ROOT/fuzz-mail
 rm -rf "$MAILDIR" "$MAILDIR.log"
 echo "== fuzz: $COUNT inputs, seed $SEED (bindir $BINDIR)"
 smtp_start $SMTP_PORT "$MAILDIR" || { verdict "smtp server starts" false; finish; }
+secret_file "$WORK_ROOT/$NAME.key" fuzz-secret
 pg_start $NAME $PORT \
   "shared_preload_libraries = 'meisa'" \
   "meisa.database = 'fuzz'" \
   "meisa.smtp_url = 'smtp://127.0.0.1:$SMTP_PORT'" \
   "meisa.from_address = 'Fuzz <fuzz@meisa.test>'" \
   "meisa.unsubscribe_base_url = 'https://fuzz.test/u/'" \
-  "meisa.secret = 'fuzz-secret'" \
+  "meisa.secret_file = '$WORK_ROOT/$NAME.key'" \
   "meisa.worker_naptime = 1" \
   "max_stack_depth = '2MB'" \
   || { verdict "cluster starts" false; finish; }

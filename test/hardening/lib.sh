@@ -72,6 +72,13 @@ finish() {
 # Runs a command as the postgres user.
 as_pg() { runuser -u postgres -- "$@"; }
 
+# Writes a secret file (meisa.secret_file, meisa.smtp_password_file) as the
+# postgres user, replacing it at once: secret_file PATH CONTENT [MODE, 600]
+secret_file() {
+  as_pg sh -c 'umask 077; printf "%s\n" "$2" >"$1.tmp" && chmod "$3" "$1.tmp" && mv "$1.tmp" "$1"' \
+    secret_file "$1" "$2" "${3:-600}"
+}
+
 # Creates and starts a cluster: pg_start NAME PORT [extra postgresql.conf lines...]
 # Sets PGDIR_<NAME>; the socket directory is the cluster directory.
 pg_start() {

@@ -17,7 +17,8 @@ NAME=memory
 PORT=26472
 DIR=$WORK_ROOT/$NAME
 echo "== memory: $CALLS meisa_upsert calls in one backend (bindir $BINDIR)"
-pg_start $NAME $PORT "shared_preload_libraries = 'meisa'" "meisa.secret = 'memory-secret'" \
+secret_file "$WORK_ROOT/$NAME.key" memory-secret
+pg_start $NAME $PORT "shared_preload_libraries = 'meisa'" "meisa.secret_file = '$WORK_ROOT/$NAME.key'" \
   "meisa.unsubscribe_base_url = 'https://meisa.test/u/'" "synchronous_commit = off" \
   || { verdict "cluster starts" false; finish; }
 as_pg "$BINDIR/createdb" -h "$DIR" -p $PORT memory

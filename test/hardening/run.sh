@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# test/hardening/run.sh [--bindir DIR] [--quick] [--only stress,identity,fuzz,memory,dump,upgrade,workerpath,valgrind,asan]
+# test/hardening/run.sh [--bindir DIR] [--quick] [--only stress,identity,fuzz,memory,dump,upgrade,workerpath,secrets,valgrind,asan]
 #	The hardening checks of meisa, each on its own throwaway cluster (ports
-#	26470-26479, 26482, loopback): stress.sh (8-client load + kill -9 crash
-#	loop + amcheck), identity.sh (two clients racing on contact identity),
-#	fuzz.sh (hostile input), memory.sh (backend memory over many
+#	26470-26479, 26482 and 26486-26489, loopback): stress.sh (8-client load +
+#	kill -9 crash loop + amcheck), identity.sh (two clients racing on contact
+#	identity), fuzz.sh (hostile input), memory.sh (backend memory over many
 #	upserts), dump.sh (pg_dump/pg_restore and the 1.0 -> 1.3 upgrade),
 #	upgrade.sh (same catalog for a fresh 1.3 and every update path; no
-#	planted operator or function runs during install/update), workerpath.sh (search_path attack on the delivery worker), valgrind.sh
+#	planted operator or function runs during install/update), workerpath.sh (search_path attack on the delivery worker),
+#	secrets.sh (the token key and SMTP password read from files, never
+#	readable by other roles, preloaded or not; inline values refused), valgrind.sh
 #	(pg_regress suite against a server under valgrind memcheck; 6 tests with
 #	--quick, under a minute; the whole suite + isolation specs without it;
 #	skipped when valgrind is not installed).
@@ -17,7 +19,7 @@
 #	1,000,000 upserts.  Ends with "N passed, M failed".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-args=(); only="stress identity fuzz memory dump upgrade workerpath valgrind"
+args=(); only="stress identity fuzz memory dump upgrade workerpath secrets valgrind"
 while [ $# -gt 0 ]; do
   case "$1" in
     --bindir) args+=("$1" "$2"); shift 2 ;;

@@ -37,13 +37,14 @@ rm -rf "$MAILDIR" "$MAILDIR.log"
 
 echo "== stress: $DURATION s of load, $CRASHES crash(es), $USERS users (bindir $BINDIR)"
 smtp_start $SMTP_PORT "$MAILDIR" || { verdict "smtp server starts" false; finish; }
+secret_file "$WORK_ROOT/$NAME.key" stress-secret
 pg_start $NAME $PORT \
   "shared_preload_libraries = 'meisa'" \
   "meisa.database = 'stress'" \
   "meisa.smtp_url = 'smtp://127.0.0.1:$SMTP_PORT'" \
   "meisa.from_address = 'Stress <stress@meisa.test>'" \
   "meisa.unsubscribe_base_url = 'https://meisa.test/u/'" \
-  "meisa.secret = 'stress-secret'" \
+  "meisa.secret_file = '$WORK_ROOT/$NAME.key'" \
   "meisa.worker_naptime = 1" \
   "deadlock_timeout = '200ms'" \
   "log_lock_waits = on" \

@@ -181,6 +181,7 @@ fi
 # ---- the worker delivers to a local SMTP server (libcurl, MIME under valgrind)
 echo "== valgrind: the delivery worker sends 5 messages to a local SMTP server"
 smtp_start $SMTP_PORT "$base/mail/Maildir" 9>&- 8>&-
+secret_file "$base/valgrind.key" valgrind-secret
 psqlv() { as_pg "$VBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $PORT -d contrib_regression "$@"; }
 psqlv <<SQL >/dev/null 9>&- 8>&-
 SET client_min_messages = warning;
@@ -188,7 +189,7 @@ DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
 ALTER SYSTEM SET meisa.smtp_url = 'smtp://127.0.0.1:$SMTP_PORT';
 ALTER SYSTEM SET meisa.from_address = 'Valgrind <vg@meisa.test>';
-ALTER SYSTEM SET meisa.secret = 'valgrind-secret';
+ALTER SYSTEM SET meisa.secret_file = '$base/valgrind.key';
 ALTER SYSTEM SET meisa.unsubscribe_base_url = 'https://meisa.test/u/';
 ALTER SYSTEM SET meisa.worker_naptime = '1s';
 SELECT pg_reload_conf();

@@ -21,13 +21,14 @@ echo '{"data": [{"match": "later@", "reply": "451 4.3.0 try again", "times": -1}
 echo "== worker search_path attack (bindir $BINDIR)"
 /usr/bin/python3 "$TOP/test/delivery/smtp_sink.py" $SMTP_PORT "$MAIL" "$MAIL/control.json" >"$MAIL.log" 2>&1 9>&- &
 STARTED_PIDS+=($!)
+secret_file "$WORK_ROOT/$NAME.key" probe-secret
 pg_start $NAME $PORT \
   "shared_preload_libraries = 'meisa'" \
   "meisa.database = 'probe'" \
   "meisa.smtp_url = 'smtp://127.0.0.1:$SMTP_PORT'" \
   "meisa.from_address = 'Probe <probe@meisa.test>'" \
   "meisa.unsubscribe_base_url = 'https://meisa.test/u/'" \
-  "meisa.secret = 'probe-secret'" \
+  "meisa.secret_file = '$WORK_ROOT/$NAME.key'" \
   "meisa.worker_naptime = 1" \
   "meisa.retry_backoff_base = 1" \
   "meisa.retry_give_up_after = 1" \
