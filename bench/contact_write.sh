@@ -26,7 +26,10 @@
 # scripts/devcheck.sh's prefix; runs pgbench for a fixed time per case,
 # ROUNDS alternating runs per side (default 3), keeps the best of each and
 # prints tps and the ratios against the bare table; stops the cluster at the
-# end.  POOL (default 150000) is the number of seeded contacts per side.
+# end.  POOL (default 150000) is the number of seeded contacts per side;
+# PROTOCOL (default simple) is pgbench's -M: simple parses and plans the bare
+# statement on every call, prepared (what a driver with prepared statements
+# does) plans it once, like the saved plans inside meisa_upsert.
 # Run as root (server steps run as postgres).
 set -euo pipefail
 secs=${1:-10}
@@ -34,6 +37,7 @@ clients=${2:-2}
 pool=${POOL:-150000}
 ref=${REF:-1}
 rounds=${ROUNDS:-3}
+protocol=${PROTOCOL:-simple}
 . "$(dirname "$0")/lib.sh"
 bench_cluster 26462 contact_write
 port=26462
@@ -133,7 +137,7 @@ payload() {
   echo "jsonb_build_object('email', 'c' || $1 || '@example.com', 'external_id', 'u' || $1, 'first_name', 'Ann', 'custom_fields', $2)"
 }
 new_p=$(payload "s.k" "jsonb_build_object('plan', 'free', 'signin_count', 0)")
-changed_p=$(payload "s.k" "jsonb_build_object('plan', 'free', 'signin_count', :r)")
+changed_p=$(payload "s.k" "jsonb_build_object('plan', 'free', 'signin_count', :r::bigint)")
 same_p=$(payload ":k" "jsonb_build_object('plan', 'free')")
 # the key source of each case: a fresh number (new, past the pool), the next
 # contact of this side's walk through the pool (changed), a random one (unchanged)
@@ -164,13 +168,17 @@ INSERT INTO plain_contacts AS c (email, external_id, first_name, custom_fields)
 done
 chmod 644 "$work"/*.sql
 tps() {
-  as_pg "$bindir/pgbench" -h 127.0.0.1 -p $port -n -T "$secs" -c "$clients" -j "$clients" -f "$work/$1_$2.sql" bench 2>&1 |
-    sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+  local out t
+  out=$(as_pg "$bindir/pgbench" -h 127.0.0.1 -p $port -n -M "$protocol" -T "$secs" -c "$clients" -j "$clients" \
+        -f "$work/$1_$2.sql" bench 2>&1) || true
+  t=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
+  [ -n "$t" ] || { echo "pgbench $1 $2 failed:" >&2; echo "$out" | tail -5 >&2; exit 1; }
+  echo "$t"
 }
 max() { echo "if ($1 > $2) $1 else $2" | bc -l; }
 sides="bare meisa"
 [ "$ref" = 1 ] && sides="bare meisa ref"
-echo "$clients clients, $secs s per run, best of $rounds alternating runs"
+echo "$clients clients, $secs s per run, best of $rounds alternating runs, $protocol protocol"
 if [ "$ref" = 1 ]; then
   printf '%-10s %10s %10s %10s %12s %12s\n' case meisa bare plpgsql meisa/bare plpgsql/bare
 else
@@ -181,7 +189,8 @@ for case in new changed unchanged; do
   for r in $(seq "$rounds"); do   # alternate the sides to even out machine noise
     for side in $sides; do
       psql -d bench -c "CHECKPOINT"
-      best[$side]=$(max "${best[$side]}" "$(tps $side $case)")
+      t=$(tps $side $case)
+      best[$side]=$(max "${best[$side]}" "$t")
     done
   done
   m=${best[meisa]} b=${best[bare]} f=${best[ref]}
