@@ -1,13 +1,14 @@
 # bench/lib.sh: shared start-up of the benchmark scripts (sourced).
-# bench_cluster PORT NAME: uses the binaries of scripts/devcheck.sh's prefix
-# (run devcheck once first), starts a private cluster on 127.0.0.1:PORT with
+# bench_cluster PORT NAME: uses the binaries in $BINDIR when set (e.g.
+# /usr/lib/postgresql/15/bin after `make install`), else those of
+# scripts/devcheck.sh's prefix (run devcheck once first), starts a private cluster on 127.0.0.1:PORT with
 # data in /tmp/meisa-bench-NAME, creates database "bench", defines as_pg and
 # psql, and stops the cluster when the script exits.
 bench_cluster() {
   local port=$1 name=$2
   src=$(cd "$(dirname "${BASH_SOURCE[1]}")/.." && pwd)
-  bindir=/tmp/meisa-dev/$(echo "$src" | tr '/' '_')/pg/usr/lib/postgresql/15/bin
-  [ -x "$bindir/postgres" ] || { echo "run scripts/devcheck.sh first" >&2; exit 1; }
+  bindir=${BINDIR:-/tmp/meisa-dev/$(echo "$src" | tr '/' '_')/pg/usr/lib/postgresql/15/bin}
+  [ -x "$bindir/postgres" ] || { echo "no $bindir/postgres: run scripts/devcheck.sh first or set BINDIR" >&2; exit 1; }
   bench_port=$port
   data=/tmp/meisa-bench-$name
   work=$(mktemp -d "/tmp/meisa-bench-$name-scripts.XXXXXX")
