@@ -7,7 +7,8 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;
 CREATE EXTENSION meisa;
 RESET client_min_messages;
-SET meisa.secret = 'test-secret-0123456789abcdef';
+COPY (SELECT 'test-secret-0123456789abcdef') TO PROGRAM 'umask 077 && cat > meisa_regress_key_77';
+SET meisa.secret_file = 'meisa_regress_key_77';
 SET meisa.unsubscribe_base_url = 'https://example.com/u/';
 -- errors as SQLSTATE: message (detail)
 CREATE FUNCTION pg_temp.try(q text) RETURNS text LANGUAGE plpgsql AS $$

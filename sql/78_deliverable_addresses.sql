@@ -28,7 +28,8 @@ INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
   SELECT id, 1, interval '0', 'welcome' FROM meisa.sequences;
 INSERT INTO meisa.automations (name, trigger, actions)
   VALUES ('enrol', 'contact_created', '[{"enroll": "onboarding"}]');
-SET meisa.secret = 'test-secret-0123456789abcdef';
+COPY (SELECT 'test-secret-0123456789abcdef') TO PROGRAM 'umask 077 && cat > meisa_regress_key_78';
+SET meisa.secret_file = 'meisa_regress_key_78';
 SET meisa.unsubscribe_base_url = 'https://example.com/u/';
 CREATE TEMP TABLE addr (n int, email text);
 INSERT INTO addr VALUES (1, '"a,b"@example.com'), (2, '"x>y"@example.com'), (3, '"x<y"@example.com'),
