@@ -46,19 +46,20 @@ sub crash_during_batch
 		  . 'FROM generate_series(1, 40) i RETURNING id');
 	my $idlist = join ',', @ids;
 	wait_for(sub { $sink->files >= 5 }, 15, 0.02);
-	my $inflight;
-	if ($whole)
-	{
-		# strike while a message is handed over and the server has not
-		# answered yet
-		my $n = $sink->inflight;
-		wait_for(sub { $sink->inflight > $n }, 5, 0.005);
-		$inflight = ($sink->inflight)[-1];
-	}
 	my $sending = $node->safe_psql($db,
 		"SELECT count(*) FROM meisa.messages WHERE status = 'sending'");
 	my $ppid     = postmaster_pid($node);
 	my @children = child_pids($ppid);
+	my $inflight;
+	if ($whole)
+	{
+		# strike while a message is handed over and the server has not
+		# answered yet (nothing slow between seeing it and the kill)
+		my $n = $sink->inflight;
+		wait_for(sub { $sink->inflight > $n }, 5, 0.005);
+		$inflight = ($sink->inflight)[-1];
+		kill 'KILL', $ppid, @children;
+	}
 	$node->kill9;
 	kill 'KILL', @children if $whole;
 	ok($sending > 0,

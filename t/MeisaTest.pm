@@ -66,12 +66,18 @@ sub delivery_node
 	my $node = PostgreSQL::Test::Cluster->new($name);
 
 	$node->init(extra => [ '--locale=C', '--encoding=UTF8' ]);
+	# the token key, from a file only the server's user can read
+	my $keyfile = $node->data_dir . '/meisa_secret';
+	open(my $fh, '>', $keyfile) or die "could not write $keyfile: $!";
+	print $fh "live-test-secret-5f1c0e2b9a\n";
+	close($fh);
+	chmod(0600, $keyfile) or die "could not chmod $keyfile: $!";
 	$node->append_conf('postgresql.conf', <<"EOC" . ($extra_conf // ''));
 shared_preload_libraries = 'meisa'
 meisa.database = '$dbname'
 meisa.smtp_url = 'smtp://127.0.0.1:$port'
 meisa.from_address = 'Meisa Test <noreply\@meisa.test>'
-meisa.secret = 'live-test-secret-5f1c0e2b9a'
+meisa.secret_file = 'meisa_secret'
 meisa.unsubscribe_base_url = 'https://app.test/unsubscribe/'
 meisa.worker_naptime = '1s'
 meisa.retry_backoff_base = '1s'
