@@ -677,6 +677,21 @@ def test_stall_quit():
         peer_reset()
 
 
+def test_stall_refused():
+    """A server that refuses RCPT TO with 451 and then answers nothing (not
+    the QUIT libcurl sends after a refused command, which it used to await
+    120 s): the message is retried, the next one leaves within
+    meisa.smtp_timeout plus a few seconds."""
+    via_peer()
+    try:
+        m1 = next_message_after_stall("rcpt", "rcpt", 5 + 4, "smtp_timeout 5 s")
+        ok = all_status([m1], "sent", 15)
+        st = status([m1])[m1]
+        check("stall (rcpt): the refused message is sent later (attempt 2)", ok and st[1] == 2, st)
+    finally:
+        peer_reset()
+
+
 def test_stall_terminate(mode, event):
     """pg_terminate_backend of the worker while the server hangs (with
     smtp_timeout and smtp_connect_timeout at 30 s): the worker exits within
@@ -905,6 +920,7 @@ def main():
         tests = (test_basic, test_api, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
                  test_tempfail, test_permfail, test_smtp_url_unset, test_deliver_bounce_order, test_worker_stats,
                  test_run_due_hook, test_starttls_auth, test_stall_after_data, test_stall_greeting, test_stall_quit,
+                 test_stall_refused,
                  test_stall_terminate_data, test_stall_terminate_greeting, test_stall_terminate_quit,
                  test_drop_waits_for_worker, test_extension_recreated, test_worker_sigterm, test_kill9, test_kill9_whole)
         only = [x for x in os.environ.get("MEISA_DELIVERY_ONLY", "").split(",") if x]
