@@ -568,6 +568,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	MemoryContext sctx;
 	BounceArg  *bounces;
 	volatile int nbounces = 0;
+	volatile bool session_dead = false;
 
 	*more = false;
 	if (!delivery_configured())
@@ -737,18 +738,14 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 					break;
 				case SMTP_CONNFAIL:
 					release_delay = backoff_seconds(m->attempts);
-					if (own_transactions)
-					{
-						/* reconnect next time */
-						delivery_session_close();
-						session = NULL;
-					}
 					settle(Q_RETRY, m, r.error, release_delay);
 					report_smtp_problem(r.error);
+					session_dead = true;
 					stop_at = i + 1;
 					break;
 				case SMTP_INTERRUPTED:
 					settle(Q_RELEASE, m, NULL, 0);
+					session_dead = true;
 					stop_at = i + 1;
 					break;
 			}
@@ -774,34 +771,48 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 				delivery_xact_commit();
 			*more = false;
 		}
-		if (!own_transactions)
-			smtp_session_close(session);
-		session = NULL;
 	}
 	PG_CATCH();
 	{
+		/* error cleanup: drop the connection, no QUIT */
 		if (session && session != worker_session)
-			smtp_session_close(session);
-		delivery_session_close();
+			smtp_session_close(session, false);
+		delivery_session_close(false);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	RESUME_INTERRUPTS();
+
+	/*
+	 * The close comes after the settling transaction committed and with
+	 * interrupts allowed: a dead connection (already shut down by
+	 * smtp_send) goes at once; meisa_deliver's QUIT waits at most
+	 * meisa.smtp_connect_timeout, inside the caller's transaction.  The
+	 * worker reconnects for its next batch after a failure.
+	 */
+	if (!own_transactions)
+		smtp_session_close(session, true);
+	else if (session_dead)
+		delivery_session_close(true);
+	session = NULL;
 
 	MemoryContextSwitchTo(oldctx);
 	MemoryContextDelete(batch_ctx);
 	return sent;
 }
 
-/* Closes the worker's SMTP session (end of a round, errors, failures). */
+/*
+ * Closes the worker's SMTP session (end of a round, errors, failures);
+ * quit as for smtp_session_close.
+ */
 void
-delivery_session_close(void)
+delivery_session_close(bool quit)
 {
 	SmtpSession *s = worker_session;
 
 	worker_session = NULL;
 	if (s)
-		smtp_session_close(s);
+		smtp_session_close(s, quit);
 }
 
 /*

@@ -120,11 +120,19 @@ typedef struct SmtpSession SmtpSession;
 
 /* Opens a session object for meisa.smtp_url (the connection opens on first send). */
 extern SmtpSession *smtp_session_open(void);
-/* Sends one message; the connection is kept for the next send. */
+/*
+ * Sends one message; the connection is kept for the next send, but after a
+ * session failure or an interruption it is dead (its sockets shut down).
+ */
 extern void smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 					  const char *data, size_t len, SmtpResult *result);
-/* Closes the connection (QUIT) and frees the session. */
-extern void smtp_session_close(SmtpSession *s);
+/*
+ * Closes the connection and frees the session: with quit, a healthy
+ * connection says QUIT (answer awaited meisa.smtp_connect_timeout at most);
+ * a dead one, one with a cancel or SIGTERM pending, or any without quit is
+ * dropped at once.
+ */
+extern void smtp_session_close(SmtpSession *s, bool quit);
 
 /* ---- delivery.c */
 
@@ -136,8 +144,13 @@ extern void smtp_session_close(SmtpSession *s);
  */
 extern int	delivery_run_batch(int max, bool own_transactions, bool *more);
 
-/* Closes the worker's SMTP session (kept open across the batches of a round). */
-extern void delivery_session_close(void);
+/*
+ * Closes the worker's SMTP session (kept open across the batches of a
+ * round); quit as for smtp_session_close.  Never call it inside a
+ * transaction: a server that does not answer QUIT holds it up to
+ * meisa.smtp_connect_timeout.
+ */
+extern void delivery_session_close(bool quit);
 
 /*
  * The earliest time a queued message or an expiring lease (with_messages)

@@ -10,11 +10,34 @@
  *		RCPT TO is a rejected recipient, 5xx to DATA a rejected message; a
  *		failure anywhere else (connect, TLS, EHLO, AUTH, MAIL FROM) is a
  *		session failure that leaves the message for later.
+ *
+ *		A server that stops answering must not hold the caller: libcurl
+ *		keeps a connection whose send timed out and, when the handle is
+ *		cleaned up, sends QUIT and waits up to 120 s for the answer
+ *		(CURLOPT_TIMEOUT does not apply there).  So the session opens its
+ *		sockets itself (CURLOPT_OPENSOCKETFUNCTION) and, after a failed or
+ *		interrupted send, shuts them down: libcurl finds the connection
+ *		dead and closes it without a QUIT.  A healthy session's QUIT is
+ *		waited for at most meisa.smtp_connect_timeout (a SIGALRM timeout
+ *		shuts the sockets down), and not at all once a cancel or SIGTERM is
+ *		pending.
  */
 #include "delivery.h"
 
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "curl_prelude.h"
 #include "miscadmin.h"
+#include "utils/timeout.h"
+
+/* Sockets a session can have open at once (happy eyeballs opens two). */
+#define SMTP_MAX_SOCKETS 8
+/* How long a message already handed over waits for its answer after a cancel or SIGTERM. */
+#define SMTP_ANSWER_GRACE_MS 1000
+/* How often the close watchdog looks at the clock and for a pending SIGTERM. */
+#define SMTP_WATCHDOG_MS 100
 
 struct SmtpSession
 {
@@ -30,9 +53,20 @@ struct SmtpSession
 	int			fail_code;		/* first 4xx/5xx reply code, 0 = none */
 	char		fail_reply[256];	/* first line of that reply */
 	char		errbuf[CURL_ERROR_SIZE];
+	TimestampTz interrupted_at; /* first cancel/SIGTERM seen after the hand-over, 0 = none */
+	bool		broken;			/* the last send failed: the connection is dead */
+	volatile sig_atomic_t sockets[SMTP_MAX_SOCKETS];	/* open sockets, -1 = free */
 };
 
 static bool curl_ready = false;
+
+static void smtp_session_break(SmtpSession *s);
+
+/* The close watchdog: the session being closed and the ticks it has left. */
+static TimeoutId smtp_watchdog_id;
+static bool smtp_watchdog_registered = false;
+static SmtpSession *volatile smtp_closing = NULL;
+static volatile sig_atomic_t smtp_closing_ticks = 0;
 
 /* Initialises libcurl once per process. */
 static void
@@ -105,20 +139,117 @@ smtp_debug(CURL *handle pg_attribute_unused(), curl_infotype type, char *data, s
 }
 
 /*
- * libcurl progress callback: aborts the transfer on cancel or shutdown, but
- * only while the message is not yet completely handed over; after that the
- * server may already have accepted it, so its answer is awaited (at most
- * meisa.smtp_timeout) rather than risking a resend of a delivered message.
+ * libcurl progress callback (called at least once a second, and at once
+ * when a signal arrives): aborts the transfer on cancel or shutdown.  Once
+ * the message is completely handed over the server may be accepting it, so
+ * its answer is awaited SMTP_ANSWER_GRACE_MS longer, which a working server
+ * needs, and a hanging one cannot stretch; without an answer the message is
+ * sent again later (at least once).
  */
 static int
 smtp_progress(void *arg, curl_off_t dltotal pg_attribute_unused(), curl_off_t dlnow pg_attribute_unused(),
 			  curl_off_t ultotal pg_attribute_unused(), curl_off_t ulnow pg_attribute_unused())
 {
 	SmtpSession *s = (SmtpSession *) arg;
+	TimestampTz now;
 
-	if ((ProcDiePending || QueryCancelPending) && s->pos < s->len)
+	if (!ProcDiePending && !QueryCancelPending)
+		return 0;
+	if (s->pos < s->len)
 		return 1;
-	return 0;
+	now = GetCurrentTimestamp();
+	if (s->interrupted_at == 0)
+		s->interrupted_at = now;
+	return TimestampDifferenceExceeds(s->interrupted_at, now, SMTP_ANSWER_GRACE_MS) ? 1 : 0;
+}
+
+/* libcurl open-socket callback: opens the socket and remembers it. */
+static curl_socket_t
+smtp_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	SmtpSession *s = (SmtpSession *) arg;
+	int			i;
+	int			fd;
+
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKET_BAD;
+	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
+		if (s->sockets[i] < 0)
+			break;
+	if (i == SMTP_MAX_SOCKETS)
+		return CURL_SOCKET_BAD;
+	fd = socket(addr->family, addr->socktype, addr->protocol);
+	if (fd >= 0)
+		s->sockets[i] = fd;
+	return fd;
+}
+
+/* libcurl close-socket callback: forgets the socket and closes it. */
+static int
+smtp_close_socket(void *arg, curl_socket_t fd)
+{
+	SmtpSession *s = (SmtpSession *) arg;
+	int			i;
+
+	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
+		if (s->sockets[i] == fd)
+			s->sockets[i] = -1;
+	return close(fd);
+}
+
+/*
+ * Shuts down every open socket of the session (async-signal-safe): libcurl
+ * then sees the connection closed, so a QUIT fails at once instead of
+ * waiting for an answer, and the connection is never reused.
+ */
+static void
+smtp_shutdown_sockets(SmtpSession *s)
+{
+	int			i;
+
+	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
+	{
+		int			fd = s->sockets[i];
+
+		if (fd >= 0)
+			(void) shutdown(fd, SHUT_RDWR);
+	}
+}
+
+/* SIGALRM timeout handler: ends a QUIT wait past its time or on cancel/SIGTERM. */
+static void
+smtp_watchdog(void)
+{
+	SmtpSession *s = smtp_closing;
+
+	if (s == NULL)
+		return;
+	if (ProcDiePending || QueryCancelPending || --smtp_closing_ticks <= 0)
+		smtp_shutdown_sockets(s);
+}
+
+/* Starts the watchdog that bounds the close of s by meisa.smtp_connect_timeout. */
+static void
+smtp_watchdog_start(SmtpSession *s)
+{
+	if (!smtp_watchdog_registered)
+	{
+		smtp_watchdog_id = RegisterTimeout(USER_TIMEOUT, smtp_watchdog);
+		smtp_watchdog_registered = true;
+	}
+	smtp_closing_ticks = Max(meisa_smtp_connect_timeout * 1000 / SMTP_WATCHDOG_MS, 1);
+	smtp_closing = s;
+	enable_timeout_every(smtp_watchdog_id,
+						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SMTP_WATCHDOG_MS),
+						 SMTP_WATCHDOG_MS);
+}
+
+/* Stops the close watchdog. */
+static void
+smtp_watchdog_stop(void)
+{
+	smtp_closing = NULL;
+	disable_timeout(smtp_watchdog_id, false);
 }
 
 /* Fails with the libcurl error of a setopt call that did not take. */
@@ -137,6 +268,7 @@ smtp_session_open(void)
 {
 	SmtpSession *s;
 	CURL	   *c;
+	int			i;
 
 	smtp_global_init();
 	c = curl_easy_init();
@@ -146,6 +278,8 @@ smtp_session_open(void)
 				 errmsg("could not create a libcurl handle")));
 	s = palloc0(sizeof(SmtpSession));
 	s->curl = c;
+	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
+		s->sockets[i] = -1;
 
 	PG_TRY();
 	{
@@ -167,6 +301,13 @@ smtp_session_open(void)
 		}
 		smtp_check(curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long) meisa_smtp_connect_timeout), "CURLOPT_CONNECTTIMEOUT");
 		smtp_check(curl_easy_setopt(c, CURLOPT_TIMEOUT, (long) meisa_smtp_timeout), "CURLOPT_TIMEOUT");
+		/* each answer, also to the QUIT libcurl sends after a refused command */
+		smtp_check(curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT, (long) meisa_smtp_timeout),
+				   "CURLOPT_SERVER_RESPONSE_TIMEOUT");
+		smtp_check(curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, smtp_open_socket), "CURLOPT_OPENSOCKETFUNCTION");
+		smtp_check(curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, s), "CURLOPT_OPENSOCKETDATA");
+		smtp_check(curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, smtp_close_socket), "CURLOPT_CLOSESOCKETFUNCTION");
+		smtp_check(curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s), "CURLOPT_CLOSESOCKETDATA");
 		smtp_check(curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L), "CURLOPT_NOSIGNAL");
 		smtp_check(curl_easy_setopt(c, CURLOPT_UPLOAD, 1L), "CURLOPT_UPLOAD");
 		smtp_check(curl_easy_setopt(c, CURLOPT_READFUNCTION, smtp_read), "CURLOPT_READFUNCTION");
@@ -183,13 +324,17 @@ smtp_session_open(void)
 	PG_CATCH();
 	{
 		curl_easy_cleanup(c);
+		pfree(s);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	return s;
 }
 
-/* Sends one message; the connection is kept for the next send. */
+/*
+ * Sends one message; the connection is kept for the next send, but after a
+ * session failure or an interruption it is dead (its sockets shut down).
+ */
 void
 smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 		  const char *data, size_t len, SmtpResult *r)
@@ -211,6 +356,8 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 	s->fail_code = 0;
 	s->fail_reply[0] = '\0';
 	s->errbuf[0] = '\0';
+	s->interrupted_at = 0;
+	s->broken = false;
 
 	rcpt = curl_slist_append(NULL, to_env);
 	if (rcpt == NULL)
@@ -245,6 +392,7 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 	{
 		r->outcome = SMTP_INTERRUPTED;
 		strlcpy(r->error, "sending was interrupted", sizeof(r->error));
+		smtp_session_break(s);
 		return;
 	}
 	if (s->fail_code)
@@ -272,16 +420,47 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 		}
 	}
 	else
+	{
+		/* a timeout leaves libcurl's connection open, an answer perhaps still to come */
 		r->outcome = SMTP_CONNFAIL;
+		smtp_session_break(s);
+	}
 }
 
-/* Closes the connection (QUIT) and frees the session. */
+/* Marks the session's connection dead and shuts its sockets down. */
+static void
+smtp_session_break(SmtpSession *s)
+{
+	s->broken = true;
+	smtp_shutdown_sockets(s);
+}
+
+/*
+ * Closes the connection and frees the session.  With quit, a healthy
+ * connection says QUIT, its answer awaited meisa.smtp_connect_timeout at
+ * most; a dead one, or any with a cancel or SIGTERM pending, or without
+ * quit (error cleanup), is dropped at once.
+ */
 void
-smtp_session_close(SmtpSession *s)
+smtp_session_close(SmtpSession *s, bool quit)
 {
 	if (s == NULL)
 		return;
 	if (s->curl)
+	{
+		bool		watched = false;
+
+		if (!quit || s->broken || ProcDiePending || QueryCancelPending)
+			smtp_shutdown_sockets(s);
+		else
+		{
+			smtp_watchdog_start(s);
+			watched = true;
+		}
 		curl_easy_cleanup(s->curl);
+		s->curl = NULL;
+		if (watched)
+			smtp_watchdog_stop();
+	}
 	pfree(s);
 }

@@ -449,7 +449,7 @@ worker_round(MemoryContext round_ctx)
 			proc_exit(1);
 	}
 	/* no idle connection while sleeping; settings may change before the next round */
-	delivery_session_close();
+	delivery_session_close(true);
 	if (more)
 		return 0;
 
@@ -535,7 +535,7 @@ meisa_worker_main(Datum arg pg_attribute_unused())
 			EmitErrorReport();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
-			delivery_session_close();
+			delivery_session_close(false);
 			pgstat_report_activity(STATE_IDLE, NULL);
 			naptime = meisa_worker_naptime;
 		}

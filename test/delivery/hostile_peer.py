@@ -8,12 +8,14 @@ count) is answered by hand and then left hanging:
             read to its final "." and never answered
   quit      a whole message is answered (250) and RSET/NOOP too; QUIT is
             never answered
+  rcpt      RCPT TO is answered 451 (try again later), then nothing more
 
 Every other connection is relayed byte for byte to the real SMTP sink
 (smtp_sink.py on UPSTREAM), so mail sent after the stall arrives there.
 What happened is recorded in .events as (time, event, detail): "stall"
 (mode) when a stalled connection starts, "stalled" (Message-ID) when the
-data mode has read a whole message, "quit" when a QUIT arrives on a
+data mode has read a whole message, "rcpt" when the rcpt mode has refused
+the recipient, "quit" when a QUIT arrives on a
 stalled connection, "closed" (mode) when the client drops it.
 """
 import socket
@@ -158,6 +160,10 @@ class HostilePeer:
                         continue
                     if verb in (b"EHLO", b"HELO"):
                         conn.sendall(b"250 hostile.test\r\n")
+                    elif verb == b"RCPT" and mode == "rcpt":
+                        conn.sendall(b"451 4.3.0 try again later\r\n")
+                        self._event("rcpt")
+                        answering = False
                     elif verb == b"DATA":
                         conn.sendall(b"354 end with <CRLF>.<CRLF>\r\n")
                         in_data = True

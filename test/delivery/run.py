@@ -726,6 +726,53 @@ def test_stall_quit():
         peer_reset()
 
 
+def test_stall_refused():
+    """A server that refuses RCPT TO with 451 and then answers nothing (not
+    the QUIT libcurl sends after a refused command, which it used to await
+    120 s): the message is retried, the next one leaves within
+    meisa.smtp_timeout plus a few seconds."""
+    via_peer()
+    try:
+        m1 = next_message_after_stall("rcpt", "rcpt", 5 + 4, "smtp_timeout 5 s")
+        ok = all_status([m1], "sent", 15)
+        st = status([m1])[m1]
+        check("stall (rcpt): the refused message is sent later (attempt 2)", ok and st[1] == 2, st)
+    finally:
+        peer_reset()
+
+
+def test_stall_deliver_cancel():
+    """meisa_deliver() against a server that never answers the message
+    (smtp_timeout 30 s): a statement_timeout of 2 s ends the call within
+    5 s (the answer is awaited 1 s more once cancelled, the dead connection
+    dropped without a QUIT); the rolled-back claim leaves the message queued."""
+    pg.reload({"meisa.smtp_url": ""})   # the worker leaves the message alone
+    try:
+        to = "stall-deliver@example.com"
+        c = add_contact(to)
+        peer.arm("data")
+        m = queue(c, to, subject="meisa_deliver while the server hangs")
+        t0 = time.time()
+        p = session(sql=f"SET meisa.smtp_url = 'smtp://127.0.0.1:{PEER_PORT}'; SET meisa.smtp_timeout = '30s'; "
+                        "SET statement_timeout = '2s'; SELECT meisa_deliver(1)")
+        try:
+            out, err = p.communicate(timeout=5 + STALL_PATIENCE + 150)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        dt = time.time() - t0
+        check(f"stall (meisa_deliver): statement_timeout 2 s ended the call after {dt:.1f} s (< 5 s)",
+              dt < 5 and "statement timeout" in err, err.strip())
+        check("stall (meisa_deliver): the peer got the message, then the connection was dropped without a QUIT",
+              peer.first("stalled") is not None and peer.first("quit") is None
+              and wait_for(lambda: peer.first("closed"), 2), peer.events)
+        st = status([m])[m]
+        check("stall (meisa_deliver): the message is still queued, not attempted", st[:2] == ("queued", 0), st)
+    finally:
+        peer_reset()
+    check("stall (meisa_deliver): the worker sends it", all_status([m], "sent", 15), status([m]))
+
+
 def test_stall_terminate(mode, event):
     """pg_terminate_backend of the worker while the server hangs (with
     smtp_timeout and smtp_connect_timeout at 30 s): the worker exits within
@@ -837,6 +884,7 @@ def main():
         tests = (test_basic, test_api, test_quoted_addresses_and_long_headers, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
                  test_tempfail, test_permfail, test_smtp_url_unset, test_deliver_bounce_order, test_worker_stats,
                  test_run_due_hook, test_starttls_auth, test_stall_after_data, test_stall_greeting, test_stall_quit,
+                 test_stall_refused, test_stall_deliver_cancel,
                  test_stall_terminate_data, test_stall_terminate_greeting, test_stall_terminate_quit,
                  test_drop_waits_for_worker, test_extension_recreated)
         only = [x for x in os.environ.get("MEISA_DELIVERY_ONLY", "").split(",") if x]
