@@ -9,6 +9,7 @@
  *		8601 times compare as times, other strings byte-wise, booleans as
  *		booleans; anything else is not comparable (never equal).  A missing
  *		or null value fails every test but "exists": false and "ne".
+ *		"contains" on strings is a linear, cancellable substring search.
  */
 #include "condition.h"
 
@@ -202,6 +203,82 @@ values_equal(const JsonbValue *actual, const CondValue *lit)
 	return compare_values(actual, lit, &cmp) && cmp == 0;
 }
 
+/* Bytes of haystack scanned between two checks for a cancel. */
+#define SEARCH_CHECK_INTERVAL 65536
+
+/*
+ * True when the n bytes at s contain the m bytes at p (byte-wise, so case
+ * sensitive; in UTF-8 a match always starts at a character boundary).
+ * Knuth-Morris-Pratt: at most 2n + 2m comparisons whatever the input, with
+ * memchr() skipping to the next candidate first byte; checks for a cancel
+ * every SEARCH_CHECK_INTERVAL bytes.
+ */
+static bool
+bytes_contain(const char *s, int n, const char *p, int m)
+{
+	int			small[64];
+	int		   *fail;
+	int			i,
+				k,
+				next_check;
+	bool		found = false;
+
+	if (m == 0)
+		return true;
+	if (m > n)
+		return false;
+	if (m == 1)
+		return memchr(s, p[0], n) != NULL;
+
+	/* fail[j]: length of the longest proper border of p[0..j] */
+	fail = m <= (int) lengthof(small) ? small : palloc(sizeof(int) * m);
+	fail[0] = 0;
+	for (i = 1, k = 0; i < m; i++)
+	{
+		if ((i & (SEARCH_CHECK_INTERVAL - 1)) == 0)
+			CHECK_FOR_INTERRUPTS();
+		while (k > 0 && p[i] != p[k])
+			k = fail[k - 1];
+		if (p[i] == p[k])
+			k++;
+		fail[i] = k;
+	}
+
+	next_check = SEARCH_CHECK_INTERVAL;
+	for (i = 0, k = 0; i < n; i++)
+	{
+		if (i >= next_check)
+		{
+			CHECK_FOR_INTERRUPTS();
+			next_check = i + SEARCH_CHECK_INTERVAL;
+		}
+		if (k == 0)
+		{
+			/* no partial match: jump to the next place the needle can start */
+			const char *c;
+
+			if (n - i < m)
+				break;
+			c = memchr(s + i, p[0], n - i - m + 1);
+			if (c == NULL)
+				break;
+			i = c - s;
+		}
+		while (k > 0 && s[i] != p[k])
+			k = fail[k - 1];
+		if (s[i] == p[k])
+			k++;
+		if (k == m)
+		{
+			found = true;
+			break;
+		}
+	}
+	if (fail != small)
+		pfree(fail);
+	return found;
+}
+
 /* True when a string actual contains / starts with the literal string. */
 static bool
 string_test(const JsonbValue *actual, const CondValue *lit, bool prefix)
@@ -213,10 +290,7 @@ string_test(const JsonbValue *actual, const CondValue *lit, bool prefix)
 		return false;
 	if (prefix)
 		return memcmp(s, lit->str, lit->len) == 0;
-	for (int i = 0; i + lit->len <= len; i++)
-		if (memcmp(s + i, lit->str, lit->len) == 0)
-			return true;
-	return false;
+	return bytes_contain(s, len, lit->str, lit->len);
 }
 
 /* "contains": substring of a string, or an element of an array. */

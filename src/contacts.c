@@ -3,7 +3,8 @@
  *		Contacts: meisa_upsert (the application's sync call), the identity
  *		lookups (the one place that finds a contact by email or external_id,
  *		so they can later move to identity tables), contact creation with
- *		retry on concurrent inserts, and the contact as JSON data.
+ *		retry on concurrent inserts, the contact as JSON data and whether a
+ *		contact id exists.
  *
  *		meisa_upsert reads the contact without locking and compares the
  *		payload with it in memory; a payload that changes nothing returns
@@ -25,12 +26,18 @@
  */
 #include "meisa.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
+#include "utils/syscache.h"
 
 #include "contacts.h"
 #include "diff.h"
@@ -1050,6 +1057,48 @@ contact_data_jsonb(int64 contact_id)
 	}
 	SPI_finish();
 	return result;
+}
+
+/*
+ * True when a contact has this id.  The lookup runs as the owner of
+ * meisa.contacts, so it answers alike for every caller: the app role may
+ * build unsubscribe links but cannot read the table.
+ */
+bool
+contact_exists(int64 contact_id)
+{
+	static SPIPlanPtr plan_exists = NULL;
+	Oid			relid = get_relname_relid("contacts", get_namespace_oid("meisa", false));
+	HeapTuple	tp;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec;
+	Datum		arg = Int64GetDatum(contact_id);
+	bool		found;
+
+	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "meisa: table meisa.contacts does not exist");
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+
+	/* an error on the way aborts the (sub)transaction, which restores the user */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (plan_exists == NULL)
+	{
+		Oid			t[1] = {INT8OID};
+
+		plan_exists = prepare_kept("SELECT 1 FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1", 1, t);
+	}
+	if (SPI_execute_plan(plan_exists, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: contact lookup failed");
+	found = SPI_processed > 0;
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	return found;
 }
 
 /* meisa.contact_data(id bigint) returns jsonb: contact_data_jsonb for SQL. */

@@ -42,6 +42,9 @@ extern bool restore_mode(void);
  */
 extern Jsonb *contact_data_jsonb(int64 contact_id);
 
+/* True when a contact has this id (looked up as the owner of meisa.contacts). */
+extern bool contact_exists(int64 contact_id);
+
 /* ---- events.c */
 
 /* True when 'name' (len bytes) matches ^[A-Za-z0-9_.:-]{1,100}$. */
@@ -102,7 +105,7 @@ extern bool sequence_unenroll(int64 contact_id, const char *sequence_name);
 /* ---- token.c */
 /* meisa.unsubscribe_base_url followed by a signed token for the contact. */
 extern char *unsubscribe_url(int64 contact_id);
-/* The contact id a valid unsubscribe token names; ERROR 22023 when invalid. */
+/* The contact id a valid unsubscribe token names; ERROR 22023 when invalid or the contact is gone. */
 extern int64 unsubscribe_token_contact(const char *token);
 
 /* ---- mime.c */

@@ -182,7 +182,10 @@ unsubscribe_url(int64 contact_id)
 	return url ? url : pstrdup("");
 }
 
-/* The contact id a valid unsubscribe token names; ERROR 22023 when invalid. */
+/*
+ * The contact id a valid unsubscribe token names; ERROR 22023 when invalid
+ * or when that contact does not exist.
+ */
 int64
 unsubscribe_token_contact(const char *token)
 {
@@ -207,28 +210,38 @@ unsubscribe_token_contact(const char *token)
 				 errmsg("invalid unsubscribe token"),
 				 errdetail("The token is not in the format meisa issues.")));
 	token_sign(buf, mac);
-	if (!equal_const_time(mac, buf + TOKEN_BODY, TOKEN_MAC))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid unsubscribe token"),
-				 errdetail("The token's signature does not match.")));
 	for (i = 0; i < 8; i++)
 		id = (id << 8) | buf[1 + i];
-	if ((int64) id <= 0)
+
+	/*
+	 * A token for a contact that does not exist (deleted since, or signed
+	 * for a missing id by an older version) gets exactly the answer of a
+	 * forged one, so the caller learns nothing about which ids exist.
+	 */
+	if (!equal_const_time(mac, buf + TOKEN_BODY, TOKEN_MAC) ||
+		(int64) id <= 0 || !contact_exists((int64) id))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid unsubscribe token"),
-				 errdetail("The token names no contact.")));
+				 errdetail("The token's signature does not match, or it names no contact.")));
 	return (int64) id;
 }
 
-/* SQL meisa.unsubscribe_url(contact_id bigint) returns text. */
+/*
+ * SQL meisa.unsubscribe_url(contact_id bigint) returns text; ERROR P0002
+ * for an id no contact has (no token is signed for it).
+ */
 Datum
 meisa_unsubscribe_url_sql(PG_FUNCTION_ARGS)
 {
 	int64		contact_id = PG_GETARG_INT64(0);
 
 	secret_require_token_key();
+	if (!contact_exists(contact_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no contact has id %lld", (long long) contact_id),
+				 errdetail("Unsubscribe links are signed only for existing contacts.")));
 	PG_RETURN_TEXT_P(cstring_to_text(unsubscribe_url_at(contact_id, issued_now())));
 }
 
