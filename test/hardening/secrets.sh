@@ -8,7 +8,7 @@
 #	(meisa.secret_file relative to the data directory, meisa.smtp_password_file
 #	absolute) and also carry the former inline settings meisa.secret and
 #	meisa.smtp_password in postgresql.conf, which must be refused.  As a
-#	plain login role and as a meisa_app member, before and after meisa is
+#	plain login role and as a role holding the app privilege set, before and after meisa is
 #	loaded in the session: SHOW, current_setting(), pg_settings, SHOW ALL,
 #	pg_file_settings, pg_read_file and pg_db_role_setting never show a
 #	secret.  Tokens are signed with the file's key (checked with HMAC-SHA256
@@ -78,7 +78,9 @@ for c in $PRE $NP; do
 SET client_min_messages = error;
 CREATE EXTENSION meisa;
 CREATE ROLE plain LOGIN;
-CREATE ROLE app_user LOGIN IN ROLE meisa_app;
+CREATE ROLE app_user LOGIN;
+SELECT meisa.grant('app_user', 'app');
+SELECT meisa_upsert('{"email": "secrets-contact@example.com"}');
 SQL
 done
 
