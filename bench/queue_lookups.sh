@@ -7,7 +7,7 @@
 #         index messages_idempotency_idx; with "IS NOT DISTINCT FROM" it read
 #         the whole index);
 #  claim  the delivery worker's claim of a batch of 100 due messages (the
-#         statement of src/delivery.c, rolled back) with a backlog of N queued
+#         statement of src/delivery/delivery.c, rolled back) with a backlog of N queued
 #         messages queued at one time (index messages_due_idx (next_attempt_at,
 #         id); with (next_attempt_at) alone it read and sorted all N);
 #  poll   the application's poll SELECT ... FROM meisa.unsubscribed_emails

@@ -4,7 +4,12 @@
  *		(and the delivery module to register its background worker), then
  *		reserves the "meisa." settings prefix.
  */
-#include "meisa.h"
+#include "common/common.h"
+#include "templates/templates.h"
+#include "contacts/contacts.h"
+#include "delivery/delivery.h"
+#include "outbox/outbox.h"
+#include "automations/automations.h"
 
 #include "miscadmin.h"
 #include "utils/guc.h"

@@ -1,6 +1,7 @@
 /*
  * automation.c
- *		The automation engine: automation_fire() runs the enabled automations
+ *		The automation engine: automation_fire() (through the hook this
+ *		file sets, common/hooks.c) runs the enabled automations
  *		of a trigger whose filter and conditions match, each matched one's
  *		actions in a subtransaction of its own (a failing automation is
  *		recorded as 'failed' and never fails the caller's write), bounds
@@ -9,7 +10,7 @@
  *		'stopped' run) and records every matched run in meisa.automation_runs.
  *		Rules come from a per-backend cache (automation_cache.c).
  */
-#include "automation.h"
+#include "automations/automations.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -21,6 +22,10 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+
+static void automation_fire_rules(MeisaTrigger trigger, int64 contact_id,
+								  const char *filter, Jsonb *changes,
+								  Jsonb *properties);
 
 /* meisa.max_cascade_depth */
 static int	max_cascade_depth = 8;
@@ -104,6 +109,7 @@ automation_init(void)
 	RegisterXactCallback(automation_xact_callback, NULL);
 	RegisterSubXactCallback(automation_subxact_callback, NULL);
 	automation_cache_init();
+	automation_fire_hook = automation_fire_rules;
 }
 
 /* Sends the one NOTIFY meisa_notifications of this transaction at commit. */
@@ -317,10 +323,11 @@ run_matching(const Automation *autos, int n, MeisaTrigger trigger,
 
 /*
  * Runs the enabled automations whose trigger (and trigger_filter, compared
- * with 'filter') matches.  Never throws for a failing automation.
+ * with 'filter') matches.  Never throws for a failing automation.  Reached
+ * through automation_fire_hook (common/hooks.c).
  */
-void
-automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
+static void
+automation_fire_rules(MeisaTrigger trigger, int64 contact_id, const char *filter,
 				Jsonb *changes, Jsonb *properties)
 {
 	Automation *autos;

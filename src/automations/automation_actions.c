@@ -8,8 +8,10 @@
  *		meisa.contacts, so the contacts trigger fires the automations those
  *		changes cause (cascades).  Every statement is a saved plan.
  */
-#include "automation.h"
-#include "mustache.h"
+#include "templates/templates.h"
+#include "contacts/contacts.h"
+#include "outbox/outbox.h"
+#include "automations/automations.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"

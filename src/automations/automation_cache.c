@@ -9,7 +9,7 @@
  *		valid.  A cache in use by a running automation_fire() (pinned) is kept
  *		until it is released, even when a newer one replaced it meanwhile.
  */
-#include "automation.h"
+#include "automations/automations.h"
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"

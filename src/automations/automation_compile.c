@@ -6,8 +6,9 @@
  *		keeps a broken stored row as a failing automation instead of failing
  *		the write that fired it.  No catalog access here.
  */
-#include "automation.h"
-#include "payload.h"
+#include "contacts/contacts.h"
+#include "conditions/conditions.h"
+#include "automations/automations.h"
 
 #include "utils/builtins.h"
 

@@ -7,7 +7,9 @@
  *		statement trigger that invalidates every backend's rule cache through
  *		the relcache when the table changes.
  */
-#include "automation.h"
+#include "templates/templates.h"
+#include "contacts/contacts.h"
+#include "automations/automations.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -20,9 +22,6 @@
 #include "utils/inval.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
-
-#include "payload.h"
-#include "trigger_row.h"
 
 PG_FUNCTION_INFO_V1(meisa_automations_validate);
 PG_FUNCTION_INFO_V1(meisa_automations_changed);

@@ -1,17 +1,23 @@
 /*
- * automation.h
- *		Private interfaces of the automation engine: a compiled automation
+ * automations.h
+ *		The automation engine, the top of the write path: a compiled automation
  *		(trigger, filter, condition tree, actions), the per-backend rule cache,
  *		the action compiler shared by the row validator and the cache, and
  *		the action runner.
  */
-#ifndef MEISA_AUTOMATION_H
-#define MEISA_AUTOMATION_H
+#ifndef MEISA_AUTOMATIONS_H
+#define MEISA_AUTOMATIONS_H
 
-#include "meisa.h"
-#include "condition.h"
+#include "common/common.h"
+#include "conditions/conditions.h"
 
 #define MEISA_NTRIGGERS 6
+
+/*
+ * Defines the automation settings, registers the engine's callbacks and sets
+ * automation_fire_hook (called from _PG_init).
+ */
+extern void automation_init(void);
 
 typedef enum ActionKind
 {
@@ -86,4 +92,4 @@ extern void automation_run_action(const Automation *a, const AutomationAction *a
 /* Sends the one NOTIFY meisa_notifications of this transaction at commit. */
 extern void automation_notify_at_commit(void);
 
-#endif							/* MEISA_AUTOMATION_H */
+#endif							/* MEISA_AUTOMATIONS_H */

@@ -21,7 +21,7 @@
  *		error undoes it with the (sub)transaction.  In any other session the
  *		foreign keys are checked as usual.
  */
-#include "meisa.h"
+#include "common/common.h"
 
 #include "access/xact.h"
 #include "commands/trigger.h"

@@ -5,7 +5,7 @@
  *		meisa.automations): a column of the new row by name, and updated_at
  *		kept current on UPDATE.
  */
-#include "trigger_row.h"
+#include "common/common.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"

@@ -8,7 +8,7 @@
  *		test "gte5") so that the validator can reject the row and the rule
  *		cache can record a broken automation without failing a write.
  */
-#include "condition.h"
+#include "conditions/conditions.h"
 
 #include "miscadmin.h"
 #include "utils/builtins.h"

@@ -11,7 +11,8 @@
  *		or null value fails every test but "exists": false and "ne".
  *		"contains" on strings is a linear, cancellable substring search.
  */
-#include "condition.h"
+#include "contacts/contacts.h"
+#include "conditions/conditions.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"

@@ -5,7 +5,7 @@
  *		never raise an error for bad input (they say false / NULL), so that
  *		evaluating a rule against any stored value cannot fail.
  */
-#include "condition.h"
+#include "conditions/conditions.h"
 
 #include <ctype.h>
 

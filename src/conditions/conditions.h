@@ -1,15 +1,15 @@
 /*
- * condition.h
+ * conditions.h
  *		The condition language of automations, sequence step conditions and
  *		sequence exit conditions: a JSON rule compiled once into a tree of
  *		CondNode and evaluated in C against a contact, the change set of the
  *		write that fired it and, for custom events, the event's properties.
  *		See docs/automations.md for the language.
  */
-#ifndef MEISA_CONDITION_H
-#define MEISA_CONDITION_H
+#ifndef MEISA_CONDITIONS_H
+#define MEISA_CONDITIONS_H
 
-#include "meisa.h"
+#include "common/common.h"
 
 #include "datatype/timestamp.h"
 #include "pgtime.h"
@@ -166,4 +166,7 @@ extern bool condition_parse_timestamp_local(const char *s, int len, TimestampTz 
 /* Parses a plain decimal number ("-12.5"); NULL when it is not one. */
 extern Numeric condition_parse_number(const char *s, int len);
 
-#endif							/* MEISA_CONDITION_H */
+/* True when 'conditions' (NULL = always) hold for the contact's current state. */
+extern bool condition_holds(Jsonb *conditions, int64 contact_id);
+
+#endif							/* MEISA_CONDITIONS_H */

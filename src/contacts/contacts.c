@@ -24,7 +24,7 @@
  *		resolved again.  contact_resolve (events) locks the contact it finds
  *		FOR KEY SHARE, so it cannot vanish before the caller's row for it.
  */
-#include "meisa.h"
+#include "contacts/contacts.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -38,11 +38,6 @@
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/syscache.h"
-
-#include "contacts.h"
-#include "diff.h"
-#include "email.h"
-#include "payload.h"
 
 PG_FUNCTION_INFO_V1(meisa_upsert);
 PG_FUNCTION_INFO_V1(meisa_normalize_email);

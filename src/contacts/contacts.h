@@ -1,16 +1,134 @@
 /*
  * contacts.h
- *		Contacts module internals: the identity lookups (the one place that
- *		finds a contact by email or external_id), contact creation, and the
- *		hand-over of a write's change set from the contacts trigger to the
- *		function that caused the write.
+ *		The contacts stage, the first of the write path: validation of the
+ *		application API's JSON payloads and their limits (payload.c), email
+ *		normalisation (email.c), flattened change sets (diff.c), contact
+ *		identity, creation and reading (contacts.c), the contacts trigger
+ *		(contacts_trigger.c) and custom events (events.c).
  */
 #ifndef MEISA_CONTACTS_H
 #define MEISA_CONTACTS_H
 
+#include "common/common.h"
+
 #include "access/transam.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
+
+/* Defines the contact settings and the meisa.max_* limits (called from _PG_init). */
+extern void contacts_init(void);
+
+/* ---- payload.c: validation of payloads */
+
+/* Longest external_id, first_name and last_name, in characters. */
+#define PAYLOAD_MAX_NAME_LENGTH 255
+
+extern int	meisa_max_payload_size;
+extern int	meisa_max_custom_fields;
+extern int	meisa_max_tags;
+extern int	meisa_max_tag_length;
+extern int	meisa_max_property_size;
+
+/* Defines the meisa.max_* limit settings. */
+extern void payload_define_limits(void);
+
+/* ERROR 54000 when the payload is larger than meisa.max_payload_size. */
+extern void payload_check_size(Jsonb *payload, const char *what);
+
+/* ERROR 22023 unless 'payload' is a JSON object. */
+extern void payload_check_object(Jsonb *payload, const char *what);
+
+/* A key name cut to a printable length for messages. */
+extern char *payload_key_for_message(const char *key, int len);
+
+/* ERROR 22023 for a key the payload does not accept, listing the valid ones. */
+extern void payload_unknown_key(const char *key, int len, const char *valid);
+
+/* A JSON type name for messages ("string", "number", ...). */
+extern const char *payload_type_name(JsonbValue *v);
+
+/* The value of a string field as a palloc'd C string; ERROR 22023 when not a string. */
+extern char *payload_string(JsonbValue *v, const char *field);
+
+/*
+ * A short identifier-like text field (external_id, first_name, last_name,
+ * event_id): string (or an integer number when allow_integer), no control
+ * characters, at most PAYLOAD_MAX_NAME_LENGTH characters, not empty.
+ */
+extern char *payload_short_text(JsonbValue *v, const char *field, bool allow_integer);
+
+/* ERROR 22023 unless 'name' is a valid custom field name. */
+extern void custom_field_check_name(const char *name, int len, const char *field);
+
+/*
+ * Checks a custom_fields object: names, value types (string, number,
+ * boolean; JSON null only when allow_null) and the field count.
+ */
+extern void custom_fields_check(JsonbContainer *fields, bool allow_null, const char *field);
+
+/* What keeps a tag from being stored (tag_problem). */
+typedef enum TagProblem
+{
+	TAG_OK,
+	TAG_EMPTY,					/* nothing but spaces and tabs */
+	TAG_TOO_LONG,				/* over meisa.max_tag_length characters */
+	TAG_CONTROL					/* holds a control character */
+} TagProblem;
+
+/*
+ * What keeps a tag from being stored, TAG_OK when nothing: checked after
+ * trimming spaces and tabs, whose bounds are returned in *start and *tlen.
+ */
+extern TagProblem tag_problem(const char *s, int len, int *start, int *tlen);
+
+/* Trims a tag and checks it (not empty, no control characters, length); palloc'd. */
+extern char *tag_normalize(const char *s, int len, const char *field);
+
+/* Sorts and de-duplicates an array of normalised tags in place; returns the new count. */
+extern int	tags_sort_unique(char **tags, int ntags);
+
+/* ERROR 54000 when a contact would have more than meisa.max_tags tags. */
+extern void tags_check_count(int ntags, const char *field);
+
+/* True when 'name' (len bytes) matches ^[A-Za-z0-9_.:-]{1,100}$. */
+extern bool event_name_valid(const char *name, int len);
+
+/* ---- email.c: addresses (RFC 5321 shape) */
+
+/* Longest address accepted, in bytes (RFC 5321 path limit minus the brackets). */
+#define EMAIL_MAX_LENGTH 254
+
+/*
+ * Trims spaces, lower-cases and validates an address; returns the palloc'd
+ * normalised form.  ERROR 22023 naming 'field' when it is not a valid address.
+ */
+extern char *email_normalize(const char *s, int len, const char *field);
+
+/* NULL when 's' (already normalised) is a valid address, else why it is not. */
+extern const char *email_problem(const char *s, int len);
+
+/* ---- diff.c: change sets {"a.b": {"old": v, "new": v}, ...} */
+
+/* True when two JSON values (never absent) are equal; numbers compare numerically. */
+extern bool diff_values_equal(JsonbValue *a, JsonbValue *b);
+
+/*
+ * Pushes into the open object *state one entry per changed leaf between
+ * 'oldv' and 'newv' (NULL or JSON null = absent) under the dotted 'path';
+ * objects are descended, other values compared whole.  An entry is
+ * {"old": v, "new": v}, plus "added"/"removed" element lists when both sides
+ * are arrays or absent.  Returns the number of entries pushed.
+ */
+extern int	diff_push(JsonbParseState **state, StringInfo path,
+					  JsonbValue *oldv, JsonbValue *newv);
+
+/* Pushes one change entry for 'path' (NULL values = JSON null). */
+extern void diff_push_entry(JsonbParseState **state, const char *path, int pathlen,
+							JsonbValue *oldv, JsonbValue *newv,
+							JsonbValue *added, JsonbValue *removed);
+
+/* ---- contacts.c: identity, creation and reading */
 
 /* A contact as read by an identity lookup (values live in the SPI context). */
 typedef struct ContactRow
@@ -55,5 +173,15 @@ extern bool contact_find_by_external_id(const char *external_id, ContactRow *row
  */
 extern int64 contact_resolve(const char *email, const char *external_id,
 							 bool create, bool *created);
+
+/*
+ * The contact as template and condition data:
+ * {"id","email","external_id","first_name","last_name","custom_fields",
+ *  "tags","subscribed","created_at","updated_at"}; NULL when no such contact.
+ */
+extern Jsonb *contact_data_jsonb(int64 contact_id);
+
+/* True when a contact has this id (looked up as the owner of meisa.contacts). */
+extern bool contact_exists(int64 contact_id);
 
 #endif							/* MEISA_CONTACTS_H */

@@ -14,7 +14,7 @@
  *		Neither keeps state between calls except saved plans, so automation
  *		actions may write contacts again from inside the AFTER trigger.
  */
-#include "meisa.h"
+#include "contacts/contacts.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -30,11 +30,6 @@
 #include "utils/rel.h"
 #include "utils/datetime.h"
 #include "utils/timestamp.h"
-
-#include "contacts.h"
-#include "diff.h"
-#include "email.h"
-#include "payload.h"
 
 PG_FUNCTION_INFO_V1(meisa_contacts_before);
 PG_FUNCTION_INFO_V1(meisa_contacts_after);

@@ -6,13 +6,11 @@
  *		{"old": v, "new": v} where a side that did not exist (or is JSON null)
  *		is null; array leaves also list the "added" and "removed" elements.
  */
-#include "meisa.h"
+#include "contacts/contacts.h"
 
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/numeric.h"
-
-#include "diff.h"
 
 PG_FUNCTION_INFO_V1(meisa_jsonb_diff);
 

@@ -9,9 +9,7 @@
  *		only, no spaces and no control characters.  Address literals
  *		("[1.2.3.4]") and comments are not accepted.
  */
-#include "meisa.h"
-
-#include "email.h"
+#include "contacts/contacts.h"
 
 /* True for the RFC 5322 atext characters other than letters and digits. */
 static bool

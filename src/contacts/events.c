@@ -6,16 +6,12 @@
  *		idempotent: a repeat returns the first event's id and does nothing
  *		else.
  */
-#include "meisa.h"
+#include "contacts/contacts.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
-
-#include "contacts.h"
-#include "email.h"
-#include "payload.h"
 
 PG_FUNCTION_INFO_V1(meisa_track);
 

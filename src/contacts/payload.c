@@ -6,15 +6,13 @@
  *		limit settings meisa.max_payload_size, meisa.max_custom_fields,
  *		meisa.max_tags, meisa.max_tag_length and meisa.max_property_size.
  */
-#include "meisa.h"
+#include "contacts/contacts.h"
 
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/numeric.h"
-
-#include "payload.h"
 
 int			meisa_max_payload_size = 256 * 1024;
 int			meisa_max_custom_fields = 100;

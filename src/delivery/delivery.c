@@ -13,7 +13,7 @@
  *		again and resent with the same Message-ID: at least once, never lost.
  *		meisa_deliver() runs the same cycle inside the caller's transaction.
  */
-#include "delivery.h"
+#include "delivery/delivery.h"
 
 #include <math.h>
 

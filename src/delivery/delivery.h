@@ -1,17 +1,23 @@
 /*
  * delivery.h
- *		Interfaces inside the delivery module: settings (worker.c), message
- *		assembly (mime.c), the SMTP client (smtp.c), the claim/send/settle
- *		cycle (delivery.c), unsubscribe tokens (token.c) and the secrets read
- *		from files (secret.c).
+ *		The delivery stage: settings and the background worker (worker.c),
+ *		message assembly (mime.c), the SMTP client (smtp.c), the
+ *		claim/send/settle cycle (delivery.c), unsubscribe tokens (token.c)
+ *		and the secrets read from files (secret.c).
  */
 #ifndef MEISA_DELIVERY_H
 #define MEISA_DELIVERY_H
 
-#include "meisa.h"
+#include "common/common.h"
 
 #include "lib/stringinfo.h"
 #include "utils/timestamp.h"
+
+/* Defines the delivery settings and, when preloaded, registers the worker (called from _PG_init). */
+extern void delivery_init(void);
+
+/* Wakes the delivery worker when the current transaction commits. */
+extern void delivery_wake_at_commit(void);
 
 /* ---- settings (worker.c) */
 extern char *meisa_database;
@@ -49,6 +55,9 @@ extern const char *secret_smtp_password(void);
 extern bool secret_smtp_password_ready(void);
 
 /* ---- mime.c */
+
+/* ERROR 22023 naming 'field' when a header value holds CR, LF or NUL. */
+extern void mime_check_header_value(const char *value, const char *field);
 
 /* Longest line of a message, without its CRLF (RFC 5322 §2.1.1). */
 #define MIME_LINE_LIMIT 998
@@ -91,6 +100,11 @@ extern void mime_parse_mailbox(const char *value, const char *field,
 							   char **name, char **addr);
 
 /* ---- token.c */
+
+/* meisa.unsubscribe_base_url followed by a signed token for the contact. */
+extern char *unsubscribe_url(int64 contact_id);
+/* The contact id a valid unsubscribe token names; ERROR 22023 when invalid or the contact is gone. */
+extern int64 unsubscribe_token_contact(const char *token);
 
 /* The signed token for a contact issued at 'issued' (seconds since 1970). */
 extern char *unsubscribe_token_make(int64 contact_id, int64 issued);

@@ -16,8 +16,8 @@
  *		characters; a line never starts with "." (encoded as =2E), so the
  *		SMTP dot-stuffing libcurl applies on upload never changes the content.
  */
-#include "delivery.h"
-#include "email.h"
+#include "contacts/contacts.h"
+#include "delivery/delivery.h"
 
 #include "common/base64.h"
 #include "common/hashfn.h"

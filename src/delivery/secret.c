@@ -14,7 +14,7 @@
  *		inline settings meisa.secret and meisa.smtp_password stay defined
  *		only to refuse any value.
  */
-#include "delivery.h"
+#include "delivery/delivery.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -22,13 +22,13 @@
  *		shuts the sockets down), and not at all once a cancel or SIGTERM is
  *		pending.
  */
-#include "delivery.h"
+#include "delivery/delivery.h"
 
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "curl_prelude.h"
+#include "delivery/curl_prelude.h"
 #include "miscadmin.h"
 #include "utils/timeout.h"
 

@@ -10,7 +10,8 @@
  *		(8, big-endian) | first 16 bytes of
  *		HMAC-SHA256(secret, "meisa-unsubscribe" | version | id | issued).
  */
-#include "delivery.h"
+#include "contacts/contacts.h"
+#include "delivery/delivery.h"
 
 #include "common/base64.h"
 #include "common/hmac.h"

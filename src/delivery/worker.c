@@ -11,7 +11,7 @@
  *		work while the server is in recovery or the extension is missing, and
  *		the postmaster restarts it after a crash.
  */
-#include "delivery.h"
+#include "delivery/delivery.h"
 
 #include <limits.h>
 

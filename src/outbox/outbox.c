@@ -9,8 +9,10 @@
  *		is applied here: such a message is recorded with status 'suppressed'
  *		and the reason in last_error, and is never handed to delivery.
  */
-#include "outbox.h"
-#include "mustache.h"
+#include "templates/templates.h"
+#include "contacts/contacts.h"
+#include "delivery/delivery.h"
+#include "outbox/outbox.h"
 
 #include "lib/stringinfo.h"
 #include "port.h"
@@ -590,7 +592,7 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 
 /*
  * Renders template 'template_key' for the contact with 'data' and queues it
- * (see meisa.h).  *suppressed_reason is allocated in the caller's context.
+ * (see outbox.h).  *suppressed_reason is allocated in the caller's context.
  */
 int64
 outbox_queue(int64 contact_id, const char *template_key, Jsonb *data,

@@ -20,7 +20,8 @@
  *		only when something in it fails is the batch redone one enrolment per
  *		subtransaction.
  */
-#include "sequences.h"
+#include "conditions/conditions.h"
+#include "outbox/outbox.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -32,9 +33,6 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
-
-#include "condition.h"
-#include "outbox.h"
 
 PG_FUNCTION_INFO_V1(meisa_run_due);
 

@@ -5,7 +5,7 @@
  *		next opening, computed in the contact's time zone
  *		(custom_fields.timezone) or the sequence's.
  */
-#include "sequences.h"
+#include "outbox/outbox.h"
 
 #include "datatype/timestamp.h"
 #include "utils/datetime.h"

@@ -16,7 +16,8 @@
  *		UPDATE) before the enrolment, as every contact write does before its
  *		automations reach the enrolments (lock_contact).
  */
-#include "sequences.h"
+#include "conditions/conditions.h"
+#include "outbox/outbox.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -28,10 +29,6 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-
-#include "condition.h"
-#include "outbox.h"
-#include "trigger_row.h"
 
 PG_FUNCTION_INFO_V1(meisa_enroll);
 PG_FUNCTION_INFO_V1(meisa_unenroll);

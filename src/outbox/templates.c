@@ -7,8 +7,9 @@
  *		subject hold no line breaks; it also keeps updated_at current.  A bad
  *		row is rejected with SQLSTATE 22023 naming the column.
  */
-#include "outbox.h"
-#include "trigger_row.h"
+#include "templates/templates.h"
+#include "delivery/delivery.h"
+#include "outbox/outbox.h"
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"

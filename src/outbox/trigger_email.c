@@ -10,8 +10,8 @@
  *		instead, announced with a NOTICE.  A repeated idempotency_key returns
  *		the first message's id and queues nothing.
  */
-#include "outbox.h"
-#include "payload.h"
+#include "contacts/contacts.h"
+#include "outbox/outbox.h"
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"

@@ -3,14 +3,14 @@
  *		The template engine's entry points: its settings
  *		(meisa.max_render_depth, meisa.max_render_size,
  *		meisa.max_render_steps), the C interface other modules use
- *		(mustache_validate, mustache_render_jsonb, declared in meisa.h) and
+ *		(mustache_validate, mustache_render_jsonb, declared in templates.h) and
  *		the SQL functions meisa.render(template, data, partials),
  *		meisa.render_text (the same for plain text) and
  *		meisa.validate_template(template, field).  Parsing lives in
  *		mustache_parse.c, rendering and the compiled-template cache in
  *		mustache_render.c.
  */
-#include "mustache.h"
+#include "templates/templates.h"
 
 #include <limits.h>
 

@@ -1,6 +1,6 @@
 /*
  * mustache_parse.c
- *		Compiles Mustache template text into a node tree (see mustache.h):
+ *		Compiles Mustache template text into a node tree (see templates.h):
  *		tags with the current delimiters, set-delimiter tags, comments,
  *		sections and inverted sections, partials, and the specification's
  *		standalone-line rules (a section, inverted, closing, comment, partial
@@ -9,7 +9,7 @@
  *		Parsing is iterative, so a deeply nested template cannot exhaust the
  *		C stack; every syntax error names the line it was found on.
  */
-#include "mustache.h"
+#include "templates/templates.h"
 
 #include "miscadmin.h"
 
@@ -214,7 +214,7 @@ set_delimiters(ParseState *ps, const char *c, int clen, int line)
 	ps->clen = e2 - s2;
 }
 
-/* Compiles a template; see mustache.h. */
+/* Compiles a template; see templates.h. */
 MustacheTemplate *
 mustache_parse(const char *src_in, int len, const char *what)
 {

@@ -1,6 +1,6 @@
 /*
  * mustache_render.c
- *		Renders a compiled Mustache template (mustache.h) over Jsonb data,
+ *		Renders a compiled Mustache template (templates.h) over Jsonb data,
  *		reading values straight from the Jsonb containers: the context stack,
  *		name lookup (dotted names, the implicit iterator "."), sections over
  *		lists, objects and truthy values, inverted sections, HTML escaping,
@@ -11,7 +11,7 @@
  *		stack depth and interrupts are checked as it goes.  Also keeps the
  *		per-backend cache of compiled templates.
  */
-#include "mustache.h"
+#include "templates/templates.h"
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -425,7 +425,7 @@ render_nodes(RenderState *st, MustacheNode *n)
 	}
 }
 
-/* Renders a compiled template; see mustache.h. */
+/* Renders a compiled template; see templates.h. */
 char *
 mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 				mustache_partial_fn partial, void *arg, bool escape_html)
@@ -498,7 +498,7 @@ cache_evict(int i)
 	cache[i].bytes = 0;
 }
 
-/* Compiles through the cache; see mustache.h. */
+/* Compiles through the cache; see templates.h. */
 MustacheTemplate *
 mustache_compile_cached(const char *src, int len, const char *what)
 {

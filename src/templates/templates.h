@@ -1,15 +1,26 @@
 /*
- * mustache.h
- *		The Mustache template engine: a parser that compiles a template into a
- *		node tree once, and a renderer that walks that tree over Jsonb data.
- *		meisa.h declares the two entry points other modules use
- *		(mustache_validate, mustache_render_jsonb); this header adds the
- *		parse-once API and the pieces shared by the engine's own files.
+ * templates.h
+ *		The Mustache template engine (mustache.c, mustache_parse.c,
+ *		mustache_render.c): a parser that compiles a template into a node tree
+ *		once, and a renderer that walks that tree over Jsonb data.  The
+ *		validate and render entry points come first; the parse-once API and
+ *		the pieces shared by the engine's own files follow.
  */
-#ifndef MUSTACHE_H
-#define MUSTACHE_H
+#ifndef MEISA_TEMPLATES_H
+#define MEISA_TEMPLATES_H
 
-#include "meisa.h"
+#include "common/common.h"
+
+/* Defines the meisa.max_render_* settings (called from _PG_init). */
+extern void template_init(void);
+
+/* Looks up a partial by name; NULL when there is none (renders as empty). */
+typedef const char *(*mustache_partial_fn) (const char *name, void *arg);
+/* ERROR 22023 naming 'field' and the line when 'tmpl' is not a valid template. */
+extern void mustache_validate(const char *tmpl, const char *field);
+/* Renders 'tmpl' with 'data' (may be NULL); partials come from 'partial' (may be NULL). */
+extern char *mustache_render_jsonb(const char *tmpl, Jsonb *data,
+								   mustache_partial_fn partial, void *arg);
 
 /* Kinds of nodes in a compiled template. */
 typedef enum MustacheNodeType
@@ -82,4 +93,4 @@ extern char *mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 extern char *mustache_render_jsonb_plain(const char *tmpl, Jsonb *data,
 										 mustache_partial_fn partial, void *arg);
 
-#endif							/* MUSTACHE_H */
+#endif							/* MEISA_TEMPLATES_H */

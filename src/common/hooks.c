@@ -1,0 +1,20 @@
+/*
+ * hooks.c
+ *		The one call up the stages: the contacts stage (a contact written, a
+ *		custom event) and the outbox (a sequence enrolment) fire automations,
+ *		and the automation engine sits above both.  They call
+ *		automation_fire(), which goes through the hook the engine sets when
+ *		the module loads, so no lower stage includes the engine.
+ */
+#include "common/common.h"
+
+automation_fire_fn automation_fire_hook = NULL;
+
+/* Runs the automations of a trigger through the engine's hook (none before it is set). */
+void
+automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
+				Jsonb *changes, Jsonb *properties)
+{
+	if (automation_fire_hook != NULL)
+		automation_fire_hook(trigger, contact_id, filter, changes, properties);
+}
