@@ -20,7 +20,6 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 static void automation_fire_rules(MeisaTrigger trigger, int64 contact_id,
@@ -161,16 +160,10 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 	if (plan == NULL)
 	{
 		Oid			types[7] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, INT4OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO meisa.automation_runs "
-									"(automation_id, contact_id, trigger, status, error, actions_done, depth) "
-									"VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 
-		if (p == NULL)
-			elog(ERROR, "meisa: could not prepare the run insert: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "meisa: SPI_keepplan failed");
-		plan = p;
+		plan = spi_keep_plan("INSERT INTO meisa.automation_runs "
+							 "(automation_id, contact_id, trigger, status, error, actions_done, depth) "
+							 "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	}
 	values[0] = Int64GetDatum(a->id);
 	values[1] = Int64GetDatum(contact_id);
@@ -189,6 +182,52 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 	SPI_finish();
 }
 
+/* What run_action_list runs, and what it leaves. */
+typedef struct ActionRun
+{
+	const Automation *a;
+	int64		contact_id;
+	Jsonb	   *properties;
+	int			done;			/* actions that completed */
+	int			saved_depth;	/* fire_depth before the run */
+	int			saved_nran;		/* nran before the run */
+} ActionRun;
+
+/* Runs the automation's actions one after the other (a spi_run_step step). */
+static void
+run_action_list(void *arg)
+{
+	ActionRun  *r = (ActionRun *) arg;
+
+	fire_depth++;
+	/* actions see everything written so far, like a new statement */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (int i = 0; i < r->a->nactions; i++)
+	{
+		automation_run_action(r->a, &r->a->actions[i], r->contact_id, r->properties);
+		r->done++;
+	}
+	PopActiveSnapshot();
+	fire_depth--;
+}
+
+/*
+ * Forgets what a rolled-back run_action_list kept in memory: the runs its
+ * cascades marked "ran" did not happen (an automation marked there would
+ * otherwise be "stopped" for the rest of the call without ever having
+ * acted).  The NOTIFY owed for its rolled-back notifications rows goes with
+ * it in the subxact callback.
+ */
+static void
+undo_action_list(void *arg)
+{
+	ActionRun  *r = (ActionRun *) arg;
+
+	fire_depth = r->saved_depth;
+	nran = r->saved_nran;
+}
+
 /*
  * Runs the actions of a matched automation in a subtransaction.  Returns
  * the error message when one failed (everything it did is rolled back), or
@@ -197,60 +236,15 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 static char *
 run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile int ndone = 0;
-	char	   *volatile error = NULL;
+	ActionRun	r = {a, contact_id, properties, 0, fire_depth, nran};
+	ErrorData  *edata;
 
-	/*
-	 * What the actions' cascades remember in memory must go with the
-	 * subtransaction when it is rolled back: the runs it marked "ran" did not
-	 * happen (an automation marked there would otherwise be "stopped" for the
-	 * rest of the call without ever having acted).  The NOTIFY owed for its
-	 * rolled-back notifications rows goes with it in the subxact callback.
-	 */
-	int			saved_nran = nran;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	fire_depth++;
-	PG_TRY();
-	{
-		/* actions see everything written so far, like a new statement */
-		CommandCounterIncrement();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		for (int i = 0; i < a->nactions; i++)
-		{
-			automation_run_action(a, &a->actions[i], contact_id, properties);
-			ndone++;
-		}
-		PopActiveSnapshot();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		fire_depth--;
-		nran = saved_nran;
-		/* a cancel or timeout is the caller's, not the automation's */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);
-		error = psprintf("actions[%d]: %s", (int) ndone, edata->message);
-	}
-	PG_END_TRY();
-	if (error == NULL)
-		fire_depth--;
-	*done = ndone;
-	return error;
+	/* a cancel or timeout is the caller's, not the automation's: rethrown */
+	edata = spi_run_step(run_action_list, undo_action_list, &r);
+	*done = r.done;
+	if (edata == NULL)
+		return NULL;
+	return psprintf("actions[%d]: %s", r.done, edata->message);
 }
 
 /*

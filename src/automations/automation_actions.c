@@ -65,15 +65,8 @@ run_plan(int which, Datum *values)
 		elog(ERROR, "meisa: SPI_connect failed");
 	if (plans[which] == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare(plan_sql[which], plan_nargs[which],
-									(Oid *) types[which]);
-
-		if (p == NULL)
-			elog(ERROR, "meisa: could not prepare an action: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "meisa: SPI_keepplan failed");
-		plans[which] = p;
+		plans[which] = spi_keep_plan(plan_sql[which], plan_nargs[which],
+									 types[which]);
 	}
 	rc = SPI_execute_plan(plans[which], values, NULL, false, 0);
 	if (rc < 0)

@@ -2,8 +2,8 @@
  * common.h
  *		Shared prelude of meisa, the bottom of its stages: the PostgreSQL
  *		includes every module uses, restore mode (restore.c), the helpers of
- *		the row validators (trigger_row.c) and the one call up the stages,
- *		firing automations (hooks.c).  Each stage (contacts, templates,
+ *		the row validators (trigger_row.c), the SPI toolkit (spi_util.c) and
+ *		the one call up the stages, firing automations (hooks.c).  Each stage (contacts, templates,
  *		delivery, conditions, outbox, automations) has one header in its
  *		folder as its public face; a stage includes only the stages below it.
  */
@@ -16,6 +16,7 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "utils/jsonb.h"
 
 /* ---- restore.c */
@@ -48,6 +49,32 @@ extern char *trigger_row_text(HeapTuple tup, TupleDesc desc, const char *column)
  * (unchanged when the table has no updated_at); for an INSERT, 'tup'.
  */
 extern HeapTuple trigger_row_touch_updated_at(TriggerData *td, HeapTuple tup);
+
+/* ---- spi_util.c: the SPI toolkit */
+
+/*
+ * Prepares 'sql' (SPI connected) and keeps the plan for the life of the
+ * backend; ERROR naming the query when preparing or keeping fails.
+ */
+extern SPIPlanPtr spi_keep_plan(const char *sql, int nargs, const Oid *argtypes);
+
+/* Column 'col' (1-based) of 'tup' as a palloc'd C string; NULL when null. */
+extern char *spi_get_text(HeapTuple tup, TupleDesc desc, int col);
+/* The int8 column 'col' (1-based) of 'tup'; 'if_null' when null. */
+extern int64 spi_get_int64(HeapTuple tup, TupleDesc desc, int col, int64 if_null);
+/* The int4 column 'col' (1-based) of 'tup'; 'if_null' when null. */
+extern int32 spi_get_int32(HeapTuple tup, TupleDesc desc, int col, int32 if_null);
+
+/* A step run by spi_run_step, or what undoes its in-memory effects. */
+typedef void (*spi_step_fn) (void *arg);
+
+/*
+ * Runs fn(arg) in a subtransaction of its own.  NULL when it succeeded;
+ * otherwise the subtransaction is rolled back, undo(arg) (unless NULL) runs,
+ * and a query cancel (57014) or shutdown (57P01) is rethrown while any other
+ * ERROR is returned (in the caller's memory context, with a message).
+ */
+extern ErrorData *spi_run_step(spi_step_fn fn, spi_step_fn undo, void *arg);
 
 /* ---- hooks.c: firing automations, the one call up the stages */
 

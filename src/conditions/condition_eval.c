@@ -501,17 +501,11 @@ count_events(int64 contact_id, const char *name, TimestampTz since)
 	if (plan == NULL)
 	{
 		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT pg_catalog.count(*) FROM meisa.events "
-									"WHERE contact_id OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
-									" AND occurred_at OPERATOR(pg_catalog.>=) $3",
-									3, types);
 
-		if (p == NULL)
-			elog(ERROR, "meisa: could not prepare the event count: %s",
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "meisa: SPI_keepplan failed");
-		plan = p;
+		plan = spi_keep_plan("SELECT pg_catalog.count(*) FROM meisa.events "
+							 "WHERE contact_id OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
+							 " AND occurred_at OPERATOR(pg_catalog.>=) $3",
+							 3, types);
 	}
 	values[0] = Int64GetDatum(contact_id);
 	values[1] = CStringGetTextDatum(name);

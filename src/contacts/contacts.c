@@ -84,18 +84,6 @@ contacts_init(void)
 	payload_define_limits();
 }
 
-/* Prepares and keeps a plan (SPI connected). */
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-	if (p == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	SPI_keepplan(p);
-	return p;
-}
-
 #define CONTACT_COLUMNS "id, xmin, email, external_id, first_name, last_name, custom_fields, tags, subscribed"
 
 /* Prepares the identity and write plans on first use. */
@@ -106,61 +94,51 @@ prepare_plans(void)
 	{
 		Oid			t[1] = {TEXTOID};
 
-		plan_by_email = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) $1", 1, t);
+		plan_by_email = spi_keep_plan("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (plan_by_external_id == NULL)
 	{
 		Oid			t[1] = {TEXTOID};
 
-		plan_by_external_id = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id OPERATOR(pg_catalog.=) $1", 1, t);
+		plan_by_external_id = spi_keep_plan("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (plan_by_email_locked == NULL)
 	{
 		Oid			t[1] = {TEXTOID};
 
-		plan_by_email_locked = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) $1 "
-											"FOR KEY SHARE", 1, t);
+		plan_by_email_locked = spi_keep_plan("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) $1 "
+											 "FOR KEY SHARE", 1, t);
 	}
 	if (plan_by_external_id_locked == NULL)
 	{
 		Oid			t[1] = {TEXTOID};
 
-		plan_by_external_id_locked = prepare_kept("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id OPERATOR(pg_catalog.=) $1 "
-												  "FOR KEY SHARE", 1, t);
+		plan_by_external_id_locked = spi_keep_plan("SELECT " CONTACT_COLUMNS " FROM meisa.contacts WHERE external_id OPERATOR(pg_catalog.=) $1 "
+												   "FOR KEY SHARE", 1, t);
 	}
 	if (plan_by_either == NULL)
 	{
 		Oid			t[2] = {TEXTOID, TEXTOID};
 
-		plan_by_either = prepare_kept("SELECT id, email, external_id FROM meisa.contacts "
-									  "WHERE external_id OPERATOR(pg_catalog.=) $1 OR email OPERATOR(pg_catalog.=) $2", 2, t);
+		plan_by_either = spi_keep_plan("SELECT id, email, external_id FROM meisa.contacts "
+									   "WHERE external_id OPERATOR(pg_catalog.=) $1 OR email OPERATOR(pg_catalog.=) $2", 2, t);
 	}
 	if (plan_insert == NULL)
 	{
 		Oid			t[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTARRAYOID, BOOLOID};
 
-		plan_insert = prepare_kept("INSERT INTO meisa.contacts (email, external_id, first_name, last_name, "
-								   "custom_fields, tags, subscribed) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-								   "ON CONFLICT DO NOTHING RETURNING id", 7, t);
+		plan_insert = spi_keep_plan("INSERT INTO meisa.contacts (email, external_id, first_name, last_name, "
+									"custom_fields, tags, subscribed) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+									"ON CONFLICT DO NOTHING RETURNING id", 7, t);
 	}
 	if (plan_update == NULL)
 	{
 		Oid			t[9] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, TEXTARRAYOID, BOOLOID, XIDOID};
 
-		plan_update = prepare_kept("UPDATE meisa.contacts SET email = $2, external_id = $3, first_name = $4, "
-								   "last_name = $5, custom_fields = $6, tags = $7, subscribed = $8 "
-								   "WHERE id OPERATOR(pg_catalog.=) $1 AND xmin OPERATOR(pg_catalog.=) $9", 9, t);
+		plan_update = spi_keep_plan("UPDATE meisa.contacts SET email = $2, external_id = $3, first_name = $4, "
+									"last_name = $5, custom_fields = $6, tags = $7, subscribed = $8 "
+									"WHERE id OPERATOR(pg_catalog.=) $1 AND xmin OPERATOR(pg_catalog.=) $9", 9, t);
 	}
-}
-
-/* A text column of the current SPI row as a C string (NULL for SQL NULL). */
-static char *
-spi_text(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
 }
 
 /* Runs an identity lookup plan; fills 'row' and returns true when found. */
@@ -180,10 +158,10 @@ contact_find(SPIPlanPtr plan, const char *key, ContactRow *row)
 	desc = SPI_tuptable->tupdesc;
 	row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	row->xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, 2, &isnull));
-	row->email = spi_text(tup, desc, 3);
-	row->external_id = spi_text(tup, desc, 4);
-	row->first_name = spi_text(tup, desc, 5);
-	row->last_name = spi_text(tup, desc, 6);
+	row->email = spi_get_text(tup, desc, 3);
+	row->external_id = spi_get_text(tup, desc, 4);
+	row->first_name = spi_get_text(tup, desc, 5);
+	row->last_name = spi_get_text(tup, desc, 6);
 	row->custom_fields = DatumGetJsonbP(SPI_getbinval(tup, desc, 7, &isnull));
 	row->tags = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 8, &isnull));
 	row->subscribed = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
@@ -279,8 +257,8 @@ identity_check_conflict(const char *email, const char *external_id, bool email_c
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		char	   *row_email = spi_text(tup, desc, 2);
-		char	   *row_ext = spi_text(tup, desc, 3);
+		char	   *row_email = spi_get_text(tup, desc, 2);
+		char	   *row_ext = spi_get_text(tup, desc, 3);
 
 		if (external_id && str_eq(row_ext, external_id))
 			by_ext = id;
@@ -1034,12 +1012,12 @@ contact_data_jsonb(int64 contact_id)
 	{
 		Oid			t[1] = {INT8OID};
 
-		plan_data = prepare_kept("SELECT pg_catalog.jsonb_build_object("
-								 "'id', id, 'email', email, 'external_id', external_id, "
-								 "'first_name', first_name, 'last_name', last_name, "
-								 "'custom_fields', custom_fields, 'tags', pg_catalog.to_jsonb(tags), "
-								 "'subscribed', subscribed, 'created_at', created_at, "
-								 "'updated_at', updated_at) FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1", 1, t);
+		plan_data = spi_keep_plan("SELECT pg_catalog.jsonb_build_object("
+								  "'id', id, 'email', email, 'external_id', external_id, "
+								  "'first_name', first_name, 'last_name', last_name, "
+								  "'custom_fields', custom_fields, 'tags', pg_catalog.to_jsonb(tags), "
+								  "'subscribed', subscribed, 'created_at', created_at, "
+								  "'updated_at', updated_at) FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (SPI_execute_plan(plan_data, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: contact data lookup failed");
@@ -1086,7 +1064,7 @@ contact_exists(int64 contact_id)
 	{
 		Oid			t[1] = {INT8OID};
 
-		plan_exists = prepare_kept("SELECT 1 FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1", 1, t);
+		plan_exists = spi_keep_plan("SELECT 1 FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (SPI_execute_plan(plan_exists, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: contact lookup failed");

@@ -624,13 +624,9 @@ meisa_contacts_after(PG_FUNCTION_ARGS)
 	if (activity_plan == NULL)
 	{
 		Oid			types[3] = {INT8OID, TEXTOID, JSONBOID};
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO meisa.activity (contact_id, kind, detail) "
-									"VALUES ($1, $2, $3)", 3, types);
 
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		activity_plan = p;
+		activity_plan = spi_keep_plan("INSERT INTO meisa.activity (contact_id, kind, detail) "
+									  "VALUES ($1, $2, $3)", 3, types);
 	}
 	args[0] = Int64GetDatum(id);
 	args[1] = CStringGetTextDatum(is_update ? "updated" : "created");

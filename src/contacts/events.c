@@ -258,25 +258,17 @@ meisa_track(PG_FUNCTION_ARGS)
 	if (plan_event_by_id == NULL)
 	{
 		Oid			t[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT id FROM meisa.events WHERE event_id OPERATOR(pg_catalog.=) $1", 1, t);
 
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed");
-		SPI_keepplan(p);
-		plan_event_by_id = p;
+		plan_event_by_id = spi_keep_plan("SELECT id FROM meisa.events WHERE event_id OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (plan_event_insert == NULL)
 	{
 		Oid			t[5] = {INT8OID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID};
-		SPIPlanPtr	p = SPI_prepare("INSERT INTO meisa.events (contact_id, name, properties, event_id, occurred_at) "
-									"VALUES ($1, $2, $3, $4, $5) "
-									"ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING RETURNING id",
-									5, t);
 
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed");
-		SPI_keepplan(p);
-		plan_event_insert = p;
+		plan_event_insert = spi_keep_plan("INSERT INTO meisa.events (contact_id, name, properties, event_id, occurred_at) "
+										  "VALUES ($1, $2, $3, $4, $5) "
+										  "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING RETURNING id",
+										  5, t);
 	}
 
 	/* a repeated event_id returns the first event and does nothing else */

@@ -32,7 +32,6 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -222,36 +221,11 @@ run_query(int q, Datum *values, const char *nulls, bool read_only, long limit)
 	int			rc;
 
 	if (plans[q] == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(query_sql[q], query_nargs[q], (Oid *) query_types[q]);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for a meisa delivery query: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		plans[q] = p;
-	}
+		plans[q] = spi_keep_plan(query_sql[q], query_nargs[q], query_types[q]);
 	rc = SPI_execute_plan(plans[q], values, nulls, read_only, limit);
 	if (rc < 0)
 		elog(ERROR, "meisa delivery query failed: %s", SPI_result_code_string(rc));
 	return rc;
-}
-
-/* Column i (1-based) of the current SPI row as a string in ctx, NULL when null. */
-static char *
-col_text(HeapTuple tup, TupleDesc desc, int i, MemoryContext ctx)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, i, &isnull);
-	MemoryContext old;
-	char	   *s;
-
-	if (isnull)
-		return NULL;
-	old = MemoryContextSwitchTo(ctx);
-	s = TextDatumGetCString(d);
-	MemoryContextSwitchTo(old);
-	return s;
 }
 
 /* Copies one SPI row of MSG_COLUMNS into m, strings in ctx. */
@@ -259,22 +233,22 @@ static void
 msg_from_row(DeliveryMsg *m, HeapTuple tup, TupleDesc desc, MemoryContext ctx)
 {
 	bool		isnull;
+	MemoryContext old = MemoryContextSwitchTo(ctx);
 
 	memset(m, 0, sizeof(*m));
-	m->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	m->contact_id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	if (isnull)
-		m->contact_id = 0;
-	m->to_email = col_text(tup, desc, 3, ctx);
-	m->from_address = col_text(tup, desc, 4, ctx);
-	m->reply_to = col_text(tup, desc, 5, ctx);
-	m->kind = col_text(tup, desc, 6, ctx);
-	m->subject = col_text(tup, desc, 7, ctx);
-	m->html = col_text(tup, desc, 8, ctx);
-	m->text = col_text(tup, desc, 9, ctx);
-	m->message_id = col_text(tup, desc, 10, ctx);
-	m->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 11, &isnull));
+	m->id = spi_get_int64(tup, desc, 1, 0);
+	m->contact_id = spi_get_int64(tup, desc, 2, 0);
+	m->to_email = spi_get_text(tup, desc, 3);
+	m->from_address = spi_get_text(tup, desc, 4);
+	m->reply_to = spi_get_text(tup, desc, 5);
+	m->kind = spi_get_text(tup, desc, 6);
+	m->subject = spi_get_text(tup, desc, 7);
+	m->html = spi_get_text(tup, desc, 8);
+	m->text = spi_get_text(tup, desc, 9);
+	m->message_id = spi_get_text(tup, desc, 10);
+	m->attempts = spi_get_int32(tup, desc, 11, 0);
 	m->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 12, &isnull));
+	MemoryContextSwitchTo(old);
 }
 
 /* The sender of a message: its own from_address or meisa.from_address. */
@@ -319,44 +293,15 @@ msg_mime(DeliveryMsg *m)
 	return mime_build(&mm);
 }
 
-/* ---- guarded steps: errors are caught in a subtransaction */
-
-typedef void (*guarded_fn) (void *arg);
+/* ---- guarded steps: errors are caught in a subtransaction (spi_run_step) */
 
 /* Runs fn in a subtransaction; NULL on success, else the error message. */
 static char *
-run_guarded(guarded_fn fn, void *arg)
+run_guarded(spi_step_fn fn, void *arg)
 {
-	MemoryContext oldctx = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	uint32		holdoff = InterruptHoldoffCount;
-	char	   *volatile err = NULL;
+	ErrorData  *ed = spi_run_step(fn, NULL, arg);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldctx);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldctx);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *ed;
-
-		MemoryContextSwitchTo(oldctx);
-		ed = CopyErrorData();
-		FlushErrorState();
-		/* an ERROR resets the interrupt holdoff; the caller's still holds */
-		InterruptHoldoffCount = holdoff;
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldctx);
-		CurrentResourceOwner = oldowner;
-		err = ed->message ? ed->message : pstrdup("unknown error");
-	}
-	PG_END_TRY();
-	return err;
+	return ed ? ed->message : NULL;
 }
 
 typedef struct BuildArg
@@ -503,7 +448,12 @@ suppression_reason(const DeliveryMsg *m, MemoryContext ctx)
 	if (SPI_processed == 0)
 		reason = NULL;
 	else
-		reason = col_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, ctx);
+	{
+		MemoryContext old = MemoryContextSwitchTo(ctx);
+
+		reason = spi_get_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		MemoryContextSwitchTo(old);
+	}
 	SPI_freetuptable(SPI_tuptable);
 	return reason;
 }

@@ -55,31 +55,6 @@ outbox_init(void)
 {
 }
 
-/* Prepares 'sql' and keeps the plan for the life of the backend. */
-SPIPlanPtr
-outbox_keep_plan(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "meisa: SPI_prepare failed for \"%s\": %s",
-			 sql, SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "meisa: SPI_keepplan failed");
-	return plan;
-}
-
-/* Column 'col' of the current SPI result row as a palloc'd string, or NULL. */
-static char *
-spi_text(int row, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
-								  col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 /* Loads a template by key; NULL when there is none. */
 TemplateRow *
 template_lookup(const char *key)
@@ -87,14 +62,16 @@ template_lookup(const char *key)
 	static SPIPlanPtr plan = NULL;
 	Datum		values[1];
 	TemplateRow *t;
+	HeapTuple	tup;
+	TupleDesc	desc;
 
 	if (plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		plan = outbox_keep_plan("SELECT key, kind, subject, html, text, \"from\", reply_to"
-								" FROM meisa.templates WHERE key OPERATOR(pg_catalog.=) $1",
-								1, types);
+		plan = spi_keep_plan("SELECT key, kind, subject, html, text, \"from\", reply_to"
+							 " FROM meisa.templates WHERE key OPERATOR(pg_catalog.=) $1",
+							 1, types);
 	}
 	values[0] = CStringGetTextDatum(key);
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -104,14 +81,16 @@ template_lookup(const char *key)
 		SPI_freetuptable(SPI_tuptable);
 		return NULL;
 	}
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
 	t = palloc(sizeof(TemplateRow));
-	t->key = spi_text(0, 1);
-	t->kind = spi_text(0, 2);
-	t->subject = spi_text(0, 3);
-	t->html = spi_text(0, 4);
-	t->text = spi_text(0, 5);
-	t->from = spi_text(0, 6);
-	t->reply_to = spi_text(0, 7);
+	t->key = spi_get_text(tup, desc, 1);
+	t->kind = spi_get_text(tup, desc, 2);
+	t->subject = spi_get_text(tup, desc, 3);
+	t->html = spi_get_text(tup, desc, 4);
+	t->text = spi_get_text(tup, desc, 5);
+	t->from = spi_get_text(tup, desc, 6);
+	t->reply_to = spi_get_text(tup, desc, 7);
 	SPI_freetuptable(SPI_tuptable);
 	return t;
 }
@@ -130,10 +109,10 @@ contact_state_lookup(int64 contact_id, ContactState *cs)
 	{
 		Oid			types[1] = {INT8OID};
 
-		plan = outbox_keep_plan("SELECT email, subscribed, bounced_at IS NOT NULL,"
-								" complained_at IS NOT NULL"
-								" FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1",
-								1, types);
+		plan = spi_keep_plan("SELECT email, subscribed, bounced_at IS NOT NULL,"
+							 " complained_at IS NOT NULL"
+							 " FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1",
+							 1, types);
 	}
 	values[0] = Int64GetDatum(contact_id);
 	/* not read-only: a contact created earlier in this command must be seen */
@@ -147,7 +126,7 @@ contact_state_lookup(int64 contact_id, ContactState *cs)
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	cs->id = contact_id;
-	cs->email = spi_text(0, 1);
+	cs->email = spi_get_text(tup, desc, 1);
 	cs->subscribed = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 	cs->bounced = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 	cs->complained = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
@@ -167,9 +146,9 @@ contact_id_by_email(const char *email)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		plan = outbox_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=)"
-								" pg_catalog.lower(pg_catalog.btrim($1))",
-								1, types);
+		plan = spi_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=)"
+							 " pg_catalog.lower(pg_catalog.btrim($1))",
+							 1, types);
 	}
 	values[0] = CStringGetTextDatum(email);
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -211,9 +190,9 @@ outbox_partial(const char *name, void *arg)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		plan = outbox_keep_plan("SELECT html, text FROM meisa.templates"
-								" WHERE key OPERATOR(pg_catalog.=) $1",
-								1, types);
+		plan = spi_keep_plan("SELECT html, text FROM meisa.templates"
+							 " WHERE key OPERATOR(pg_catalog.=) $1",
+							 1, types);
 	}
 	values[0] = CStringGetTextDatum(name);
 	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -390,6 +369,8 @@ outbox_idempotent_message(const char *trigger_key, const char *idem,
 	Datum		values[2];
 	bool		isnull;
 	int64		id;
+	HeapTuple	tup;
+	TupleDesc	desc;
 
 	/*
 	 * Both callers have a trigger key (meisa_trigger_email requires one, and
@@ -403,10 +384,10 @@ outbox_idempotent_message(const char *trigger_key, const char *idem,
 	{
 		Oid			types[2] = {TEXTOID, TEXTOID};
 
-		plan = outbox_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
-								" WHERE trigger_key OPERATOR(pg_catalog.=) $1"
-								" AND idempotency_key OPERATOR(pg_catalog.=) $2",
-								2, types);
+		plan = spi_keep_plan("SELECT id, status, last_error, to_email FROM meisa.messages"
+							 " WHERE trigger_key OPERATOR(pg_catalog.=) $1"
+							 " AND idempotency_key OPERATOR(pg_catalog.=) $2",
+							 2, types);
 	}
 	values[0] = CStringGetTextDatum(trigger_key);
 	values[1] = CStringGetTextDatum(idem);
@@ -417,11 +398,13 @@ outbox_idempotent_message(const char *trigger_key, const char *idem,
 		SPI_freetuptable(SPI_tuptable);
 		return 0;
 	}
-	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*status = spi_text(0, 2);
-	*last_error = spi_text(0, 3);
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	*status = spi_get_text(tup, desc, 2);
+	*last_error = spi_get_text(tup, desc, 3);
 	if (to_email)
-		*to_email = spi_text(0, 4);
+		*to_email = spi_get_text(tup, desc, 4);
 	SPI_freetuptable(SPI_tuptable);
 	return id;
 }
@@ -516,17 +499,17 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 			TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
 		INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 
-		plan = outbox_keep_plan(
-								"INSERT INTO meisa.messages (id, contact_id, to_email, from_address, reply_to,"
-								" kind, template_key, subject, html, text, status, last_error,"
-								" automation_id, enrollment_id, sequence_id, step_position,"
-								" trigger_key, idempotency_key, message_id)"
-								" SELECT n.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-								" $14, $15, $16, $17, pg_catalog.concat('<', $18, '.', n.id, '@', $19, '>')"
-								" FROM (SELECT pg_catalog.nextval('meisa.messages_id_seq'::pg_catalog.regclass) AS id) n"
-								" ON CONFLICT (trigger_key, idempotency_key) WHERE idempotency_key IS NOT NULL"
-								" DO NOTHING RETURNING id",
-								NARGS_INSERT, types);
+		plan = spi_keep_plan(
+							 "INSERT INTO meisa.messages (id, contact_id, to_email, from_address, reply_to,"
+							 " kind, template_key, subject, html, text, status, last_error,"
+							 " automation_id, enrollment_id, sequence_id, step_position,"
+							 " trigger_key, idempotency_key, message_id)"
+							 " SELECT n.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+							 " $14, $15, $16, $17, pg_catalog.concat('<', $18, '.', n.id, '@', $19, '>')"
+							 " FROM (SELECT pg_catalog.nextval('meisa.messages_id_seq'::pg_catalog.regclass) AS id) n"
+							 " ON CONFLICT (trigger_key, idempotency_key) WHERE idempotency_key IS NOT NULL"
+							 " DO NOTHING RETURNING id",
+							 NARGS_INSERT, types);
 	}
 
 	for (i = 0; i < NARGS_INSERT; i++)

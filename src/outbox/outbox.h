@@ -65,9 +65,6 @@ typedef struct ContactState
 	bool		complained;
 } ContactState;
 
-/* Keeps 'plan' for the life of the backend (SPI_prepare + SPI_keepplan). */
-extern SPIPlanPtr outbox_keep_plan(const char *sql, int nargs, Oid *argtypes);
-
 /* Loads a template by key; NULL when there is none. */
 extern TemplateRow *template_lookup(const char *key);
 

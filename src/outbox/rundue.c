@@ -32,7 +32,6 @@
 #include "utils/date.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 
 PG_FUNCTION_INFO_V1(meisa_run_due);
 
@@ -374,63 +373,52 @@ record_failure(RunItem *it, ErrorData *edata, TimestampTz at)
 	if (!IS_VALID_TIMESTAMP(it->next_run_at))
 		it->next_run_at = END_TIMESTAMP - 1;
 	it->exit_reason = NULL;
-	it->last_error = pstrdup(edata->message ? edata->message : "unknown error");
+	it->last_error = pstrdup(edata->message);
 	it->advanced = false;
 }
 
-/*
- * Runs items [0, n) inside one subtransaction.  Returns true when all
- * succeeded; on failure rolls all of them back and returns the error in
- * *error.  A query cancel or shutdown is rethrown, never swallowed.
- */
-static bool
-run_in_subxact(RunItem *items, int n, HTAB *seqs, TimestampTz at,
-			   MemoryContext runcxt, MemoryContext itemcxt, ErrorData **error)
+/* What run_items runs: items [0, n) of a batch. */
+typedef struct RunBatch
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool ok = true;
+	RunItem    *items;
+	int			n;
+	HTAB	   *seqs;
+	TimestampTz at;
+	MemoryContext runcxt;
+	MemoryContext itemcxt;
+} RunBatch;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+/* Runs the items of a batch, one after the other (a spi_run_step step). */
+static void
+run_items(void *arg)
+{
+	RunBatch   *b = (RunBatch *) arg;
+
+	for (int i = 0; i < b->n; i++)
 	{
-		int			i;
+		RunSequence *rs = hash_search(b->seqs, &b->items[i].sequence_id, HASH_FIND, NULL);
+		MemoryContext prev;
 
-		for (i = 0; i < n; i++)
-		{
-			RunSequence *rs = hash_search(seqs, &items[i].sequence_id, HASH_FIND, NULL);
-			MemoryContext prev;
-
-			CHECK_FOR_INTERRUPTS();
-			prev = MemoryContextSwitchTo(itemcxt);
-			run_one(&items[i], rs, at, runcxt);
-			MemoryContextSwitchTo(prev);
-			MemoryContextReset(itemcxt);
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		CHECK_FOR_INTERRUPTS();
+		prev = MemoryContextSwitchTo(b->itemcxt);
+		run_one(&b->items[i], rs, b->at, b->runcxt);
+		MemoryContextSwitchTo(prev);
+		MemoryContextReset(b->itemcxt);
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+}
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-			edata->elevel >= FATAL)
-			ReThrowError(edata);
-		*error = edata;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
+/*
+ * Runs items [0, n) inside one subtransaction (spi_run_step).  NULL when
+ * all succeeded; on failure all of them are rolled back and the error is
+ * returned.  A query cancel or shutdown is rethrown, never swallowed.
+ */
+static ErrorData *
+run_in_subxact(RunItem *items, int n, HTAB *seqs, TimestampTz at,
+			   MemoryContext runcxt, MemoryContext itemcxt)
+{
+	RunBatch	b = {items, n, seqs, at, runcxt, itemcxt};
+
+	return spi_run_step(run_items, NULL, &b);
 }
 
 /* Writes the outcome of a batch in one UPDATE. */
@@ -457,15 +445,15 @@ store_outcomes(RunItem *items, int n)
 		Oid			types[6] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
 
-		plan = outbox_keep_plan("UPDATE meisa.enrollments e SET status = u.status,"
-								" current_step = u.step, next_run_at = u.next_run_at,"
-								" exit_reason = u.exit_reason, last_error = u.last_error,"
-								" updated_at = pg_catalog.now()"
-								" FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-								"  pg_catalog.unnest($3), pg_catalog.unnest($4),"
-								"  pg_catalog.unnest($5), pg_catalog.unnest($6))"
-								"  AS u(id, status, step, next_run_at, exit_reason, last_error)"
-								" WHERE e.id OPERATOR(pg_catalog.=) u.id", 6, types);
+		plan = spi_keep_plan("UPDATE meisa.enrollments e SET status = u.status,"
+							 " current_step = u.step, next_run_at = u.next_run_at,"
+							 " exit_reason = u.exit_reason, last_error = u.last_error,"
+							 " updated_at = pg_catalog.now()"
+							 " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+							 "  pg_catalog.unnest($3), pg_catalog.unnest($4),"
+							 "  pg_catalog.unnest($5), pg_catalog.unnest($6))"
+							 "  AS u(id, status, step, next_run_at, exit_reason, last_error)"
+							 " WHERE e.id OPERATOR(pg_catalog.=) u.id", 6, types);
 	}
 	for (i = 0; i < n; i++)
 	{
@@ -520,18 +508,18 @@ open_due_cursor(TimestampTz at, ArrayType *enabled_ids)
 	{
 		Oid			types[2] = {TIMESTAMPTZOID, INT8ARRAYOID};
 
-		plan = outbox_keep_plan("SELECT e.id, e.contact_id, e.sequence_id, e.current_step,"
-								" c.email, c.subscribed, c.bounced_at IS NOT NULL,"
-								" c.complained_at IS NOT NULL,"
-								" c.custom_fields OPERATOR(pg_catalog.->>) 'timezone'"
-								" FROM meisa.enrollments e"
-								" JOIN meisa.contacts c ON c.id OPERATOR(pg_catalog.=) e.contact_id"
-								" WHERE e.status OPERATOR(pg_catalog.=) 'active'"
-								" AND e.next_run_at OPERATOR(pg_catalog.<=) $1"
-								" AND e.sequence_id OPERATOR(pg_catalog.=) ANY ($2)"
-								" ORDER BY e.next_run_at"
-								" FOR KEY SHARE OF c SKIP LOCKED"
-								" FOR UPDATE OF e SKIP LOCKED", 2, types);
+		plan = spi_keep_plan("SELECT e.id, e.contact_id, e.sequence_id, e.current_step,"
+							 " c.email, c.subscribed, c.bounced_at IS NOT NULL,"
+							 " c.complained_at IS NOT NULL,"
+							 " c.custom_fields OPERATOR(pg_catalog.->>) 'timezone'"
+							 " FROM meisa.enrollments e"
+							 " JOIN meisa.contacts c ON c.id OPERATOR(pg_catalog.=) e.contact_id"
+							 " WHERE e.status OPERATOR(pg_catalog.=) 'active'"
+							 " AND e.next_run_at OPERATOR(pg_catalog.<=) $1"
+							 " AND e.sequence_id OPERATOR(pg_catalog.=) ANY ($2)"
+							 " ORDER BY e.next_run_at"
+							 " FOR KEY SHARE OF c SKIP LOCKED"
+							 " FOR UPDATE OF e SKIP LOCKED", 2, types);
 	}
 	values[0] = TimestampTzGetDatum(at);
 	values[1] = PointerGetDatum(enabled_ids);
@@ -636,14 +624,15 @@ meisa_run_due(PG_FUNCTION_ARGS)
 			pass_rows += n;
 
 			/* optimistic: the whole batch in one subtransaction */
-			if (!run_in_subxact(items, n, seqs, at, runcxt, itemcxt, &error))
+			error = run_in_subxact(items, n, seqs, at, runcxt, itemcxt);
+			if (error != NULL)
 			{
 				/* something failed: redo one enrolment per subtransaction */
 				FreeErrorData(error);
 				for (i = 0; i < n; i++)
 				{
-					error = NULL;
-					if (!run_in_subxact(&items[i], 1, seqs, at, runcxt, itemcxt, &error))
+					error = run_in_subxact(&items[i], 1, seqs, at, runcxt, itemcxt);
+					if (error != NULL)
 						record_failure(&items[i], error, at);
 				}
 			}

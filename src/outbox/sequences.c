@@ -80,8 +80,8 @@ sequence_by_name(const char *name, bool *enabled, bool *allow_reentry)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		plan = outbox_keep_plan("SELECT id, enabled, allow_reentry FROM meisa.sequences"
-								" WHERE name OPERATOR(pg_catalog.=) $1", 1, types);
+		plan = spi_keep_plan("SELECT id, enabled, allow_reentry FROM meisa.sequences"
+							 " WHERE name OPERATOR(pg_catalog.=) $1", 1, types);
 	}
 	values[0] = CStringGetTextDatum(name);
 	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -126,9 +126,9 @@ lock_contact(int64 contact_id)
 	{
 		Oid			types[1] = {INT8OID};
 
-		plan = outbox_keep_plan("SELECT 1 FROM meisa.contacts"
-								" WHERE id OPERATOR(pg_catalog.=) $1"
-								" FOR NO KEY UPDATE", 1, types);
+		plan = spi_keep_plan("SELECT 1 FROM meisa.contacts"
+							 " WHERE id OPERATOR(pg_catalog.=) $1"
+							 " FOR NO KEY UPDATE", 1, types);
 	}
 	values[0] = Int64GetDatum(contact_id);
 	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
@@ -172,11 +172,11 @@ sequence_enroll_why(int64 contact_id, const char *sequence_name, EnrollOutcome *
 		{
 			Oid			types[2] = {INT8OID, INT8OID};
 
-			seen_plan = outbox_keep_plan("SELECT status FROM meisa.enrollments"
-										 " WHERE contact_id OPERATOR(pg_catalog.=) $1"
-										 " AND sequence_id OPERATOR(pg_catalog.=) $2"
-										 " ORDER BY status OPERATOR(pg_catalog.<>) 'active' LIMIT 1",
-										 2, types);
+			seen_plan = spi_keep_plan("SELECT status FROM meisa.enrollments"
+									  " WHERE contact_id OPERATOR(pg_catalog.=) $1"
+									  " AND sequence_id OPERATOR(pg_catalog.=) $2"
+									  " ORDER BY status OPERATOR(pg_catalog.<>) 'active' LIMIT 1",
+									  2, types);
 		}
 		if (SPI_execute_plan(seen_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "meisa: enrolment lookup failed");
@@ -197,14 +197,14 @@ sequence_enroll_why(int64 contact_id, const char *sequence_name, EnrollOutcome *
 	{
 		Oid			types[2] = {INT8OID, INT8OID};
 
-		insert_plan = outbox_keep_plan(
-									   "INSERT INTO meisa.enrollments (contact_id, sequence_id, next_run_at)"
-									   " SELECT $1, $2, pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE("
-									   "  (SELECT st.delay FROM meisa.sequence_steps st"
-									   "   WHERE st.sequence_id OPERATOR(pg_catalog.=) $2"
-									   "   ORDER BY st.position LIMIT 1), '0'::pg_catalog.interval)"
-									   " ON CONFLICT (contact_id, sequence_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING"
-									   " RETURNING id", 2, types);
+		insert_plan = spi_keep_plan(
+									"INSERT INTO meisa.enrollments (contact_id, sequence_id, next_run_at)"
+									" SELECT $1, $2, pg_catalog.now() OPERATOR(pg_catalog.+) COALESCE("
+									"  (SELECT st.delay FROM meisa.sequence_steps st"
+									"   WHERE st.sequence_id OPERATOR(pg_catalog.=) $2"
+									"   ORDER BY st.position LIMIT 1), '0'::pg_catalog.interval)"
+									" ON CONFLICT (contact_id, sequence_id) WHERE status OPERATOR(pg_catalog.=) 'active' DO NOTHING"
+									" RETURNING id", 2, types);
 	}
 	if (SPI_execute_plan(insert_plan, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "meisa: could not insert the enrolment");
@@ -272,12 +272,12 @@ sequence_unenroll_spi(int64 contact_id, const char *sequence_name)
 	{
 		Oid			types[2] = {INT8OID, INT8OID};
 
-		plan = outbox_keep_plan("UPDATE meisa.enrollments SET status = 'removed',"
-								" exit_reason = 'unenrolled', next_run_at = NULL,"
-								" updated_at = pg_catalog.now()"
-								" WHERE contact_id OPERATOR(pg_catalog.=) $1"
-								" AND sequence_id OPERATOR(pg_catalog.=) $2"
-								" AND status OPERATOR(pg_catalog.=) 'active'", 2, types);
+		plan = spi_keep_plan("UPDATE meisa.enrollments SET status = 'removed',"
+							 " exit_reason = 'unenrolled', next_run_at = NULL,"
+							 " updated_at = pg_catalog.now()"
+							 " WHERE contact_id OPERATOR(pg_catalog.=) $1"
+							 " AND sequence_id OPERATOR(pg_catalog.=) $2"
+							 " AND status OPERATOR(pg_catalog.=) 'active'", 2, types);
 	}
 	/* the contact before the enrolment: see lock_contact */
 	lock_contact(contact_id);
