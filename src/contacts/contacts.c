@@ -679,6 +679,24 @@ contact_update(Datum *args, char *nulls, ContactWriteCapture *cap)
 	return SPI_processed == 1;
 }
 
+/* What update_key_step runs, and what it leaves. */
+typedef struct KeyUpdate
+{
+	Datum	   *args;
+	char	   *nulls;
+	ContactWriteCapture *cap;
+	bool		updated;
+} KeyUpdate;
+
+/* contact_update as a spi_run_step step. */
+static void
+update_key_step(void *arg)
+{
+	KeyUpdate  *u = (KeyUpdate *) arg;
+
+	u->updated = contact_update(u->args, u->nulls, u->cap);
+}
+
 /*
  * contact_update of a write that gives the contact a new email or
  * external_id, in a subtransaction: when a concurrent transaction inserted
@@ -692,38 +710,18 @@ contact_update(Datum *args, char *nulls, ContactWriteCapture *cap)
 static bool
 contact_update_key(Datum *args, char *nulls, ContactWriteCapture *cap)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool updated = false;
+	KeyUpdate	u = {args, nulls, cap, false};
+	ErrorData  *edata = spi_run_step(update_key_step, NULL, &u);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		updated = contact_update(args, nulls, cap);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION || edata->constraint_name == NULL ||
-			edata->table_name == NULL || strcmp(edata->table_name, "contacts") != 0 ||
-			(strcmp(edata->constraint_name, "contacts_email_key") != 0 &&
-			 strcmp(edata->constraint_name, "contacts_external_id_key") != 0))
-			ReThrowError(edata);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	return updated;
+	if (edata == NULL)
+		return u.updated;
+	if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION || edata->constraint_name == NULL ||
+		edata->table_name == NULL || strcmp(edata->table_name, "contacts") != 0 ||
+		(strcmp(edata->constraint_name, "contacts_email_key") != 0 &&
+		 strcmp(edata->constraint_name, "contacts_external_id_key") != 0))
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
 }
 
 /* qsort comparator of C strings. */
