@@ -20,23 +20,6 @@ PG_FUNCTION_INFO_V1(meisa_track);
 static SPIPlanPtr plan_event_by_id = NULL;
 static SPIPlanPtr plan_event_insert = NULL;
 
-/* True when 'name' (len bytes) matches ^[A-Za-z0-9_.:-]{1,100}$. */
-bool
-event_name_valid(const char *name, int len)
-{
-	int			i;
-	bool		ok = len >= 1 && len <= 100;
-
-	for (i = 0; ok && i < len; i++)
-	{
-		char		c = name[i];
-
-		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			(c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' || c == '-';
-	}
-	return ok;
-}
-
 /* ERROR 22023 unless the event name matches ^[A-Za-z0-9_.:-]{1,100}$. */
 static void
 check_event_name(const char *name, int len)

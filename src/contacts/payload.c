@@ -2,7 +2,8 @@
  * payload.c
  *		Validation helpers shared by the JSON API functions (meisa_upsert,
  *		meisa_track) and the contacts triggers: payload shape and size, short
- *		text fields, custom field names and values, tag normalisation, and the
+ *		text fields, event names, custom field names and values, tag
+ *		normalisation, and the
  *		limit settings meisa.max_payload_size, meisa.max_custom_fields,
  *		meisa.max_tags, meisa.max_tag_length and meisa.max_property_size.
  */
@@ -204,6 +205,23 @@ payload_short_text(JsonbValue *v, const char *field, bool allow_integer)
 	check_no_control(v->val.string.val, len, field);
 	s = pnstrdup(v->val.string.val, len);
 	return s;
+}
+
+/* True when 'name' (len bytes) matches ^[A-Za-z0-9_.:-]{1,100}$. */
+bool
+event_name_valid(const char *name, int len)
+{
+	int			i;
+	bool		ok = len >= 1 && len <= 100;
+
+	for (i = 0; ok && i < len; i++)
+	{
+		char		c = name[i];
+
+		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			(c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' || c == '-';
+	}
+	return ok;
 }
 
 /* ERROR 22023 unless 'name' is a valid custom field name. */

@@ -1,9 +1,10 @@
 /*
  * delivery.h
- *		The delivery stage: settings and the background worker (worker.c),
- *		message assembly (mime.c), the SMTP client (smtp.c), the
- *		claim/send/settle cycle (delivery.c), unsubscribe tokens (token.c)
- *		and the secrets read from files (secret.c).
+ *		The delivery stage: the background worker's loop (worker.c), its
+ *		settings (settings.c) and waking it (wake.c), message assembly
+ *		(mime.c), the SMTP client (smtp.c), the claim/send/settle cycle
+ *		(delivery.c), unsubscribe tokens (token.c) and the secrets read from
+ *		files (secret.c).
  */
 #ifndef MEISA_DELIVERY_H
 #define MEISA_DELIVERY_H
@@ -16,10 +17,23 @@
 /* Defines the delivery settings and, when preloaded, registers the worker (called from _PG_init). */
 extern void delivery_init(void);
 
+/* ---- wake.c: waking the worker */
+
 /* Wakes the delivery worker when the current transaction commits. */
 extern void delivery_wake_at_commit(void);
+/* Asks for the shared state where the worker's latch is (while preloading). */
+extern void delivery_shmem_init(void);
+/* In the worker: sets am_delivery_worker and publishes its latch until it exits. */
+extern void delivery_worker_publish(void);
 
-/* ---- settings (worker.c) */
+/* True in the delivery background worker process. */
+extern bool am_delivery_worker;
+
+/* ---- settings.c */
+
+/* Defines the delivery settings, the secret files' among them. */
+extern void delivery_settings_init(void);
+
 extern char *meisa_database;
 extern char *meisa_smtp_url;
 extern char *meisa_smtp_user;
@@ -35,9 +49,6 @@ extern int	meisa_retry_backoff_max;	/* s */
 extern int	meisa_retry_give_up_after;	/* s */
 extern int	meisa_smtp_connect_timeout; /* s */
 extern int	meisa_smtp_timeout;			/* s */
-
-/* True in the delivery background worker process. */
-extern bool am_delivery_worker;
 
 /* ---- secret.c: secrets read from the files the settings name */
 
