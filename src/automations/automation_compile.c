@@ -53,22 +53,10 @@ static bool
 compile_fail(char **error, const char *path, const char *fmt,...)
 {
 	va_list		args;
-	StringInfoData buf;
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s: ", path);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
-	*error = buf.data;
+	va_start(args, fmt);
+	*error = compile_error_va(path, fmt, args);
+	va_end(args);
 	return false;
 }
 

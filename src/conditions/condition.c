@@ -66,29 +66,43 @@ static bool compile_test(const char *opname, JsonbValue *v, const char *path,
 
 static bool fail(CompileState *st, const char *path, const char *fmt,...) pg_attribute_printf(3, 4);
 
+/*
+ * The error of a compiler as "path: message" (palloc'd), the form of every
+ * condition and automation compile error.
+ */
+char *
+compile_error_va(const char *path, const char *fmt, va_list args)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s: ", path);
+	for (;;)
+	{
+		va_list		copy;
+		int			needed;
+
+		va_copy(copy, args);
+		needed = appendStringInfoVA(&buf, fmt, copy);
+		va_end(copy);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	return buf.data;
+}
+
 /* Records the first error as "path: message" and returns false. */
 static bool
 fail(CompileState *st, const char *path, const char *fmt,...)
 {
 	va_list		args;
-	StringInfoData buf;
 
 	if (st->error)
 		return false;
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s: ", path);
-	for (;;)
-	{
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&buf, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&buf, needed);
-	}
-	st->error = buf.data;
+	va_start(args, fmt);
+	st->error = compile_error_va(path, fmt, args);
+	va_end(args);
 	return false;
 }
 

@@ -2,8 +2,8 @@
  * condition_eval.c
  *		Evaluator of compiled conditions (condition.c) against a contact, the
  *		change set of the write that fired a rule and a custom event's
- *		properties; condition_holds() for sequences, and the SQL-callable
- *		meisa.condition_test() to try a rule on data without any contact.
+ *		properties, and the SQL-callable meisa.condition_test() to try a rule
+ *		on data without any contact.
  *		Type rules: numbers compare numerically (a string that reads as a
  *		plain number compares with a number), strings that both read as ISO
  *		8601 times compare as times, other strings byte-wise, booleans as
@@ -581,30 +581,6 @@ condition_eval(const CondNode *node, CondContext *ctx)
 			return performed_holds(node, ctx);
 	}
 	return false;
-}
-
-/* True when 'conditions' (NULL = always) hold for the contact's current state. */
-bool
-condition_holds(Jsonb *conditions, int64 contact_id)
-{
-	MemoryContext cxt,
-				old;
-	CondNode   *node;
-	CondContext ctx;
-	bool		result;
-
-	if (conditions == NULL)
-		return true;
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "meisa condition",
-								ALLOCSET_SMALL_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	node = condition_compile_or_error(conditions, "conditions",
-									  COND_ALLOW_EVENT | COND_ALLOW_CHANGES);
-	condition_context_init(&ctx, contact_id, NULL, NULL);
-	result = condition_eval(node, &ctx);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-	return result;
 }
 
 /*

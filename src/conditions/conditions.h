@@ -166,7 +166,10 @@ extern bool condition_parse_timestamp_local(const char *s, int len, TimestampTz 
 /* Parses a plain decimal number ("-12.5"); NULL when it is not one. */
 extern Numeric condition_parse_number(const char *s, int len);
 
-/* True when 'conditions' (NULL = always) hold for the contact's current state. */
-extern bool condition_holds(Jsonb *conditions, int64 contact_id);
+/*
+ * The error of a compiler as "path: message" (palloc'd), the form of every
+ * condition and automation compile error.
+ */
+extern char *compile_error_va(const char *path, const char *fmt, va_list args) pg_attribute_printf(2, 0);
 
 #endif							/* MEISA_CONDITIONS_H */

@@ -168,22 +168,6 @@ contact_find(SPIPlanPtr plan, const char *key, ContactRow *row)
 	return true;
 }
 
-/* Finds a contact by normalised email (SPI connected); false when none. */
-bool
-contact_find_by_email(const char *email, ContactRow *row)
-{
-	prepare_plans();
-	return contact_find(plan_by_email, email, row);
-}
-
-/* Finds a contact by external_id (SPI connected); false when none. */
-bool
-contact_find_by_external_id(const char *external_id, ContactRow *row)
-{
-	prepare_plans();
-	return contact_find(plan_by_external_id, external_id, row);
-}
-
 /* True when two nullable C strings are equal. */
 static bool
 str_eq(const char *a, const char *b)

@@ -161,12 +161,6 @@ typedef struct ContactWriteCapture
 
 extern ContactWriteCapture *contact_write_capture;
 
-/* Finds a contact by normalised email (SPI connected); false when none. */
-extern bool contact_find_by_email(const char *email, ContactRow *row);
-
-/* Finds a contact by external_id (SPI connected); false when none. */
-extern bool contact_find_by_external_id(const char *external_id, ContactRow *row);
-
 /*
  * The contact of an event or API call, by external_id then email; creates it
  * from the email when unknown and 'create' (sets *created).  SPI connected.

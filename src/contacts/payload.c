@@ -3,9 +3,9 @@
  *		Validation helpers shared by the JSON API functions (meisa_upsert,
  *		meisa_track) and the contacts triggers: payload shape and size, short
  *		text fields, event names, custom field names and values, tag
- *		normalisation, and the
- *		limit settings meisa.max_payload_size, meisa.max_custom_fields,
- *		meisa.max_tags, meisa.max_tag_length and meisa.max_property_size.
+ *		normalisation, and the limit settings meisa.max_payload_size,
+ *		meisa.max_custom_fields, meisa.max_tags, meisa.max_tag_length and
+ *		meisa.max_property_size.
  */
 #include "contacts/contacts.h"
 

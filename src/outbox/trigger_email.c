@@ -29,27 +29,6 @@ jbv_cstring(JsonbValue *v)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-/* A human name of a jsonb value's type, for error messages. */
-static const char *
-jbv_type_name(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		default:
-			return "value";
-	}
-}
-
 /* Tells the caller that message 'id' was recorded as suppressed, and why. */
 static void
 notice_suppressed(int64 id, const char *to_email, const char *reason)
@@ -169,7 +148,7 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 			if (v.type != jbvString)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("email must be a string, not %s", jbv_type_name(&v))));
+						 errmsg("email must be a string, not %s", payload_type_name(&v))));
 			email = jbv_cstring(&v);
 		}
 		else if (strcmp(key, "data_variables") == 0)
@@ -179,7 +158,7 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("data_variables must be an object, not %s", jbv_type_name(&v))));
+						 errmsg("data_variables must be an object, not %s", payload_type_name(&v))));
 			data = JsonbValueToJsonb(&v);
 			if (VARSIZE(data) - VARHDRSZ > (Size) meisa_max_property_size)
 				ereport(ERROR,
@@ -195,7 +174,7 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 			if (v.type != jbvString)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("idempotency_key must be a string, not %s", jbv_type_name(&v))));
+						 errmsg("idempotency_key must be a string, not %s", payload_type_name(&v))));
 			idem = jbv_cstring(&v);
 			if (idem[0] == '\0')
 				ereport(ERROR,
