@@ -325,6 +325,55 @@ empty_object(void)
 	return JsonbPGetDatum(JsonbValueToJsonb(v));
 }
 
+/* What contact_identify found. */
+typedef enum IdentityResult
+{
+	IDENTITY_NONE,				/* no contact: create one */
+	IDENTITY_FOUND,				/* the payload's contact is in 'row' */
+	IDENTITY_AGAIN				/* a concurrent write moved a key: look again */
+} IdentityResult;
+
+/*
+ * The identity decision of every write (SPI connected): the contact of an
+ * email and/or external_id, by external_id first, then by email.  An
+ * apparent conflict is checked in one snapshot (the two lookups have one
+ * each): ERROR 23505 when it holds, IDENTITY_AGAIN when a concurrent write
+ * explains it.  'lock': the contact found is locked FOR KEY SHARE;
+ * 'email_change': the write would give the contact with the external_id
+ * this email (for the wording of the error).
+ */
+static IdentityResult
+contact_identify(const char *email, const char *external_id, bool lock,
+				 bool email_change, ContactRow *row)
+{
+	if (external_id &&
+		contact_find(lock ? plan_by_external_id_locked : plan_by_external_id,
+					 external_id, row))
+	{
+		ContactRow	other;
+
+		if (email && strcmp(email, row->email) != 0 &&
+			contact_find(plan_by_email, email, &other))
+		{
+			/* the same contact: it took the email since the first lookup */
+			if (other.id != row->id)
+				identity_check_conflict(email, external_id, email_change);
+			return IDENTITY_AGAIN;
+		}
+		return IDENTITY_FOUND;
+	}
+	if (email && contact_find(lock ? plan_by_email_locked : plan_by_email, email, row))
+	{
+		if (external_id && row->external_id && strcmp(row->external_id, external_id) != 0)
+		{
+			identity_check_conflict(email, external_id, email_change);
+			return IDENTITY_AGAIN;
+		}
+		return IDENTITY_FOUND;
+	}
+	return IDENTITY_NONE;
+}
+
 /*
  * The contact of an event or API call, by external_id then email; creates it
  * from the email when unknown and 'create' (sets *created).  SPI connected.
@@ -348,28 +397,15 @@ contact_resolve(const char *email, const char *external_id, bool create, bool *c
 		char		nulls[7];
 		int64		id;
 
-		if (external_id && contact_find(plan_by_external_id_locked, external_id, &row))
+		switch (contact_identify(email, external_id, true, false, &row))
 		{
-			ContactRow	other;
-
-			if (email && strcmp(email, row.email) != 0 &&
-				contact_find(plan_by_email, email, &other) && other.id != row.id)
-			{
-				identity_check_conflict(email, external_id, false);
+			case IDENTITY_FOUND:
+				return row.id;
+			case IDENTITY_AGAIN:
 				lost_insert = false;
 				continue;
-			}
-			return row.id;
-		}
-		if (email && contact_find(plan_by_email_locked, email, &row))
-		{
-			if (external_id && row.external_id && strcmp(row.external_id, external_id) != 0)
-			{
-				identity_check_conflict(email, external_id, false);
-				lost_insert = false;
-				continue;
-			}
-			return row.id;
+			case IDENTITY_NONE:
+				break;
 		}
 		if (lost_insert)
 			id_conflict();
@@ -767,49 +803,6 @@ upsert_result(int64 id, bool created, Jsonb *changes)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
-/* What upsert_identify found. */
-typedef enum IdentityResult
-{
-	IDENTITY_NONE,				/* no contact: create one */
-	IDENTITY_FOUND,				/* the payload's contact is in 'row' */
-	IDENTITY_AGAIN				/* a concurrent write moved a key: look again */
-} IdentityResult;
-
-/*
- * The contact of an upsert payload (SPI connected): by external_id first,
- * then by email.  An apparent conflict is checked in one snapshot (the two
- * lookups have one each): ERROR 23505 when it holds, IDENTITY_AGAIN when a
- * concurrent write explains it.
- */
-static IdentityResult
-upsert_identify(const UpsertPayload *p, ContactRow *row)
-{
-	if (p->external_id && contact_find(plan_by_external_id, p->external_id, row))
-	{
-		ContactRow	other;
-
-		if (p->email && strcmp(p->email, row->email) != 0 &&
-			contact_find(plan_by_email, p->email, &other))
-		{
-			/* the same contact: it took the email since the first lookup */
-			if (other.id != row->id)
-				identity_check_conflict(p->email, p->external_id, true);
-			return IDENTITY_AGAIN;
-		}
-		return IDENTITY_FOUND;
-	}
-	if (p->email && contact_find(plan_by_email, p->email, row))
-	{
-		if (p->external_id && row->external_id && strcmp(row->external_id, p->external_id) != 0)
-		{
-			identity_check_conflict(p->email, p->external_id, true);
-			return IDENTITY_AGAIN;
-		}
-		return IDENTITY_FOUND;
-	}
-	return IDENTITY_NONE;
-}
-
 /*
  * Inserts the contact of an upsert payload that found none (SPI connected);
  * its id, or 0 when a concurrent insert of its email or external_id won.
@@ -888,7 +881,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 		memset(&cap, 0, sizeof(cap));
 		cap.cxt = callercxt;
 
-		ident = upsert_identify(&p, &row);
+		ident = contact_identify(p.email, p.external_id, false, true, &row);
 		if (ident != IDENTITY_NONE)
 			lost_insert = false;	/* the insert race was a real one */
 		if (ident == IDENTITY_AGAIN)
@@ -1054,6 +1047,28 @@ contact_exists(int64 contact_id)
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
 	return found;
+}
+
+/* The id of the contact with this email (folded by email_fold), or 0 (SPI connected). */
+int64
+contact_id_by_email(const char *email)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		arg = CStringGetTextDatum(email_fold(email, strlen(email), NULL));
+	int64		id = 0;
+
+	if (plan == NULL)
+	{
+		Oid			t[1] = {TEXTOID};
+
+		plan = spi_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) $1", 1, t);
+	}
+	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: contact lookup failed");
+	if (SPI_processed > 0)
+		id = spi_get_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, 0);
+	SPI_freetuptable(SPI_tuptable);
+	return id;
 }
 
 /* meisa.contact_data(id bigint) returns jsonb: contact_data_jsonb for SQL. */

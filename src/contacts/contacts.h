@@ -100,6 +100,13 @@ extern bool event_name_valid(const char *name, int len);
 #define EMAIL_MAX_LENGTH 254
 
 /*
+ * The address trimmed of surrounding spaces and lower-cased, not validated
+ * (palloc'd; *outlen, unless NULL, its length): the form every lookup by
+ * email uses.
+ */
+extern char *email_fold(const char *s, int len, int *outlen);
+
+/*
  * Trims spaces, lower-cases and validates an address; returns the palloc'd
  * normalised form.  ERROR 22023 naming 'field' when it is not a valid address.
  */
@@ -177,5 +184,41 @@ extern Jsonb *contact_data_jsonb(int64 contact_id);
 
 /* True when a contact has this id (looked up as the owner of meisa.contacts). */
 extern bool contact_exists(int64 contact_id);
+
+/* The id of the contact with this email (folded by email_fold), or 0 (SPI connected). */
+extern int64 contact_id_by_email(const char *email);
+
+/* ---- deliverability.c: may a contact get mail */
+
+/* What the outbox and delivery need to know about a contact to mail it. */
+typedef struct ContactState
+{
+	int64		id;
+	char	   *email;
+	bool		subscribed;
+	bool		bounced;
+	bool		complained;
+} ContactState;
+
+/* Loads the contact's delivery state (SPI connected); false when there is no such contact. */
+extern bool contact_state_lookup(int64 contact_id, ContactState *cs);
+
+/* contact_state_lookup by email (folded by email_fold); false when no contact has it. */
+extern bool contact_state_by_email(const char *email, ContactState *cs);
+
+/*
+ * Why mail of 'kind' ("transactional"/"marketing") must not go to the
+ * contact: "complained", "bounced" or "unsubscribed" (marketing only), in
+ * that order, the order of meisa.unsubscribed_emails; NULL when it may.
+ */
+extern const char *contact_suppression_reason(const ContactState *cs,
+											  const char *kind);
+
+/*
+ * Records a hard bounce of the contact (SPI connected), as
+ * meisa_record_bounce(email, 'hard', detail) does: a 'bounce' activity row,
+ * and the contact bounced and unsubscribed unless it already was.
+ */
+extern void contact_mark_bounced(int64 contact_id, const char *detail);
 
 #endif							/* MEISA_CONTACTS_H */

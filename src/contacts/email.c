@@ -160,14 +160,15 @@ email_problem(const char *s, int len)
 }
 
 /*
- * Trims spaces, lower-cases and validates an address; returns the palloc'd
- * normalised form.  ERROR 22023 naming 'field' when it is not a valid address.
+ * The address trimmed of surrounding spaces and lower-cased (ASCII letters:
+ * a valid address has no others), palloc'd, without validating it; *outlen
+ * (unless NULL) is its length.  Every lookup of a contact by email folds
+ * the address this way, as email_normalize does before validating.
  */
 char *
-email_normalize(const char *s, int len, const char *field)
+email_fold(const char *s, int len, int *outlen)
 {
 	char	   *out;
-	const char *problem;
 	int			i;
 
 	while (len > 0 && s[0] == ' ')
@@ -177,11 +178,6 @@ email_normalize(const char *s, int len, const char *field)
 	}
 	while (len > 0 && s[len - 1] == ' ')
 		len--;
-	if (len > EMAIL_MAX_LENGTH)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid email address in field \"%s\"", field),
-				 errdetail("The address is longer than 254 bytes.")));
 	out = palloc(len + 1);
 	for (i = 0; i < len; i++)
 	{
@@ -190,6 +186,27 @@ email_normalize(const char *s, int len, const char *field)
 		out[i] = (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 	}
 	out[len] = '\0';
+	if (outlen)
+		*outlen = len;
+	return out;
+}
+
+/*
+ * Trims spaces, lower-cases and validates an address; returns the palloc'd
+ * normalised form.  ERROR 22023 naming 'field' when it is not a valid address.
+ */
+char *
+email_normalize(const char *s, int len, const char *field)
+{
+	char	   *out;
+	const char *problem;
+
+	out = email_fold(s, len, &len);
+	if (len > EMAIL_MAX_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid email address in field \"%s\"", field),
+				 errdetail("The address is longer than 254 bytes.")));
 	problem = email_problem(out, len);
 	if (problem)
 		ereport(ERROR,

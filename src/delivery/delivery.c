@@ -13,6 +13,7 @@
  *		again and resent with the same Message-ID: at least once, never lost.
  *		meisa_deliver() runs the same cycle inside the caller's transaction.
  */
+#include "contacts/contacts.h"
 #include "delivery/delivery.h"
 
 #include <math.h>
@@ -68,14 +69,11 @@ enum
 	Q_REQUEUE,
 	Q_CLAIM,
 	Q_LOAD,
-	Q_SUPP_ID,
-	Q_SUPP_EMAIL,
 	Q_SENT,
 	Q_RETRY,
 	Q_FAILED,
 	Q_SUPPRESSED,
 	Q_RELEASE,
-	Q_BOUNCE,
 	Q_NEXT_DUE,
 	Q_NEXT_RUN,
 	Q_COUNT
@@ -96,16 +94,6 @@ static const char *const query_sql[Q_COUNT] = {
 	"FROM c WHERE m.id = c.id RETURNING " MSG_COLUMNS,
 	/* Q_LOAD: $1 id */
 	"SELECT " MSG_COLUMNS " FROM meisa.messages m WHERE m.id = $1",
-	/* Q_SUPP_ID: $1 contact id, $2 kind */
-	"SELECT CASE WHEN c.bounced_at IS NOT NULL THEN 'bounced' "
-	"WHEN c.complained_at IS NOT NULL THEN 'complained' "
-	"WHEN $2 = 'marketing' AND NOT c.subscribed THEN 'unsubscribed' END "
-	"FROM meisa.contacts c WHERE c.id = $1",
-	/* Q_SUPP_EMAIL: $1 address, $2 kind */
-	"SELECT CASE WHEN c.bounced_at IS NOT NULL THEN 'bounced' "
-	"WHEN c.complained_at IS NOT NULL THEN 'complained' "
-	"WHEN $2 = 'marketing' AND NOT c.subscribed THEN 'unsubscribed' END "
-	"FROM meisa.contacts c WHERE c.email = pg_catalog.lower($1)",
 	/* Q_SENT: $1 id, $2 attempts (the lease we hold) */
 	"UPDATE meisa.messages SET status = 'sent', sent_at = pg_catalog.now(), lease_until = NULL, "
 	"last_error = NULL, updated_at = pg_catalog.now() "
@@ -129,12 +117,6 @@ static const char *const query_sql[Q_COUNT] = {
 	"UPDATE meisa.messages SET status = 'queued', attempts = attempts - 1, lease_until = NULL, "
 	"next_attempt_at = GREATEST(next_attempt_at, pg_catalog.now() + $3 * interval '1 second'), "
 	"updated_at = pg_catalog.now() WHERE id = $1 AND status = 'sending' AND attempts = $2",
-	/* Q_BOUNCE: $1 contact id, $2 SMTP answer (as meisa_record_bounce(email, 'hard', detail)) */
-	"WITH a AS (INSERT INTO meisa.activity (contact_id, kind, detail) VALUES ($1, 'bounce', "
-	"pg_catalog.jsonb_build_object('kind', 'hard', 'detail', $2))) "
-	"UPDATE meisa.contacts SET bounced_at = pg_catalog.now(), subscribed = false, "
-	"unsubscribe_reason = 'bounced', unsubscribed_at = pg_catalog.now(), updated_at = pg_catalog.now() "
-	"WHERE id = $1 AND bounced_at IS NULL",
 	/* Q_NEXT_DUE: $1 default sender set, $2 secret set */
 	"SELECT LEAST((SELECT min(x.next_attempt_at) FROM meisa.messages x WHERE x.status = 'queued' "
 	"AND (x.from_address IS NOT NULL OR $1) AND (x.kind <> 'marketing' OR $2)), "
@@ -144,19 +126,16 @@ static const char *const query_sql[Q_COUNT] = {
 	"AND e.next_run_at > pg_catalog.now()"
 };
 
-static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 2, 2, 5, 3, 3, 3, 2, 2, 0};
+static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 5, 3, 3, 3, 2, 0};
 static const Oid query_types[Q_COUNT][5] = {
 	{0},
 	{INT4OID, BOOLOID, BOOLOID, FLOAT8OID},
 	{INT8OID},
-	{INT8OID, TEXTOID},
-	{TEXTOID, TEXTOID},
 	{INT8OID, INT4OID},
 	{INT8OID, INT4OID, TEXTOID, FLOAT8OID, FLOAT8OID},
 	{INT8OID, INT4OID, TEXTOID},
 	{INT8OID, INT4OID, TEXTOID},
 	{INT8OID, INT4OID, FLOAT8OID},
-	{INT8OID, TEXTOID},
 	{BOOLOID, BOOLOID},
 	{0},
 };
@@ -332,11 +311,8 @@ static void
 bounce_step(void *arg)
 {
 	BounceArg  *b = (BounceArg *) arg;
-	Datum		v[2];
 
-	v[0] = Int64GetDatum(b->contact_id);
-	v[1] = CStringGetTextDatum(b->detail);
-	run_query(Q_BOUNCE, v, NULL, false, 0);
+	contact_mark_bounced(b->contact_id, b->detail);
 }
 
 /* qsort comparator of BounceArg by contact id. */
@@ -427,35 +403,17 @@ backoff_seconds(int attempts)
 }
 
 /* The suppression reason for a message now, NULL when it may be sent. */
-static char *
-suppression_reason(const DeliveryMsg *m, MemoryContext ctx)
+static const char *
+suppression_reason(const DeliveryMsg *m)
 {
-	Datum		v[2];
-	char	   *reason;
+	ContactState cs;
+	bool		found;
 
 	if (m->contact_id != 0)
-	{
-		v[0] = Int64GetDatum(m->contact_id);
-		v[1] = CStringGetTextDatum(m->kind);
-		run_query(Q_SUPP_ID, v, NULL, true, 1);
-	}
+		found = contact_state_lookup(m->contact_id, &cs);
 	else
-	{
-		v[0] = CStringGetTextDatum(m->to_email);
-		v[1] = CStringGetTextDatum(m->kind);
-		run_query(Q_SUPP_EMAIL, v, NULL, true, 1);
-	}
-	if (SPI_processed == 0)
-		reason = NULL;
-	else
-	{
-		MemoryContext old = MemoryContextSwitchTo(ctx);
-
-		reason = spi_get_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		MemoryContextSwitchTo(old);
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return reason;
+		found = contact_state_by_email(m->to_email, &cs);
+	return found ? contact_suppression_reason(&cs, m->kind) : NULL;
 }
 
 /*
@@ -576,7 +534,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 		for (i = 0; i < n; i++)
 		{
 			DeliveryMsg *m = &msgs[i];
-			char	   *reason;
+			const char *reason;
 			char	   *err;
 			SmtpResult	r;
 			BuildArg	ba;
@@ -596,7 +554,7 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 				bounce_pending(bounces, nbounces, m->contact_id))
 				reason = "bounced";
 			else
-				reason = suppression_reason(m, batch_ctx);
+				reason = suppression_reason(m);
 			if (reason)
 			{
 				settle(Q_SUPPRESSED, m, reason, 0);

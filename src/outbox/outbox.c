@@ -95,87 +95,6 @@ template_lookup(const char *key)
 	return t;
 }
 
-/* Loads the contact's delivery state; false when there is no such contact. */
-bool
-contact_state_lookup(int64 contact_id, ContactState *cs)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum		values[1];
-	bool		isnull;
-	HeapTuple	tup;
-	TupleDesc	desc;
-
-	if (plan == NULL)
-	{
-		Oid			types[1] = {INT8OID};
-
-		plan = spi_keep_plan("SELECT email, subscribed, bounced_at IS NOT NULL,"
-							 " complained_at IS NOT NULL"
-							 " FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1",
-							 1, types);
-	}
-	values[0] = Int64GetDatum(contact_id);
-	/* not read-only: a contact created earlier in this command must be seen */
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: contact lookup failed");
-	if (SPI_processed == 0)
-	{
-		SPI_freetuptable(SPI_tuptable);
-		return false;
-	}
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	cs->id = contact_id;
-	cs->email = spi_get_text(tup, desc, 1);
-	cs->subscribed = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-	cs->bounced = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-	cs->complained = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-	SPI_freetuptable(SPI_tuptable);
-	return true;
-}
-
-/* The id of the contact with this email (trimmed, lower-cased), or 0. */
-int64
-contact_id_by_email(const char *email)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum		values[1];
-	int64		id = 0;
-
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		plan = spi_keep_plan("SELECT id FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=)"
-							 " pg_catalog.lower(pg_catalog.btrim($1))",
-							 1, types);
-	}
-	values[0] = CStringGetTextDatum(email);
-	if (SPI_execute_plan(plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: contact lookup failed");
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-
-		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
-	return id;
-}
-
-/* The suppression reason for mail of 'kind' to the contact, or NULL. */
-const char *
-outbox_suppression_reason(const ContactState *cs, const char *kind)
-{
-	if (cs->bounced)
-		return "bounced";
-	if (cs->complained)
-		return "complained";
-	if (!cs->subscribed && strcmp(kind, "marketing") == 0)
-		return "unsubscribed";
-	return NULL;
-}
-
 /* Finds a partial (another template by key) for the part being rendered. */
 static const char *
 outbox_partial(const char *name, void *arg)
@@ -490,7 +409,7 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 	mime_check_header_value(subject, "subject");
 	error_context_stack = errcb.previous;
 
-	reason = outbox_suppression_reason(cs, t->kind);
+	reason = contact_suppression_reason(cs, t->kind);
 	domain = address_domain(from);
 
 	if (plan == NULL)

@@ -8,7 +8,7 @@
 #ifndef MEISA_OUTBOX_H
 #define MEISA_OUTBOX_H
 
-#include "common/common.h"
+#include "contacts/contacts.h"
 
 #include "executor/spi.h"
 #include "pgtime.h"
@@ -55,31 +55,8 @@ typedef struct TemplateRow
 	char	   *reply_to;		/* NULL when absent */
 } TemplateRow;
 
-/* What the outbox needs to know about a contact to queue mail to it. */
-typedef struct ContactState
-{
-	int64		id;
-	char	   *email;
-	bool		subscribed;
-	bool		bounced;
-	bool		complained;
-} ContactState;
-
 /* Loads a template by key; NULL when there is none. */
 extern TemplateRow *template_lookup(const char *key);
-
-/* The id of the contact with this email (trimmed, lower-cased), or 0 (SPI connected). */
-extern int64 contact_id_by_email(const char *email);
-
-/* Loads the contact's delivery state; false when there is no such contact. */
-extern bool contact_state_lookup(int64 contact_id, ContactState *cs);
-
-/*
- * The suppression reason for mail of 'kind' to the contact ("bounced",
- * "complained", "unsubscribed") or NULL when the mail may be sent.
- */
-extern const char *outbox_suppression_reason(const ContactState *cs,
-											 const char *kind);
 
 /* outbox_queue for a contact whose state the caller already loaded. */
 extern int64 outbox_queue_contact(const ContactState *cs,

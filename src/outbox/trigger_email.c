@@ -2,8 +2,8 @@
  * trigger_email.c
  *		meisa_trigger_email(trigger_key, payload): the transactional email
  *		endpoint.  Checks the payload (email, data_variables,
- *		idempotency_key), finds the contact by email (creating it through
- *		meisa_upsert, the same path the API uses, when the address is new),
+ *		idempotency_key), finds the contact by email (creating it with
+ *		contact_resolve, the identity path of the API, when it is new),
  *		renders the transactional template with that key and queues one
  *		message.  Transactional mail goes to marketing-unsubscribed contacts;
  *		a hard-bounced or complained address gets a 'suppressed' message
@@ -13,9 +13,7 @@
 #include "contacts/contacts.h"
 #include "outbox/outbox.h"
 
-#include "catalog/pg_type.h"
 #include "utils/builtins.h"
-#include "utils/numeric.h"
 
 PG_FUNCTION_INFO_V1(meisa_trigger_email);
 
@@ -40,61 +38,6 @@ notice_suppressed(int64 id, const char *to_email, const char *reason)
 					strcmp(reason, "complained") == 0 ? "complained" : reason),
 			 errdetail("The message is recorded with status \"suppressed\" and last_error \"%s\".",
 					   reason)));
-}
-
-/*
- * Creates the contact through meisa_upsert({"email": ...}) of this
- * extension (validation, normalisation and contact_created included) and
- * returns its id.
- */
-static int64
-contact_create(const char *email)
-{
-	Oid			fn = InvalidOid;
-	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
-	JsonbValue *res;
-	JsonbValue *idv;
-	Jsonb	   *payload;
-	Jsonb	   *result;
-
-	if (SPI_execute("SELECT p.oid FROM pg_catalog.pg_proc p"
-					" JOIN pg_catalog.pg_extension e ON e.extnamespace OPERATOR(pg_catalog.=) p.pronamespace"
-					" WHERE e.extname OPERATOR(pg_catalog.=) 'meisa'"
-					" AND p.proname OPERATOR(pg_catalog.=) 'meisa_upsert'"
-					" AND p.proargtypes OPERATOR(pg_catalog.=) '3802'::pg_catalog.oidvector",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: lookup of meisa_upsert failed");
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-
-		fn = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
-	if (!OidIsValid(fn))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("meisa_upsert(jsonb) is not available to create contact \"%s\"", email)));
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "email";
-	k.val.string.len = 5;
-	pushJsonbValue(&state, WJB_KEY, &k);
-	v.type = jbvString;
-	v.val.string.val = (char *) email;
-	v.val.string.len = strlen(email);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	payload = JsonbValueToJsonb(res);
-
-	result = DatumGetJsonbP(OidFunctionCall1(fn, JsonbPGetDatum(payload)));
-	idv = getKeyJsonValueFromContainer(&result->root, "id", 2, NULL);
-	if (idv == NULL || idv->type != jbvNumeric)
-		elog(ERROR, "meisa: meisa_upsert returned no contact id");
-	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(idv->val.numeric)));
 }
 
 /* meisa_trigger_email(trigger_key text, payload jsonb) returns bigint */
@@ -233,7 +176,13 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 
 	contact_id = contact_id_by_email(email);
 	if (contact_id == 0)
-		contact_id = contact_create(email);
+	{
+		bool		created;
+
+		/* a new contact, created as meisa_upsert({"email": ...}) would */
+		contact_id = contact_resolve(email_normalize(email, strlen(email), "email"),
+									 NULL, true, &created);
+	}
 	if (!contact_state_lookup(contact_id, &cs))
 		elog(ERROR, "meisa: contact %lld vanished", (long long) contact_id);
 
