@@ -452,6 +452,222 @@ report_smtp_problem(const char *what)
 			(errmsg("meisa: SMTP server unavailable, messages stay queued: %s", what)));
 }
 
+/* A batch being delivered (in its own memory context, batch_ctx). */
+typedef struct Batch
+{
+	bool		own_transactions;	/* the worker: one transaction per step */
+	MemoryContext ctx;
+	DeliveryMsg *msgs;			/* the claimed messages */
+	int			n;
+	int			sent;
+	BounceArg  *bounces;		/* rejected recipients not marked yet */
+	int			nbounces;
+	SmtpSession *session;
+	bool		session_dead;
+	TimestampTz lease_end;		/* when the claim's leases run out */
+	long		margin_ms;		/* stop sending this long before lease_end */
+	double		release_delay;	/* delay of the messages not attempted */
+} Batch;
+
+/* Starts a step's transaction (the worker only). */
+static void
+batch_begin(Batch *b, const char *activity)
+{
+	if (b->own_transactions)
+		delivery_xact_begin(activity);
+}
+
+/* Commits a step's transaction (the worker only). */
+static void
+batch_commit(Batch *b)
+{
+	if (b->own_transactions)
+		delivery_xact_commit();
+}
+
+/* Claims up to 'max' due messages into the batch (requeueing expired leases first). */
+static void
+batch_claim(Batch *b, int max)
+{
+	Datum		v[4];
+
+	v[0] = Int32GetDatum(max);
+	v[1] = BoolGetDatum(meisa_from_address && meisa_from_address[0] != '\0');
+	v[2] = BoolGetDatum(secret_token_key_ready());
+	v[3] = Float8GetDatum((double) meisa_lease_time);
+	batch_begin(b, "meisa delivery: claiming");
+	run_query(Q_REQUEUE, NULL, NULL, false, 0);
+	run_query(Q_CLAIM, v, NULL, false, 0);
+	b->n = (int) SPI_processed;
+	b->msgs = MemoryContextAllocZero(b->ctx, sizeof(DeliveryMsg) * Max(b->n, 1));
+	for (int i = 0; i < b->n; i++)
+		msg_from_row(&b->msgs[i], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, b->ctx);
+	b->bounces = MemoryContextAlloc(b->ctx, sizeof(BounceArg) * Max(b->n, 1));
+	batch_commit(b);
+	MemoryContextSwitchTo(b->ctx);
+	b->lease_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) meisa_lease_time * 1000);
+	b->margin_ms = Min((long) meisa_smtp_timeout * 1000, (long) meisa_lease_time * 500);
+}
+
+/*
+ * Checks suppression again and assembles message m; false when it was
+ * settled instead (suppressed, or failed as an invalid message).
+ */
+static bool
+batch_prepare(Batch *b, DeliveryMsg *m)
+{
+	const char *reason;
+	char	   *err;
+	BuildArg	ba;
+
+	batch_begin(b, "meisa delivery: checking");
+	if (b->nbounces > 0 && m->contact_id != 0 &&
+		bounce_pending(b->bounces, b->nbounces, m->contact_id))
+		reason = "bounced";
+	else
+		reason = suppression_reason(m);
+	if (reason)
+	{
+		settle(Q_SUPPRESSED, m, reason, 0);
+		batch_commit(b);
+		return false;
+	}
+	ba.m = m;
+	ba.ctx = b->ctx;
+	err = run_guarded(build_step, &ba);
+	if (err)
+	{
+		char	   *e = MemoryContextStrdup(b->ctx, err);
+
+		settle(Q_FAILED, m, psprintf("invalid message: %s", e), 0);
+		batch_commit(b);
+		return false;
+	}
+	batch_commit(b);
+	return true;
+}
+
+/* Waits for meisa.max_send_rate; false when a cancel or SIGTERM came meanwhile. */
+static bool
+batch_pace(void)
+{
+	TimestampTz now;
+
+	if (meisa_max_send_rate <= 0)
+		return true;
+	now = GetCurrentTimestamp();
+	while (rate_next_send > now && !ProcDiePending && !QueryCancelPending)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(now, rate_next_send, &secs, &usecs);
+		pg_usleep(Min(secs * 1000000L + usecs, 100000L));
+		now = GetCurrentTimestamp();
+	}
+	if (ProcDiePending || QueryCancelPending)
+		return false;
+	rate_next_send = Max(now, rate_next_send) +
+		(TimestampTz) (1000000.0 / meisa_max_send_rate);
+	return true;
+}
+
+/* Settles message m after the SMTP outcome 'r'; false when the batch must stop. */
+static bool
+batch_settle(Batch *b, DeliveryMsg *m, const SmtpResult *r)
+{
+	bool		go_on = true;
+
+	batch_begin(b, "meisa delivery: settling");
+	switch (r->outcome)
+	{
+		case SMTP_SENT:
+			settle(Q_SENT, m, NULL, 0);
+			b->sent++;
+			break;
+		case SMTP_TEMPFAIL:
+			settle(Q_RETRY, m, r->error, backoff_seconds(m->attempts));
+			break;
+		case SMTP_PERMFAIL:
+			settle(Q_FAILED, m, r->error, 0);
+			if (r->rcpt_rejected && m->contact_id != 0)
+			{
+				/*
+				 * The worker settles each message in a transaction of its
+				 * own and marks the contact at once.  In the caller's
+				 * transaction (meisa_deliver) the contacts stay locked until
+				 * it ends, so they are marked after the batch, in contact id
+				 * order: marked in the order of the batch, two meisa_deliver
+				 * calls whose batches held messages to the same two rejected
+				 * contacts locked them in opposite orders and deadlocked.  A
+				 * later message of the batch to such a contact is suppressed
+				 * as bounced meanwhile.
+				 */
+				b->bounces[b->nbounces].contact_id = m->contact_id;
+				b->bounces[b->nbounces].detail = MemoryContextStrdup(b->ctx, r->error);
+				b->nbounces++;
+				if (b->own_transactions)
+				{
+					apply_bounces(b->bounces, b->nbounces);
+					b->nbounces = 0;
+				}
+			}
+			break;
+		case SMTP_CONNFAIL:
+			b->release_delay = backoff_seconds(m->attempts);
+			settle(Q_RETRY, m, r->error, b->release_delay);
+			report_smtp_problem(r->error);
+			b->session_dead = true;
+			go_on = false;
+			break;
+		case SMTP_INTERRUPTED:
+			settle(Q_RELEASE, m, NULL, 0);
+			b->session_dead = true;
+			go_on = false;
+			break;
+	}
+	batch_commit(b);
+	return go_on;
+}
+
+/*
+ * Sends the claimed messages one after the other; returns the index of the
+ * first message not attempted (b->n when all were).
+ */
+static int
+batch_send(Batch *b)
+{
+	for (int i = 0; i < b->n; i++)
+	{
+		DeliveryMsg *m = &b->msgs[i];
+		SmtpResult	r;
+
+		if (ProcDiePending || QueryCancelPending ||
+			(am_delivery_worker && !PostmasterIsAlive()) ||
+			GetCurrentTimestamp() > TimestampTzPlusMilliseconds(b->lease_end, -b->margin_ms))
+			return i;
+
+		/* suppression again, then assemble */
+		if (!batch_prepare(b, m))
+			continue;
+
+		/* keep meisa.max_send_rate */
+		if (!batch_pace())
+			return i;
+
+		/* send, outside any transaction in the worker */
+		pgstat_report_activity(STATE_RUNNING, "meisa delivery: sending");
+		smtp_send(b->session, m->envelope_from, m->to_email, m->data, strlen(m->data), &r);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		pfree(m->data);
+		m->data = NULL;
+
+		if (!batch_settle(b, m, &r))
+			return i + 1;
+	}
+	return b->n;
+}
+
 /*
  * Delivers up to 'max' due messages.  With own_transactions (the worker, no
  * transaction open), claims, sends and settles in separate transactions;
@@ -463,50 +679,24 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 {
 	MemoryContext batch_ctx;
 	MemoryContext oldctx;
-	DeliveryMsg *msgs;
-	int			n = 0;
-	volatile int sent = 0;
-	int			i;
-	Datum		v[4];
-	bool		have_from = meisa_from_address && meisa_from_address[0] != '\0';
-	bool		have_secret;
-	TimestampTz lease_end;
-	long		margin_ms;
-	SmtpSession *volatile session = NULL;
-	MemoryContext sctx;
-	BounceArg  *bounces;
-	volatile int nbounces = 0;
-	volatile bool session_dead = false;
+	Batch	   *b;
+	int			sent;
 
 	*more = false;
 	if (!delivery_configured())
 		return 0;
-	have_secret = secret_token_key_ready();
 
 	batch_ctx = AllocSetContextCreate(CurrentMemoryContext, "meisa delivery batch",
 									  ALLOCSET_DEFAULT_SIZES);
 	oldctx = MemoryContextSwitchTo(batch_ctx);
+	/* not on the stack: PG_CATCH below reads it after a longjmp */
+	b = palloc0(sizeof(Batch));
+	b->own_transactions = own_transactions;
+	b->ctx = batch_ctx;
 
 	/* claim */
-	if (own_transactions)
-		delivery_xact_begin("meisa delivery: claiming");
-	run_query(Q_REQUEUE, NULL, NULL, false, 0);
-	v[0] = Int32GetDatum(max);
-	v[1] = BoolGetDatum(have_from);
-	v[2] = BoolGetDatum(have_secret);
-	v[3] = Float8GetDatum((double) meisa_lease_time);
-	run_query(Q_CLAIM, v, NULL, false, 0);
-	msgs = MemoryContextAllocZero(batch_ctx, sizeof(DeliveryMsg) * Max(SPI_processed, 1));
-	for (i = 0; i < (int) SPI_processed; i++)
-		msg_from_row(&msgs[i], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, batch_ctx);
-	n = (int) SPI_processed;
-	bounces = MemoryContextAlloc(batch_ctx, sizeof(BounceArg) * Max(n, 1));
-	if (own_transactions)
-		delivery_xact_commit();
-	MemoryContextSwitchTo(batch_ctx);
-	*more = (n == max);
-	lease_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) meisa_lease_time * 1000);
-	margin_ms = Min((long) meisa_smtp_timeout * 1000, (long) meisa_lease_time * 500);
+	batch_claim(b, max);
+	*more = (b->n == max);
 
 	/*
 	 * From here every claimed message is settled or released before a
@@ -517,174 +707,44 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
-		int			stop_at = n;	/* first message not attempted */
-		double		release_delay = 0;
+		int			stop_at;	/* first message not attempted */
 
 		/* the worker keeps its session for the next batch of the round */
 		if (own_transactions && worker_session)
-			session = worker_session;
+			b->session = worker_session;
 		else
 		{
-			sctx = MemoryContextSwitchTo(own_transactions ? TopMemoryContext : batch_ctx);
-			session = smtp_session_open();
+			MemoryContext sctx = MemoryContextSwitchTo(own_transactions ? TopMemoryContext : batch_ctx);
+
+			b->session = smtp_session_open();
 			MemoryContextSwitchTo(sctx);
 			if (own_transactions)
-				worker_session = session;
+				worker_session = b->session;
 		}
-		for (i = 0; i < n; i++)
-		{
-			DeliveryMsg *m = &msgs[i];
-			const char *reason;
-			char	   *err;
-			SmtpResult	r;
-			BuildArg	ba;
 
-			if (ProcDiePending || QueryCancelPending ||
-				(am_delivery_worker && !PostmasterIsAlive()) ||
-				GetCurrentTimestamp() > TimestampTzPlusMilliseconds(lease_end, -margin_ms))
-			{
-				stop_at = i;
-				break;
-			}
-
-			/* suppression again, then assemble */
-			if (own_transactions)
-				delivery_xact_begin("meisa delivery: checking");
-			if (nbounces > 0 && m->contact_id != 0 &&
-				bounce_pending(bounces, nbounces, m->contact_id))
-				reason = "bounced";
-			else
-				reason = suppression_reason(m);
-			if (reason)
-			{
-				settle(Q_SUPPRESSED, m, reason, 0);
-				if (own_transactions)
-					delivery_xact_commit();
-				continue;
-			}
-			ba.m = m;
-			ba.ctx = batch_ctx;
-			err = run_guarded(build_step, &ba);
-			if (err)
-			{
-				char	   *e = MemoryContextStrdup(batch_ctx, err);
-
-				settle(Q_FAILED, m, psprintf("invalid message: %s", e), 0);
-				if (own_transactions)
-					delivery_xact_commit();
-				continue;
-			}
-			if (own_transactions)
-				delivery_xact_commit();
-
-			/* keep meisa.max_send_rate */
-			if (meisa_max_send_rate > 0)
-			{
-				TimestampTz now = GetCurrentTimestamp();
-
-				while (rate_next_send > now && !ProcDiePending && !QueryCancelPending)
-				{
-					long		secs;
-					int			usecs;
-
-					TimestampDifference(now, rate_next_send, &secs, &usecs);
-					pg_usleep(Min(secs * 1000000L + usecs, 100000L));
-					now = GetCurrentTimestamp();
-				}
-				if (ProcDiePending || QueryCancelPending)
-				{
-					stop_at = i;
-					break;
-				}
-				rate_next_send = Max(now, rate_next_send) +
-					(TimestampTz) (1000000.0 / meisa_max_send_rate);
-			}
-
-			/* send, outside any transaction in the worker */
-			pgstat_report_activity(STATE_RUNNING, "meisa delivery: sending");
-			smtp_send(session, m->envelope_from, m->to_email, m->data, strlen(m->data), &r);
-			pgstat_report_activity(STATE_IDLE, NULL);
-			pfree(m->data);
-			m->data = NULL;
-
-			if (own_transactions)
-				delivery_xact_begin("meisa delivery: settling");
-			switch (r.outcome)
-			{
-				case SMTP_SENT:
-					settle(Q_SENT, m, NULL, 0);
-					sent++;
-					break;
-				case SMTP_TEMPFAIL:
-					settle(Q_RETRY, m, r.error, backoff_seconds(m->attempts));
-					break;
-				case SMTP_PERMFAIL:
-					settle(Q_FAILED, m, r.error, 0);
-					if (r.rcpt_rejected && m->contact_id != 0)
-					{
-						/*
-						 * The worker settles each message in a transaction
-						 * of its own and marks the contact at once.  In the
-						 * caller's transaction (meisa_deliver) the contacts
-						 * stay locked until it ends, so they are marked after
-						 * the batch, in contact id order: marked in the order
-						 * of the batch, two meisa_deliver calls whose batches
-						 * held messages to the same two rejected contacts
-						 * locked them in opposite orders and deadlocked.  A
-						 * later message of the batch to such a contact is
-						 * suppressed as bounced meanwhile.
-						 */
-						bounces[nbounces].contact_id = m->contact_id;
-						bounces[nbounces].detail = MemoryContextStrdup(batch_ctx, r.error);
-						nbounces++;
-						if (own_transactions)
-						{
-							apply_bounces(bounces, nbounces);
-							nbounces = 0;
-						}
-					}
-					break;
-				case SMTP_CONNFAIL:
-					release_delay = backoff_seconds(m->attempts);
-					settle(Q_RETRY, m, r.error, release_delay);
-					report_smtp_problem(r.error);
-					session_dead = true;
-					stop_at = i + 1;
-					break;
-				case SMTP_INTERRUPTED:
-					settle(Q_RELEASE, m, NULL, 0);
-					session_dead = true;
-					stop_at = i + 1;
-					break;
-			}
-			if (own_transactions)
-				delivery_xact_commit();
-			if (stop_at == i + 1)
-				break;
-		}
+		/* send and settle */
+		stop_at = batch_send(b);
 
 		/* meisa_deliver: the batch's bounces, in contact id order */
-		if (nbounces > 0)
-			apply_bounces(bounces, nbounces);
-		nbounces = 0;
+		if (b->nbounces > 0)
+			apply_bounces(b->bounces, b->nbounces);
+		b->nbounces = 0;
 
 		/* messages not attempted go back to the queue */
-		if (stop_at < n)
+		if (stop_at < b->n)
 		{
-			if (own_transactions)
-				delivery_xact_begin("meisa delivery: releasing");
-			for (i = stop_at; i < n; i++)
-				settle(Q_RELEASE, &msgs[i], NULL, release_delay);
-			if (own_transactions)
-				delivery_xact_commit();
+			batch_begin(b, "meisa delivery: releasing");
+			for (int i = stop_at; i < b->n; i++)
+				settle(Q_RELEASE, &b->msgs[i], NULL, b->release_delay);
+			batch_commit(b);
 			*more = false;
 		}
 	}
 	PG_CATCH();
 	{
 		/* error cleanup: drop the connection, no QUIT */
-		if (session && session != worker_session)
-			smtp_session_close(session, false);
+		if (b->session && b->session != worker_session)
+			smtp_session_close(b->session, false);
 		delivery_session_close(false);
 		PG_RE_THROW();
 	}
@@ -699,11 +759,11 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 	 * worker reconnects for its next batch after a failure.
 	 */
 	if (!own_transactions)
-		smtp_session_close(session, true);
-	else if (session_dead)
+		smtp_session_close(b->session, true);
+	else if (b->session_dead)
 		delivery_session_close(true);
-	session = NULL;
 
+	sent = b->sent;
 	MemoryContextSwitchTo(oldctx);
 	MemoryContextDelete(batch_ctx);
 	return sent;

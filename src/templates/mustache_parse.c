@@ -214,6 +214,218 @@ set_delimiters(ParseState *ps, const char *c, int clen, int line)
 	ps->clen = e2 - s2;
 }
 
+/* One tag found in the source: its kind and where its parts are. */
+typedef struct Tag
+{
+	char		type;			/* 'v' (variable), '{', '&', '#', '^', '/', '!', '>', '=' */
+	int			start;			/* offset of the opening delimiter */
+	int			cstart;			/* content, trimmed: [cstart, cend) */
+	int			cend;
+	int			end;			/* offset after the closing delimiter */
+	int			line;
+} Tag;
+
+/*
+ * Finds the next tag at or after 'pos'; false when there is none.  ERROR
+ * for a tag that is not closed.
+ */
+static bool
+scan_tag(ParseState *ps, int pos, Tag *tag)
+{
+	const char *src = ps->src;
+	int			len = ps->len;
+	int			after;
+	int			close;
+
+	tag->start = find_bytes(src, len, pos, ps->otag, ps->olen);
+	if (tag->start < 0)
+		return false;
+	tag->line = line_at(ps, tag->start);
+	after = tag->start + ps->olen;
+	tag->type = after < len ? src[after] : '\0';
+
+	switch (tag->type)
+	{
+		case '{':
+		case '=':
+			{
+				/* closed by "}" or "=" followed by the closing delimiter */
+				char		closer[33];
+
+				closer[0] = tag->type == '{' ? '}' : '=';
+				memcpy(closer + 1, ps->ctag, ps->clen);
+				close = find_bytes(src, len, after + 1, closer, ps->clen + 1);
+				tag->cstart = after + 1;
+				tag->end = close < 0 ? -1 : close + ps->clen + 1;
+				break;
+			}
+		case '&':
+		case '#':
+		case '^':
+		case '/':
+		case '!':
+		case '>':
+			close = find_bytes(src, len, after + 1, ps->ctag, ps->clen);
+			tag->cstart = after + 1;
+			tag->end = close < 0 ? -1 : close + ps->clen;
+			break;
+		default:
+			tag->type = 'v';
+			close = find_bytes(src, len, after, ps->ctag, ps->clen);
+			tag->cstart = after;
+			tag->end = close < 0 ? -1 : close + ps->clen;
+			break;
+	}
+	tag->cend = close;
+	if (close < 0)
+	{
+		char	   *m = psprintf("unclosed tag on line %d", tag->line);
+		char	   *h;
+
+		if (tag->type == '{')
+			h = psprintf("A raw tag opened with \"%s{\" ends with \"}%s\".",
+						 ps->otag, ps->ctag);
+		else if (tag->type == '=')
+			h = psprintf("A set-delimiter tag ends with \"=%s\".", ps->ctag);
+		else
+			h = psprintf("A tag opened with \"%s\" ends with \"%s\".",
+						 ps->otag, ps->ctag);
+		syntax_error(ps, m, h);
+	}
+	/* trim the content */
+	while (tag->cstart < tag->cend && is_pad(src[tag->cstart]))
+		tag->cstart++;
+	while (tag->cend > tag->cstart && is_pad(src[tag->cend - 1]))
+		tag->cend--;
+	return true;
+}
+
+/*
+ * True when a tag other than an interpolation stands alone on its line
+ * (only whitespace around it); then *line_start is where its line starts
+ * and *next where the next line does.
+ */
+static bool
+tag_standalone(ParseState *ps, const Tag *tag, int *line_start, int *next)
+{
+	const char *src = ps->src;
+	int			len = ps->len;
+	int			b = tag->start;
+	int			f = tag->end;
+
+	if (tag->type == 'v' || tag->type == '{' || tag->type == '&')
+		return false;
+	while (b > 0 && is_space(src[b - 1]))
+		b--;
+	if (b != 0 && src[b - 1] != '\n')
+		return false;
+	while (f < len && is_space(src[f]))
+		f++;
+	if (f < len && src[f] == '\n')
+		f++;
+	else if (f < len && src[f] == '\r' && f + 1 < len && src[f + 1] == '\n')
+		f += 2;
+	else if (f < len)
+		return false;
+	*line_start = b;
+	*next = f;
+	return true;
+}
+
+/* Opens a section (or inverted section) node; ERROR when nested too deep. */
+static void
+open_section(ParseState *ps, const Tag *tag)
+{
+	MustacheNode *n = add_node(ps, tag->type == '#' ? MN_SECTION : MN_INVERTED,
+							   tag->line);
+
+	set_name(ps, n, ps->src + tag->cstart, tag->cend - tag->cstart, tag->line, true);
+	if (ps->nopen == ps->maxopen)
+	{
+		ps->maxopen *= 2;
+		ps->open = repalloc(ps->open, sizeof(OpenSection) * ps->maxopen);
+	}
+	ps->open[ps->nopen].node = n;
+	ps->open[ps->nopen].tail = ps->tail;
+	ps->nopen++;
+	if (ps->nopen > ps->max_nesting)
+		ps->max_nesting = ps->nopen;
+	if (ps->nopen > mustache_max_render_depth)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("invalid template in %s: sections nested deeper than meisa.max_render_depth (%d) on line %d",
+						ps->what, mustache_max_render_depth, tag->line)));
+	ps->tail = &n->children;
+}
+
+/* Closes the innermost open section; ERROR when the tag does not match it. */
+static void
+close_section(ParseState *ps, const Tag *tag)
+{
+	char	   *name = pnstrdup(ps->src + tag->cstart, tag->cend - tag->cstart);
+	OpenSection *o;
+
+	if (ps->nopen == 0)
+		syntax_error(ps,
+					 psprintf("closing tag \"%s\" on line %d has no open section",
+							  name, tag->line), NULL);
+	o = &ps->open[ps->nopen - 1];
+	if (strcmp(o->node->name, name) != 0)
+		syntax_error(ps,
+					 psprintf("closing tag \"%s\" on line %d does not match section \"%s\" opened on line %d",
+							  name, tag->line, o->node->name, o->node->line),
+					 NULL);
+	ps->tail = o->tail;
+	ps->nopen--;
+}
+
+/*
+ * Adds what a tag stands for; a standalone partial keeps the indentation
+ * before it, from 'indent_start'.
+ */
+static void
+emit_tag(ParseState *ps, const Tag *tag, bool standalone, int indent_start)
+{
+	const char *src = ps->src;
+
+	switch (tag->type)
+	{
+		case 'v':
+		case '&':
+		case '{':
+			{
+				MustacheNode *n = add_node(ps, tag->type == 'v' ? MN_VAR : MN_RAW, tag->line);
+
+				set_name(ps, n, src + tag->cstart, tag->cend - tag->cstart, tag->line, true);
+				break;
+			}
+		case '#':
+		case '^':
+			open_section(ps, tag);
+			break;
+		case '/':
+			close_section(ps, tag);
+			break;
+		case '!':
+			break;
+		case '>':
+			{
+				MustacheNode *n = add_node(ps, MN_PARTIAL, tag->line);
+
+				set_name(ps, n, src + tag->cstart, tag->cend - tag->cstart, tag->line, false);
+				if (standalone)
+				{
+					n->text = src + indent_start;
+					n->len = tag->start - indent_start;
+				}
+				break;
+			}
+		case '=':
+			set_delimiters(ps, src + tag->cstart, tag->cend - tag->cstart, tag->line);
+			break;
+	}
+}
+
 /* Compiles a template; see templates.h. */
 MustacheTemplate *
 mustache_parse(const char *src_in, int len, const char *what)
@@ -222,6 +434,7 @@ mustache_parse(const char *src_in, int len, const char *what)
 	MustacheTemplate *t = palloc0(sizeof(MustacheTemplate));
 	int			pos = 0;
 	int			text_start = 0;
+	Tag			tag;
 
 	memset(&ps, 0, sizeof(ps));
 	{
@@ -244,203 +457,30 @@ mustache_parse(const char *src_in, int len, const char *what)
 
 	for (;;)
 	{
-		const char *src = ps.src;
-		int			tag_start;
-		int			after;
-		char		type;
-		int			close;
-		int			cstart,
-					cend;
-		int			tag_end;
-		int			line;
 		int			text_end;
 		int			next;
 		int			indent_start = 0;
-		bool		standalone = false;
+		bool		standalone;
 
 		CHECK_FOR_INTERRUPTS();
 
-		tag_start = find_bytes(src, len, pos, ps.otag, ps.olen);
-		if (tag_start < 0)
+		if (!scan_tag(&ps, pos, &tag))
 			break;
-		line = line_at(&ps, tag_start);
-		after = tag_start + ps.olen;
-		type = after < len ? src[after] : '\0';
-
-		switch (type)
-		{
-			case '{':
-			case '=':
-				{
-					/* closed by "}" or "=" followed by the closing delimiter */
-					char		closer[33];
-
-					closer[0] = type == '{' ? '}' : '=';
-					memcpy(closer + 1, ps.ctag, ps.clen);
-					close = find_bytes(src, len, after + 1, closer, ps.clen + 1);
-					cstart = after + 1;
-					cend = close;
-					tag_end = close < 0 ? -1 : close + ps.clen + 1;
-					break;
-				}
-			case '&':
-			case '#':
-			case '^':
-			case '/':
-			case '!':
-			case '>':
-				close = find_bytes(src, len, after + 1, ps.ctag, ps.clen);
-				cstart = after + 1;
-				cend = close;
-				tag_end = close < 0 ? -1 : close + ps.clen;
-				break;
-			default:
-				type = 'v';
-				close = find_bytes(src, len, after, ps.ctag, ps.clen);
-				cstart = after;
-				cend = close;
-				tag_end = close < 0 ? -1 : close + ps.clen;
-				break;
-		}
-		if (close < 0)
-		{
-			char	   *m = psprintf("unclosed tag on line %d", line);
-			char	   *h;
-
-			if (type == '{')
-				h = psprintf("A raw tag opened with \"%s{\" ends with \"}%s\".",
-							 ps.otag, ps.ctag);
-			else if (type == '=')
-				h = psprintf("A set-delimiter tag ends with \"=%s\".", ps.ctag);
-			else
-				h = psprintf("A tag opened with \"%s\" ends with \"%s\".",
-							 ps.otag, ps.ctag);
-			syntax_error(&ps, m, h);
-		}
-		/* trim the content */
-		while (cstart < cend && is_pad(src[cstart]))
-			cstart++;
-		while (cend > cstart && is_pad(src[cend - 1]))
-			cend--;
-
-		/* standalone: only whitespace around the tag on its line */
-		text_end = tag_start;
-		next = tag_end;
-		if (type != 'v' && type != '{' && type != '&')
-		{
-			int			b = tag_start;
-			int			f = tag_end;
-
-			while (b > 0 && is_space(src[b - 1]))
-				b--;
-			if (b == 0 || src[b - 1] == '\n')
-			{
-				while (f < len && is_space(src[f]))
-					f++;
-				if (f == len)
-					standalone = true;
-				else if (src[f] == '\n')
-				{
-					standalone = true;
-					f++;
-				}
-				else if (src[f] == '\r' && f + 1 < len && src[f + 1] == '\n')
-				{
-					standalone = true;
-					f += 2;
-				}
-			}
-			if (standalone)
-			{
-				text_end = b;
-				indent_start = b;
-				next = f;
-			}
-		}
+		text_end = tag.start;
+		next = tag.end;
+		standalone = tag_standalone(&ps, &tag, &indent_start, &next);
+		if (standalone)
+			text_end = indent_start;
 
 		/* the text before the tag */
 		if (text_end > text_start)
 		{
-			MustacheNode *n = add_node(&ps, MN_TEXT, line);
+			MustacheNode *n = add_node(&ps, MN_TEXT, tag.line);
 
-			n->text = src + text_start;
+			n->text = ps.src + text_start;
 			n->len = text_end - text_start;
 		}
-
-		switch (type)
-		{
-			case 'v':
-			case '&':
-			case '{':
-				{
-					MustacheNode *n = add_node(&ps, type == 'v' ? MN_VAR : MN_RAW, line);
-
-					set_name(&ps, n, src + cstart, cend - cstart, line, true);
-					break;
-				}
-			case '#':
-			case '^':
-				{
-					MustacheNode *n = add_node(&ps,
-											   type == '#' ? MN_SECTION : MN_INVERTED,
-											   line);
-
-					set_name(&ps, n, src + cstart, cend - cstart, line, true);
-					if (ps.nopen == ps.maxopen)
-					{
-						ps.maxopen *= 2;
-						ps.open = repalloc(ps.open, sizeof(OpenSection) * ps.maxopen);
-					}
-					ps.open[ps.nopen].node = n;
-					ps.open[ps.nopen].tail = ps.tail;
-					ps.nopen++;
-					if (ps.nopen > ps.max_nesting)
-						ps.max_nesting = ps.nopen;
-					if (ps.nopen > mustache_max_render_depth)
-						ereport(ERROR,
-								(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-								 errmsg("invalid template in %s: sections nested deeper than meisa.max_render_depth (%d) on line %d",
-										what, mustache_max_render_depth, line)));
-					ps.tail = &n->children;
-					break;
-				}
-			case '/':
-				{
-					char	   *name = pnstrdup(src + cstart, cend - cstart);
-					OpenSection *o;
-
-					if (ps.nopen == 0)
-						syntax_error(&ps,
-									 psprintf("closing tag \"%s\" on line %d has no open section",
-											  name, line), NULL);
-					o = &ps.open[ps.nopen - 1];
-					if (strcmp(o->node->name, name) != 0)
-						syntax_error(&ps,
-									 psprintf("closing tag \"%s\" on line %d does not match section \"%s\" opened on line %d",
-											  name, line, o->node->name, o->node->line),
-									 NULL);
-					ps.tail = o->tail;
-					ps.nopen--;
-					break;
-				}
-			case '!':
-				break;
-			case '>':
-				{
-					MustacheNode *n = add_node(&ps, MN_PARTIAL, line);
-
-					set_name(&ps, n, src + cstart, cend - cstart, line, false);
-					if (standalone)
-					{
-						n->text = src + indent_start;
-						n->len = tag_start - indent_start;
-					}
-					break;
-				}
-			case '=':
-				set_delimiters(&ps, src + cstart, cend - cstart, line);
-				break;
-		}
+		emit_tag(&ps, &tag, standalone, indent_start);
 		pos = text_start = next;
 	}
 
