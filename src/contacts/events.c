@@ -129,6 +129,87 @@ parse_occurred_at(JsonbValue *v)
 	return ts;
 }
 
+/* A parsed and checked meisa_track payload. */
+typedef struct TrackPayload
+{
+	char	   *email;			/* normalised, NULL when absent */
+	char	   *external_id;	/* NULL when absent or null */
+	char	   *event_id;		/* NULL when absent or null */
+	TimestampTz occurred_at;	/* the transaction's start when absent */
+	Jsonb	   *properties;		/* NULL when absent or null */
+} TrackPayload;
+
+/* Reads and checks the keys of a meisa_track payload into 'p'. */
+static void
+parse_track_payload(Jsonb *payload, TrackPayload *p)
+{
+	JsonbIterator *it;
+	JsonbValue	k,
+				v;
+	JsonbIteratorToken tok;
+
+	p->email = NULL;
+	p->external_id = NULL;
+	p->event_id = NULL;
+	p->occurred_at = GetCurrentTransactionStartTimestamp();
+	p->properties = NULL;
+	it = JsonbIteratorInit(&payload->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		const char *key;
+		int			len;
+
+		if (tok != WJB_KEY)
+			continue;
+		JsonbIteratorNext(&it, &v, true);
+		key = k.val.string.val;
+		len = k.val.string.len;
+#define KEY_IS(s) (len == (int) strlen(s) && memcmp(key, s, len) == 0)
+		if (KEY_IS("email"))
+		{
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("field \"email\" must be a string, not %s", payload_type_name(&v))));
+			p->email = email_normalize(v.val.string.val, v.val.string.len, "email");
+		}
+		else if (KEY_IS("external_id"))
+		{
+			if (v.type != jbvNull)
+				p->external_id = payload_short_text(&v, "external_id", true);
+		}
+		else if (KEY_IS("event_id"))
+		{
+			if (v.type != jbvNull)
+				p->event_id = payload_short_text(&v, "event_id", true);
+		}
+		else if (KEY_IS("occurred_at"))
+		{
+			if (v.type != jbvNull)
+				p->occurred_at = parse_occurred_at(&v);
+		}
+		else if (KEY_IS("properties"))
+		{
+			if (v.type == jbvNull)
+				continue;
+			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("field \"properties\" must be an object, not %s", payload_type_name(&v))));
+			p->properties = JsonbValueToJsonb(&v);
+			if (VARSIZE(p->properties) - VARHDRSZ > (Size) meisa_max_property_size)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("field \"properties\" is too large"),
+						 errdetail("It takes %zu bytes; meisa.max_property_size allows %d.",
+								   (Size) (VARSIZE(p->properties) - VARHDRSZ), meisa_max_property_size)));
+		}
+		else
+			payload_unknown_key(key, len, TRACK_KEYS);
+#undef KEY_IS
+	}
+}
+
 /*
  * meisa_track(event_name text, payload jsonb) returns bigint: records the
  * event and fires its automations; returns the event id.
@@ -139,15 +220,12 @@ meisa_track(PG_FUNCTION_ARGS)
 	text	   *name_t;
 	char	   *name;
 	Jsonb	   *payload;
-	char	   *email = NULL;
-	char	   *external_id = NULL;
-	char	   *event_id = NULL;
-	Jsonb	   *properties = NULL;
-	TimestampTz occurred_at = GetCurrentTransactionStartTimestamp();
-	JsonbIterator *it;
-	JsonbValue	k,
-				v;
-	JsonbIteratorToken tok;
+	TrackPayload tp;
+	char	   *email;
+	char	   *external_id;
+	char	   *event_id;
+	Jsonb	   *properties;
+	TimestampTz occurred_at;
 	int64		contact_id;
 	int64		id = 0;
 	bool		created;
@@ -169,61 +247,12 @@ meisa_track(PG_FUNCTION_ARGS)
 	payload_check_size(payload, "meisa_track payload");
 	payload_check_object(payload, "meisa_track payload");
 
-	it = JsonbIteratorInit(&payload->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		const char *key;
-		int			len;
-
-		if (tok != WJB_KEY)
-			continue;
-		JsonbIteratorNext(&it, &v, true);
-		key = k.val.string.val;
-		len = k.val.string.len;
-#define KEY_IS(s) (len == (int) strlen(s) && memcmp(key, s, len) == 0)
-		if (KEY_IS("email"))
-		{
-			if (v.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("field \"email\" must be a string, not %s", payload_type_name(&v))));
-			email = email_normalize(v.val.string.val, v.val.string.len, "email");
-		}
-		else if (KEY_IS("external_id"))
-		{
-			if (v.type != jbvNull)
-				external_id = payload_short_text(&v, "external_id", true);
-		}
-		else if (KEY_IS("event_id"))
-		{
-			if (v.type != jbvNull)
-				event_id = payload_short_text(&v, "event_id", true);
-		}
-		else if (KEY_IS("occurred_at"))
-		{
-			if (v.type != jbvNull)
-				occurred_at = parse_occurred_at(&v);
-		}
-		else if (KEY_IS("properties"))
-		{
-			if (v.type == jbvNull)
-				continue;
-			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("field \"properties\" must be an object, not %s", payload_type_name(&v))));
-			properties = JsonbValueToJsonb(&v);
-			if (VARSIZE(properties) - VARHDRSZ > (Size) meisa_max_property_size)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("field \"properties\" is too large"),
-						 errdetail("It takes %zu bytes; meisa.max_property_size allows %d.",
-								   (Size) (VARSIZE(properties) - VARHDRSZ), meisa_max_property_size)));
-		}
-		else
-			payload_unknown_key(key, len, TRACK_KEYS);
-#undef KEY_IS
-	}
+	parse_track_payload(payload, &tp);
+	email = tp.email;
+	external_id = tp.external_id;
+	event_id = tp.event_id;
+	occurred_at = tp.occurred_at;
+	properties = tp.properties;
 	if (email == NULL && external_id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
