@@ -111,3 +111,48 @@ SELECT sum(xmin::text::bigint) FILTER (WHERE email <> 'c@example.com') = :versio
 -- the contact as data
 SELECT meisa.contact_data(1) - 'created_at' - 'updated_at';
 SELECT meisa.contact_data(999);
+
+-- a call that changes nothing writes nothing: every API function, no new
+-- row version and no activity row
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+SELECT meisa_upsert('{"email": "noop@example.com", "external_id": 7, "first_name": "N",
+                      "custom_fields": {"n": 1, "s": "x", "b": true}, "tag_names": ["a", "b"]}')->'created';
+SELECT meisa_unsubscribe('noop@example.com', 'unsubscribed');
+SELECT meisa_record_complaint('noop@example.com');
+SELECT xmin AS x0 FROM meisa.contacts WHERE email = 'noop@example.com' \gset
+SELECT count(*) AS a0 FROM meisa.activity \gset
+SELECT meisa_upsert('{"email": " NOOP@example.com", "external_id": "7", "first_name": "N", "last_name": null,
+                      "custom_fields": {"n": 1.0, "gone": null, "b": true}, "tag_names": [" b "],
+                      "subscribed": false}');
+SELECT meisa_upsert('{"external_id": 7}'), meisa_upsert('{"email": "noop@example.com", "external_id": null}');
+SELECT meisa_add_tag('noop@example.com', 'a'), meisa_remove_tag('NOOP@example.com', 'c'),
+       meisa_unsubscribe('noop@example.com', 'complained'), meisa_record_complaint('noop@example.com');
+SELECT meisa_track('ev', '{"external_id": 7, "event_id": "once"}') = meisa_track('ev', '{"email": "x@example.com", "event_id": "once"}') AS same_event;
+SELECT count(*) FROM meisa.contacts WHERE email = 'x@example.com';
+SELECT xmin::text = :'x0' AS xmin_unchanged, (SELECT count(*) FROM meisa.activity) = :a0 AS no_activity
+  FROM meisa.contacts WHERE email = 'noop@example.com';
+-- ... and a failing call leaves nothing behind
+SELECT pg_temp.try($$SELECT meisa_upsert('{"external_id": 7, "first_name": "M", "custom_fields": {"bad-name": 1}}')$$);
+SELECT pg_temp.try($$SELECT meisa_upsert('{"external_id": 7, "first_name": "M", "tag_names": ["ok", ""]}')$$);
+SELECT xmin::text = :'x0' AS xmin_unchanged, (SELECT count(*) FROM meisa.activity) = :a0 AS no_activity
+  FROM meisa.contacts WHERE email = 'noop@example.com';
+
+-- rows imported with explicit ids leave the identity sequence behind: the
+-- API says so (23505 with the fix as hint) instead of "concurrent writes"
+-- (40001) after burning 20 ids, and writes nothing
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION meisa;
+DO $$ BEGIN PERFORM meisa.grant('meisa_app', 'app'); PERFORM meisa.grant('meisa_admin', 'admin'); PERFORM meisa.grant('meisa_reader', 'reader'); END $$;
+INSERT INTO meisa.contacts (id, email) SELECT i, 'imp' || i || '@example.com' FROM generate_series(1, 30) i;
+SELECT pg_temp.try($$SELECT meisa_upsert('{"email": "new@example.com"}')$$);
+SELECT pg_temp.try($$SELECT meisa_track('ev', '{"email": "new@example.com"}')$$);
+SELECT count(*) AS contacts, (SELECT count(*) FROM meisa.events) AS events FROM meisa.contacts;
+SELECT setval(pg_get_serial_sequence('meisa.contacts', 'id'), max(id)) FROM meisa.contacts;
+SELECT meisa_upsert('{"email": "new@example.com"}');
+SELECT meisa_track('ev', '{"email": "new2@example.com"}') IS NOT NULL AS tracked;
+SELECT id FROM meisa.contacts WHERE email = 'new2@example.com';

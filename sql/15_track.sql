@@ -61,3 +61,21 @@ SELECT pg_temp.try($$SELECT meisa_track(NULL, '{"email": "ann@example.com"}')$$)
 SELECT pg_temp.try($$SELECT meisa_track('x', NULL)$$);
 SELECT count(*) = :events AS nothing_recorded FROM meisa.events;
 SELECT length(repeat('e', 100)) AS longest_name, meisa_track(repeat('e', 100), '{"email": "ann@example.com"}') > 0 AS ok;
+
+-- meisa_track: occurred_at without a zone is in the session TimeZone; an
+-- unknown email creates the contact and its contact_created runs before the
+-- event's custom_event automations
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+SET TimeZone = 'Asia/Tokyo';
+SELECT meisa_track('tz', '{"email": "tz@example.com", "occurred_at": "2024-03-01T10:00"}') IS NOT NULL AS tracked;
+SELECT meisa_track('tz', '{"email": "tz@example.com", "occurred_at": "2024-03-01 10:00:00+00"}') IS NOT NULL AS tracked;
+RESET TimeZone;
+SELECT occurred_at AT TIME ZONE 'UTC' AS utc FROM meisa.events WHERE name = 'tz' ORDER BY id;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('on_create', 'contact_created', '[{"add_tag": "created"}]');
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES ('on_ev', 'custom_event', 'signup', '[{"add_tag": "signed"}]');
+SELECT meisa_track('signup', '{"email": "order@example.com"}') IS NOT NULL AS tracked;
+SELECT a.name, r.status FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id;
+SELECT tags FROM meisa.contacts WHERE email = 'order@example.com';

@@ -71,3 +71,15 @@ SET meisa.max_render_steps = 10;
 SET meisa.max_render_size = '2GB';
 
 DROP FUNCTION render_error(text, jsonb, jsonb);
+
+-- meisa.max_render_steps counts every element a section iterates over,
+-- also when the section's body is empty: nested empty loops over a large
+-- list end at the limit (three levels of 1000 would be 1e9 iterations)
+SET meisa.max_render_steps = 1000;
+SELECT meisa.render('{{#l}}{{/l}}', jsonb_build_object('l', (SELECT jsonb_agg(i) FROM generate_series(1, 2000) i)));
+SELECT meisa.render('{{#l}}{{#l}}{{/l}}{{/l}}', jsonb_build_object('l', (SELECT jsonb_agg(i) FROM generate_series(1, 40) i)));
+SELECT meisa.render('{{^l}}{{/l}}{{#l}}{{/l}}x', jsonb_build_object('l', (SELECT jsonb_agg(i) FROM generate_series(1, 900) i)));
+RESET meisa.max_render_steps;
+SELECT meisa.render('{{#l}}{{#l}}{{#l}}{{/l}}{{/l}}{{/l}}', jsonb_build_object('l', (SELECT jsonb_agg(i) FROM generate_series(1, 1000) i)));
+-- lists still render as before
+SELECT meisa.render('{{#l}}{{.}},{{/l}}', '{"l": [1, 2, 3]}');

@@ -173,3 +173,12 @@ SET ROLE meisa_reader;
 SELECT meisa_trigger_email('receipt', '{"email": "ann@example.com"}');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+
+-- a render failure of meisa_trigger_email names the template and the
+-- part being rendered (CONTEXT), also for the header check of the subject
+INSERT INTO meisa.templates (key, kind, subject, html, text) VALUES
+  ('loop', 'transactional', 'Loop', '<p>{{> loop}}</p>', 'ok'),
+  ('subj', 'transactional', 'Hi {{data.name}}', NULL, 'ok');
+SELECT meisa_trigger_email('loop', '{"email": "r@example.com"}');
+SELECT meisa_trigger_email('subj', '{"email": "r@example.com", "data_variables": {"name": "a\nBcc: x@y.io"}}');
+SELECT count(*) AS contacts_left_behind FROM meisa.contacts WHERE email = 'r@example.com';

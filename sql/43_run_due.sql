@@ -173,3 +173,21 @@ SET ROLE meisa_app;
 SELECT meisa_run_due('2030-07-01 10:00+00');
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+
+-- a failure at the very end of the timestamp range is retried at its
+-- last instant, never stored outside the valid range
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+SET timezone = 'UTC';
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('f', 'marketing', 'F {{custom_fields.s}}', 'f');
+INSERT INTO meisa.sequences (name) VALUES ('far');
+INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
+SELECT id, 1, interval '0', 'f' FROM meisa.sequences WHERE name = 'far';
+INSERT INTO meisa.contacts (email, custom_fields) VALUES ('bad@example.com', jsonb_build_object('s', E'a\nb'));
+SELECT meisa_enroll('bad@example.com', 'far') IS NOT NULL AS enrolled;
+SELECT meisa_run_due('294276-12-31 23:30:00+00');
+SELECT e.status, e.current_step, e.last_error, e.next_run_at,
+       e.next_run_at <= '294276-12-31 23:59:59.999999+00' AS in_range
+  FROM meisa.enrollments e JOIN meisa.sequences s ON s.id = e.sequence_id WHERE s.name = 'far';

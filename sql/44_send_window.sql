@@ -80,3 +80,47 @@ SELECT meisa_run_due('2030-01-08 20:00+00') AS advanced;
 SELECT meisa_run_due('2030-01-12 00:00+00') AS advanced;
 SELECT s.name, e.status FROM meisa.enrollments e JOIN meisa.sequences s ON s.id = e.sequence_id
  WHERE e.id IN (:eve, :wkd) ORDER BY s.name;
+
+-- a contact's custom_fields.timezone counts only when it is a name of
+-- the time zone database; a POSIX specification ("ABC-5", "UTC+5") is
+-- ignored (the sequence's zone is used).  pg_tzset() caches every zone it
+-- resolves for the life of the backend, so distinct POSIX values in
+-- contact data would grow the backend without bound (24 kB each).
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('w', 'marketing', 'W', 'w');
+INSERT INTO meisa.sequences (name, send_start, send_end, timezone)
+VALUES ('win', '09:00', '17:00', 'Europe/Berlin');
+INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
+SELECT id, 1, interval '0', 'w' FROM meisa.sequences WHERE name = 'win';
+INSERT INTO meisa.contacts (email, custom_fields) VALUES
+  ('ny@example.com', '{"timezone": "America/New_York"}'),
+  ('lower@example.com', '{"timezone": "america/new_york"}'),
+  ('est@example.com', '{"timezone": "EST5EDT"}'),
+  ('etc@example.com', '{"timezone": "Etc/GMT+5"}'),
+  ('posix1@example.com', '{"timezone": "UTC+5"}'),
+  ('posix2@example.com', '{"timezone": "ABC-5:30"}'),
+  ('posix3@example.com', '{"timezone": "EST5EDT,M3.2.0,M11.1.0"}'),
+  ('posix4@example.com', '{"timezone": "<+0530>-5:30"}'),
+  ('none@example.com', '{}');
+SELECT count(meisa_enroll(email, 'win')) FROM meisa.contacts;
+UPDATE meisa.enrollments SET next_run_at = '2030-01-07 06:00+00';
+SELECT meisa_run_due('2030-01-07 06:00+00');
+SELECT c.email, e.next_run_at
+  FROM meisa.enrollments e JOIN meisa.contacts c ON c.id = e.contact_id ORDER BY c.email;
+-- many distinct POSIX values: the backend's time zone cache does not grow
+CREATE TEMP TABLE tzmem AS
+SELECT coalesce(sum(total_bytes), 0) AS bytes FROM pg_backend_memory_contexts WHERE name = 'Timezones';
+INSERT INTO meisa.contacts (email, custom_fields)
+SELECT 'tz' || i || '@example.com',
+       jsonb_build_object('timezone', 'ABC-' || (i / 60) % 24 || ':' || i % 60 || ':' || i % 7)
+  FROM generate_series(1, 2000) i;
+SELECT count(meisa_enroll(email, 'win')) FROM meisa.contacts WHERE email LIKE 'tz%';
+UPDATE meisa.enrollments SET next_run_at = '2030-01-07 06:00+00' WHERE status = 'active';
+SELECT meisa_run_due('2030-01-07 06:00+00');
+SELECT count(*) AS waiting, min(next_run_at), max(next_run_at)
+  FROM meisa.enrollments e JOIN meisa.contacts c ON c.id = e.contact_id WHERE c.email LIKE 'tz%';
+SELECT coalesce(sum(total_bytes), 0) - (SELECT bytes FROM tzmem) < 1000000 AS tz_cache_bounded
+  FROM pg_backend_memory_contexts WHERE name = 'Timezones';

@@ -45,3 +45,23 @@ SELECT c.email, string_agg(m.template_key, ',' ORDER BY m.step_position) AS mess
 -- the funnel: the pro contact completed step 2 without a message
 SELECT position, entered, active, sent, suppressed, exited, removed, completed
   FROM meisa.sequence_funnel ORDER BY position;
+
+-- meisa_run_due compiles a step's conditions once per run; a stored rule
+-- that does not compile (written with triggers disabled) fails each of its
+-- enrolments with the rule's error, which is kept in last_error
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+SELECT meisa_upsert('{"email": "ann@example.com"}') ->> 'created' AS created;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('t1', 'marketing', 'Hi', 'Hello');
+INSERT INTO meisa.sequences (name) VALUES ('broken');
+ALTER TABLE meisa.sequence_steps DISABLE TRIGGER sequence_steps_check;
+INSERT INTO meisa.sequence_steps (sequence_id, position, template, conditions)
+  SELECT id, 1, 't1', '{"field": "custom_fields.plan", "gte5": 1}' FROM meisa.sequences WHERE name = 'broken';
+ALTER TABLE meisa.sequence_steps ENABLE TRIGGER sequence_steps_check;
+SELECT meisa_upsert('{"email": "bob@example.com"}') ->> 'created' AS created;
+SELECT meisa_enroll(email, 'broken') > 0 AS enrolled FROM meisa.contacts ORDER BY email;
+SELECT meisa_run_due(now() + interval '1 minute') AS advanced;
+SELECT c.email, e.status, e.current_step, e.last_error
+  FROM meisa.enrollments e JOIN meisa.contacts c ON c.id = e.contact_id ORDER BY c.email;

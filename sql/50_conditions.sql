@@ -226,3 +226,39 @@ SELECT meisa.condition_test('{"performed": "x", "every": "day"}', '{}');
 SELECT meisa.condition_test('{"field": "email", "eq": 1}', '[1]');
 -- deep nesting is refused, not a crash
 SELECT meisa.condition_test((repeat('{"not": ', 5000) || '{"has_tag": "a"}' || repeat('}', 5000))::jsonb, '{}');
+
+-- "eq" with an object of tests holds when every test holds, also for a
+-- missing (or null) value: {"exists": false} and "ne" hold there
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": {"exists": false}}', '{}') AS eq_exists_false_missing;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": {"exists": false}}',
+                            '{"custom_fields": {"x": null}}') AS eq_exists_false_null;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": {"exists": false}}',
+                            '{"custom_fields": {"x": 1}}') AS eq_exists_false_present;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": {"exists": true}}', '{}') AS eq_exists_true_missing;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": {"gte": 5}}', '{}') AS eq_gte_missing;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": {"ne": 5}}', '{}') AS eq_ne_missing;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": {"gte": 5, "lt": 10}}',
+                            '{"custom_fields": {"x": 7}}') AS eq_range_present;
+-- unchanged: a literal or a list never equals a missing value; ne holds
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": 5}', '{}') AS eq_literal_missing;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "eq": [5, 6]}', '{}') AS eq_list_missing;
+SELECT meisa.condition_test('{"field": "custom_fields.x", "ne": {"gte": 5}}', '{}') AS ne_tests_missing;
+
+-- "within_last"/"older_than"/"within" spans up to the accepted maximum
+-- (110000 months): now() minus such a span is before 4714 BC, which the
+-- comparison treats as the beginning of time instead of failing
+SELECT meisa.condition_test('{"field": "created_at", "within_last": "10000 years"}',
+                            '{"created_at": "2020-01-01T00:00:00Z"}') AS within_10000y;
+SELECT meisa.condition_test('{"field": "created_at", "older_than": "10000 years"}',
+                            '{"created_at": "2020-01-01T00:00:00Z"}') AS older_10000y;
+SELECT meisa.condition_test('{"performed": "login", "within": "10000 years"}',
+                            '{"id": 1}') AS performed_10000y;
+SELECT meisa.condition_test('{"field": "created_at", "within_last": "1000000 days 9999999 hours"}',
+                            '{"created_at": "2020-01-01T00:00:00Z"}') AS within_huge_days;
+-- an hour count that would overflow the span's microseconds is invalid
+SELECT meisa.condition_test(jsonb_build_object('field', 'created_at', 'within_last',
+                            repeat('9999999 hours ', 3)), '{}');
+
+-- the path in a message about a deeply nested part stops growing after 200
+-- bytes (compiling a deep rule costs linear, not quadratic, memory)
+SELECT meisa.condition_test((repeat('{"not": ', 60) || '{"has_tag": 1}' || repeat('}', 60))::jsonb, '{}');

@@ -95,3 +95,128 @@ SELECT has_function_privilege('public', 'meisa.condition_test(jsonb, jsonb, json
        has_table_privilege('public', 'meisa.automation_stats', 'SELECT') AS public_stats,
        has_table_privilege('public', 'meisa.contact_activity', 'SELECT') AS public_activity,
        has_table_privilege('meisa_app', 'meisa.automation_stats', 'SELECT') AS app_stats;
+
+-- a rule with a span reaching before 4714 BC holds, and the application's
+-- write succeeds
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('ancient', 'contact_updated', '{"field": "created_at", "within_last": "10000 years"}',
+   '[{"add_tag": "recent"}]'),
+  ('ever', 'contact_updated', '{"performed": "login", "within": "10000 years"}',
+   '[{"add_tag": "logged-in"}]');
+SELECT meisa_track('login', '{"email": "ann@example.com"}') > 0 AS tracked;
+SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Ann"}') ->> 'changed' AS changed;
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT a.name, r.status, r.error FROM meisa.automation_runs r
+  JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id;
+
+-- a condition nested deeper than the stack allows is an invalid rule (22023
+-- naming the rule), not a stack overflow error
+CREATE FUNCTION pg_temp.try_rule(rule jsonb) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN meisa.condition_test(rule, '{"tags": []}')::text;
+EXCEPTION WHEN others THEN
+  RETURN SQLSTATE || ' ' || regexp_replace(SQLERRM, '[0-9]+ levels', 'N levels');
+END $$;
+SELECT pg_temp.try_rule((repeat('{"not": ', 100) || '{"has_tag": "x"}' || repeat('}', 100))::jsonb) AS levels_101;
+SELECT pg_temp.try_rule((repeat('[', 200) || '{"has_tag": "x"}' || repeat(']', 200))::jsonb) AS levels_201;
+SELECT pg_temp.try_rule((repeat('{"not": ', 10000) || '{"has_tag": "x"}' || repeat('}', 10000))::jsonb) AS levels_10001;
+DO $$
+BEGIN
+  INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+    ('deep', 'contact_updated',
+     (repeat('{"not": ', 10000) || '{"has_tag": "x"}' || repeat('}', 10000))::jsonb,
+     '[{"add_tag": "deep"}]');
+EXCEPTION WHEN others THEN
+  RAISE NOTICE 'rejected: % %', SQLSTATE, regexp_replace(SQLERRM, '[0-9]+ levels', 'N levels');
+END $$;
+
+-- a row stored without validation (a restore with triggers disabled): the
+-- rule cache records it as a failing automation and the write succeeds
+ALTER TABLE meisa.automations DISABLE TRIGGER automations_validate;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('deep', 'contact_updated',
+   (repeat('{"not": ', 10000) || '{"has_tag": "x"}' || repeat('}', 10000))::jsonb,
+   '[{"add_tag": "deep"}]');
+ALTER TABLE meisa.automations ENABLE TRIGGER automations_validate;
+SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Anne"}') ->> 'changed' AS changed;
+-- and again: the rules are those of the table, not an older cache
+SELECT meisa_upsert('{"email": "ann@example.com", "last_name": "Lee"}') ->> 'changed' AS changed;
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT r.status, regexp_replace(r.error, '[0-9]+ levels', 'N levels') AS error FROM meisa.automation_runs r
+  JOIN meisa.automations a ON a.id = r.automation_id WHERE a.name = 'deep';
+
+-- a write whose automation run fails outside the automation's own
+-- subtransaction (here: a trigger on meisa.automation_runs raises), caught
+-- by the caller 300 times in one transaction, leaves no rule cache pin
+-- behind (there are at most 256 nested pins)
+CREATE FUNCTION pg_temp.refuse_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'run refused'; END $$;
+BEGIN;
+CREATE TRIGGER refuse BEFORE INSERT ON meisa.automation_runs
+  FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse_run();
+DO $$
+DECLARE failed int := 0;
+BEGIN
+  FOR i IN 1..300 LOOP
+    BEGIN
+      UPDATE meisa.contacts SET first_name = 'try' || i WHERE email = 'ann@example.com';
+    EXCEPTION WHEN others THEN
+      failed := failed + 1;
+    END;
+  END LOOP;
+  RAISE NOTICE '% writes failed', failed;
+END $$;
+DROP TRIGGER refuse ON meisa.automation_runs;
+UPDATE meisa.contacts SET first_name = 'Ann' WHERE email = 'ann@example.com';
+COMMIT;
+SELECT first_name FROM meisa.contacts WHERE email = 'ann@example.com';
+
+-- a stored 3000-deep rule: the backend's rule cache stays small (path
+-- strings of every level would take about 26 MB for this rule)
+DELETE FROM meisa.automations WHERE name = 'deep';
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('deep valid', 'contact_updated',
+   (repeat('{"not": ', 3000) || '{"has_tag": "x"}' || repeat('}', 3000))::jsonb,
+   '[{"add_tag": "deep-valid"}]');
+SELECT meisa_upsert('{"email": "ann@example.com", "first_name": "Ann B"}') ->> 'changed' AS changed;
+SELECT sum(total_bytes) < 8 * 1024 * 1024 AS under_8mb
+  FROM pg_backend_memory_contexts WHERE name = 'meisa automation cache';
+
+-- the trigger_filter of a custom_event automation must be an event name
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+SET timezone = 'UTC';
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES
+  ('bad filter', 'custom_event', 'feature activated', '[{"add_tag": "x"}]');
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES
+  ('long filter', 'custom_event', repeat('e', 101), '[{"add_tag": "x"}]');
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES
+  ('good filter', 'custom_event', 'app:feature.activated-v2_x', '[{"add_tag": "x"}]');
+-- tags are not event names: any non-empty tag filter is accepted
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions) VALUES
+  ('tag filter', 'tag_added', 'paying customer', '[{"add_tag": "x"}]');
+SELECT name, trigger_filter FROM meisa.automations ORDER BY id;
+
+-- a time literal without an offset is read in the session time zone when
+-- the rule is evaluated, not when the backend compiled and cached it
+DELETE FROM meisa.automations;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('same day', 'contact_updated', '{"field": "custom_fields.d", "changed_to": "2024-02-01"}',
+   '[{"add_tag": "same-day"}]'),
+  ('nine local', 'contact_updated', '{"field": "custom_fields.t", "changed_to": "2024-02-01T09:00"}',
+   '[{"add_tag": "nine-local"}]'),
+  ('utc literal', 'contact_updated', '{"field": "custom_fields.u", "changed_to": "2024-02-01T00:00:00Z"}',
+   '[{"add_tag": "utc-literal"}]');
+SELECT meisa_upsert('{"email": "tz@example.com", "custom_fields": {"d": "2020-01-01"}}') ->> 'created' AS created;
+-- the rules are compiled and cached under UTC
+SELECT meisa_upsert('{"email": "tz@example.com", "custom_fields": {"d": "2020-01-02"}}') ->> 'changed' AS changed;
+SET timezone = 'Asia/Tokyo';
+SELECT meisa_upsert('{"email": "tz@example.com", "custom_fields": {"d": "2024-02-01", "t": "2024-02-01T00:00:00Z", "u": "2024-02-01T09:00:00+09:00"}}') ->> 'changed' AS changed;
+SELECT tags FROM meisa.contacts WHERE email = 'tz@example.com';
+SET timezone = 'UTC';

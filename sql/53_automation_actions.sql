@@ -73,3 +73,37 @@ SELECT meisa_track('feature_activated', '{"email": "ann@example.com", "propertie
 SELECT m.template_key, m.status, m.text FROM meisa.messages m ORDER BY id;
 
 SELECT * FROM runs();
+
+-- notify messages are plain text: {{name}} is not HTML-escaped
+RESET search_path;
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+SET timezone = 'UTC';
+CREATE FUNCTION runs() RETURNS TABLE (name text, trigger text, status text, actions_done int, depth int, error text)
+  LANGUAGE sql AS $$ SELECT a.name, r.trigger, r.status, r.actions_done, r.depth, r.error
+    FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id $$;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES
+  ('welcome note', 'contact_created',
+   '[{"notify": {"channel": "sales", "message": "{{first_name}} <{{email}}> signed up: {{custom_fields.plan}}"}}]'),
+  ('event note', 'custom_event',
+   '[{"notify": {"channel": "sales", "message": "{{email}} did {{data.what}}"}}]');
+SELECT meisa_upsert('{"email": "tom@example.com", "first_name": "Tom & Jerry O''Brien", "custom_fields": {"plan": "a<b>"}}') ->> 'created' AS created;
+SELECT meisa_track('quote', '{"email": "tom@example.com", "properties": {"what": "\"this\" & that"}}') > 0 AS tracked;
+SELECT channel, message FROM meisa.notifications ORDER BY id;
+DELETE FROM meisa.automations;
+
+-- a send_email whose template was switched to transactional after the rule
+-- was saved: a failed run whose error says what kind the template is
+DELETE FROM meisa.automations;
+INSERT INTO meisa.templates (key, kind, subject, html) VALUES ('m2', 'marketing', 'Hi', '<p>hi</p>');
+INSERT INTO meisa.automations (name, trigger, actions) VALUES
+  ('send m2', 'contact_updated', '[{"send_email": "m2"}]');
+UPDATE meisa.templates SET kind = 'transactional' WHERE key = 'm2';
+SELECT meisa_upsert('{"email": "kind@example.com"}') ->> 'created' AS created;
+SELECT meisa_upsert('{"email": "kind@example.com", "first_name": "K"}') ->> 'changed' AS changed;
+SELECT name, status, error FROM runs() WHERE name = 'send m2';
+SELECT count(*) AS messages FROM meisa.messages WHERE template_key = 'm2';
+
+DROP FUNCTION runs();

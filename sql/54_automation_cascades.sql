@@ -102,3 +102,37 @@ SELECT 1 / 0;
 ROLLBACK;
 SELECT count(*) AS runs_after_rollback FROM meisa.automation_runs;
 SELECT custom_fields ->> 'plan' AS plan FROM meisa.contacts WHERE email = 'ann@example.com';
+
+-- A failed automation's subtransaction is rolled back, and so is what its
+-- cascade remembered: an automation that ran (and was rolled back) inside
+-- it is not "already ran" afterwards.  Here a-before's add_tag cascades at
+-- depth 1 into b-broken, whose own add_tag cascades at depth 2 into c-after;
+-- b-broken then fails (a CR/LF subject), rolling c-after's run back.  c-after
+-- still runs (at depth 1) instead of being "stopped" without ever acting.
+RESET search_path;
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+CREATE FUNCTION runs() RETURNS TABLE (name text, trigger text, status text, actions_done int, depth int, error text)
+  LANGUAGE sql AS $$ SELECT a.name, r.trigger, r.status, r.actions_done, r.depth, r.error
+    FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id $$;
+INSERT INTO meisa.templates (key, kind, subject, html) VALUES
+  ('crlf', 'marketing', 'Hi {{{custom_fields.s}}}', '<p>x</p>');
+INSERT INTO meisa.automations (name, trigger, position, actions) VALUES
+  ('a-before', 'contact_updated', 0, '[{"add_tag": "before"}]'),
+  ('b-broken', 'contact_updated', 1,
+   '[{"add_tag": "partial"}, {"notify": {"channel": "x", "message": "m"}}, {"send_email": "crlf"}]'),
+  ('c-after', 'contact_updated', 2, '[{"add_tag": "after"}]');
+SELECT meisa_upsert('{"email": "ann@example.com"}') ->> 'created' AS created;
+SELECT meisa_upsert(jsonb_build_object('email', 'ann@example.com',
+                    'custom_fields', jsonb_build_object('s', E'x\r\nBcc: evil@example.com'))) ->> 'changed' AS changed;
+-- the write committed; a-before and c-after acted, b-broken left nothing
+SELECT tags FROM meisa.contacts WHERE email = 'ann@example.com';
+SELECT count(*) AS notifications FROM meisa.notifications;
+SELECT count(*) AS messages FROM meisa.messages;
+SELECT * FROM runs();
+SELECT name, matched, done, failed, stopped FROM meisa.automation_stats ORDER BY automation_id;
+DELETE FROM meisa.automations;
+DELETE FROM meisa.contacts;
+DROP FUNCTION runs();

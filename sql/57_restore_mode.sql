@@ -130,3 +130,27 @@ CREATE TEMP TABLE restore_misuse (x int);
 CREATE TRIGGER restore_misuse_row BEFORE INSERT ON restore_misuse FOR EACH ROW EXECUTE FUNCTION meisa.restore_load();
 INSERT INTO restore_misuse VALUES (1);
 DROP TABLE restore_misuse;
+
+-- Restore mode is for restores only: a non-superuser session that turns
+-- check_function_bodies off (migration tools and SQL-file loaders do) must
+-- not switch off change tracking and automations for its API calls.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+DO $$ BEGIN PERFORM meisa.grant('meisa_app', 'app'); PERFORM meisa.grant('meisa_admin', 'admin'); PERFORM meisa.grant('meisa_reader', 'reader'); END $$;
+RESET client_min_messages;
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_meisa_fz_app;
+RESET client_min_messages;
+CREATE ROLE regress_meisa_fz_app IN ROLE meisa_app;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('fz_created', 'contact_created', '[{"add_tag": "tracked"}]');
+SET ROLE regress_meisa_fz_app;
+SET check_function_bodies = false;
+SELECT meisa_upsert('{"email": "  Bodies@Example.com ", "custom_fields": {"plan": "free"}}') ->> 'created' AS created;
+SELECT meisa_add_tag('bodies@example.com', 'vip') IS NOT NULL AS tagged;
+RESET check_function_bodies;
+RESET ROLE;
+SELECT email, tags FROM meisa.contacts WHERE email = 'bodies@example.com';
+SELECT a.kind FROM meisa.activity a JOIN meisa.contacts c ON c.id = a.contact_id
+ WHERE c.email = 'bodies@example.com' ORDER BY a.id;
+DROP ROLE regress_meisa_fz_app;

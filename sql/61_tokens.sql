@@ -129,3 +129,13 @@ SET meisa.smtp_url = 'http://example.com';
 SET meisa.smtp_url = 'ftp://example.com';
 SET meisa.smtp_url = 'smtps://mail.example.com:465';
 SHOW meisa.smtp_url;
+
+-- meisa.smtp_url refuses credentials (user:password@): unlike the file
+-- meisa.smtp_password_file names, it is readable by every role
+SET meisa.smtp_url = 'smtp://bob:hunter2@mail.example.com:587';
+SET meisa.smtp_url = 'smtps://bob@mail.example.com';
+SET meisa.smtp_url = 'smtp://mail.example.com:587/acme@example.com';  -- '@' in the path (EHLO name) is not a credential
+SHOW meisa.smtp_url;
+SET meisa.smtp_url = 'smtp://mail.example.com:587';
+SHOW meisa.smtp_url;
+RESET meisa.smtp_url;

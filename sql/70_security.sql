@@ -1,4 +1,4 @@
--- Privileges and security (DESIGN §7): PUBLIC can do nothing; meisa_app calls
+-- Privileges and security (docs/privileges.md): PUBLIC can do nothing; meisa_app calls
 -- the API but neither reads contacts nor changes automations; meisa_reader
 -- reads the views and writes nothing; meisa_admin configures but cannot read
 -- the secrets; objects created by an unprivileged role (a public.lower(), an
@@ -243,3 +243,204 @@ SET client_min_messages = warning;
 DROP EXTENSION meisa CASCADE;
 RESET client_min_messages;
 DROP ROLE regress_meisa_nobody, regress_meisa_app, regress_meisa_admin, regress_meisa_reader, regress_meisa_evil;
+
+-- Objects in a schema the caller put before pg_catalog in search_path are
+-- never picked up by meisa's queries in the code that runs with the
+-- caller's search_path (triggers on meisa.automations and meisa.contacts,
+-- automation actions, condition evaluation).
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+CREATE EXTENSION meisa;
+RESET client_min_messages;
+
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('hello', 'marketing', 'Hi', 'Hello');
+INSERT INTO meisa.sequences (name) VALUES ('real');
+SELECT meisa_upsert('{"email": "ann@example.com"}') ->> 'created' AS created;
+
+CREATE SCHEMA evil;
+CREATE FUNCTION evil.eq_text(a text, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'evil text = called'; RETURN true; END $$;
+CREATE FUNCTION evil.eq_int8(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'evil bigint = called'; RETURN a OPERATOR(pg_catalog.=) b; END $$;
+CREATE FUNCTION evil.ge_tstz(a timestamptz, b timestamptz) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'evil timestamptz >= called'; RETURN true; END $$;
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.eq_text);
+CREATE OPERATOR evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = evil.eq_int8);
+CREATE OPERATOR evil.>= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = evil.ge_tstz);
+SET search_path = evil, pg_catalog, public;
+
+-- the validator still finds no sequence "nosuch" (no NOTICE)
+INSERT INTO meisa.automations (name, trigger, actions) VALUES
+  ('bad ref', 'contact_updated', '[{"enroll": "nosuch"}]');
+INSERT INTO meisa.automations (name, trigger, actions) VALUES
+  ('bad template', 'contact_updated', '[{"send_email": "nosuch"}]');
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('tagger', 'contact_updated', '{"performed": "login", "within": "1 day"}',
+   '[{"add_tag": "active"}, {"set_field": {"custom_fields.seen": true}}, {"enroll": "real"}]');
+
+-- plain DML on meisa.contacts: the automation's actions and its event count
+-- use pg_catalog's operators (no NOTICE)
+SELECT meisa_track('login', '{"email": "ann@example.com"}') > 0 AS tracked;
+UPDATE meisa.contacts SET first_name = 'Ann' WHERE email OPERATOR(pg_catalog.=) 'ann@example.com';
+SELECT tags, custom_fields FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) 'ann@example.com';
+SELECT status FROM meisa.automation_runs ORDER BY id;
+SELECT s.name, e.status FROM meisa.enrollments e JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) e.sequence_id;
+-- a condition that reads the contact's data (lacks_tag) from a plain UPDATE:
+-- the contact is loaded with pg_catalog's = (no NOTICE)
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('reader', 'contact_updated', '{"lacks_tag": "vip"}', '[{"add_tag": "regular"}]');
+UPDATE meisa.contacts SET last_name = 'Lee' WHERE email OPERATOR(pg_catalog.=) 'ann@example.com';
+SELECT tags FROM meisa.contacts WHERE email OPERATOR(pg_catalog.=) 'ann@example.com';
+-- an event with an event_id looks its first copy up with pg_catalog's =
+SELECT meisa_track('login', '{"email": "ann@example.com", "event_id": "e-1"}') OPERATOR(pg_catalog.=)
+       meisa_track('login', '{"email": "ann@example.com", "event_id": "e-1"}') AS same_event;
+RESET search_path;
+
+-- Functions planted in the install schema and leaky functions of a reader:
+--  1. meisa--1.1--1.2.sql binds the views to pg_catalog functions even
+--     when a role with CREATE on the install schema planted count(bigint) and
+--     lag(integer, integer, integer) there before CREATE EXTENSION (1.0 calls
+--     them unqualified: the planted ones are exact matches), and
+--  2. every view is a security_barrier view: a reader's leaky function in
+--     WHERE sees no row the view filters out.
+--  3. the default version (1.3): a fresh CREATE EXTENSION meisa (from
+--     meisa--1.3.sql) and the update from 1.0 (the direct meisa--1.0--1.2.sql,
+--     then meisa--1.2--1.3.sql) bind no planted function, and
+--     automation_stats has last_run.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS meisa CASCADE;
+DROP ROLE IF EXISTS regress_a6_evil;
+DROP ROLE IF EXISTS regress_a6_reader;
+RESET client_min_messages;
+
+-- 1. -------------------------------------------------------------------
+CREATE ROLE regress_a6_evil;
+GRANT CREATE ON SCHEMA public TO regress_a6_evil;
+SET ROLE regress_a6_evil;
+CREATE TABLE public.a6_hits (what text, who text);
+GRANT INSERT ON public.a6_hits TO PUBLIC;
+CREATE FUNCTION public.a6_count_sf(bigint, bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.a6_hits VALUES ('count(bigint)', current_user);
+  RETURN $1 OPERATOR(pg_catalog.+) 1;
+END $$;
+CREATE AGGREGATE public.count(bigint) (SFUNC = public.a6_count_sf, STYPE = bigint, INITCOND = '0');
+CREATE FUNCTION public.lag(integer, integer, integer) RETURNS integer LANGUAGE plpgsql WINDOW AS $$
+BEGIN
+  INSERT INTO public.a6_hits VALUES ('lag(integer, integer, integer)', current_user);
+  RETURN 0;
+END $$;
+RESET ROLE;
+-- 1.1 explicitly (1.0 + meisa--1.0--1.1.sql): the planted functions are
+-- exact matches for 1.0's unqualified count(r.id) and lag(...)
+CREATE EXTENSION meisa VERSION '1.1';
+
+CREATE VIEW a6_view_functions AS
+SELECT c.relname AS view, p.oid::regprocedure AS function
+  FROM pg_depend d
+  JOIN pg_rewrite rw ON rw.oid = d.objid
+  JOIN pg_class c ON c.oid = rw.ev_class
+  JOIN pg_proc p ON p.oid = d.refobjid
+ WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_proc'::regclass
+   AND p.pronamespace <> 'pg_catalog'::regnamespace
+   AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'meisa');
+-- 1.1: the planted functions are part of the views
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+SELECT relname, relacl FROM pg_class WHERE relnamespace = 'meisa'::regnamespace AND relkind = 'v' ORDER BY 1;
+CREATE TEMP TABLE a6_acl_11 AS
+  SELECT relname, relacl::text AS acl FROM pg_class WHERE relnamespace = 'meisa'::regnamespace AND relkind = 'v';
+ALTER EXTENSION meisa UPDATE TO '1.2';
+SELECT extversion FROM pg_extension WHERE extname = 'meisa';
+-- 1.2: only pg_catalog functions
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('a6_tpl', 'marketing', 'S', 'T');
+INSERT INTO meisa.sequences (name) VALUES ('a6_seq');
+INSERT INTO meisa.sequence_steps (sequence_id, position, template) SELECT id, 1, 'a6_tpl' FROM meisa.sequences;
+INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template) SELECT id, 2, '1 day', 'a6_tpl' FROM meisa.sequences;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('a6_rule', 'contact_created', '[{"enroll": "a6_seq"}]');
+SELECT meisa_upsert('{"email": "a6@example.com"}') ->> 'created' AS created;
+SELECT name, matched, done FROM meisa.automation_stats;
+SELECT sequence, position, entered, active, sent, completed FROM meisa.sequence_funnel ORDER BY position;
+SELECT count(*) AS planted_functions_ran FROM public.a6_hits;
+-- same columns and ACLs as 1.1, and every view a security_barrier view
+SELECT c.relname, c.reloptions, c.relacl::text = a.acl AS same_acl
+  FROM pg_class c JOIN a6_acl_11 a USING (relname)
+ WHERE c.relnamespace = 'meisa'::regnamespace AND c.relkind = 'v' ORDER BY 1;
+
+-- 2. -------------------------------------------------------------------
+-- A bounce is activity that meisa.contact_activity does not show.
+SELECT meisa_record_bounce('a6@example.com', 'soft', 'mailbox full (private detail)');
+CREATE ROLE regress_a6_reader IN ROLE meisa_reader;
+SET ROLE regress_a6_reader;
+CREATE TEMP TABLE a6_seen (detail jsonb);
+CREATE FUNCTION pg_temp.a6_leak(jsonb) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
+BEGIN
+  INSERT INTO a6_seen VALUES ($1);
+  RETURN true;
+END $$;
+SELECT count(*) AS visible_rows FROM meisa.contact_activity WHERE kind = 'created' AND pg_temp.a6_leak(detail);
+-- the leaky function saw only the rows the view returns: no bounce detail
+SELECT count(*) AS rows_seen_by_leak, count(*) FILTER (WHERE detail ? 'detail') AS bounce_details_seen FROM a6_seen;
+-- leakproof comparisons still reach the scan (no slower polling by contact)
+EXPLAIN (COSTS OFF) SELECT email FROM meisa.unsubscribed_emails WHERE email = 'a6@example.com';
+RESET ROLE;
+DROP TABLE a6_seen;
+DROP FUNCTION pg_temp.a6_leak(jsonb);
+
+-- 3. -------------------------------------------------------------------
+-- the planted count(bigint) and lag(integer, integer, integer) are still in
+-- public: a fresh install of 1.3 binds only pg_catalog functions
+SET client_min_messages = warning;
+DROP EXTENSION meisa CASCADE;
+RESET client_min_messages;
+TRUNCATE public.a6_hits;
+CREATE EXTENSION meisa;
+DO $$ BEGIN PERFORM meisa.grant('meisa_app', 'app'); PERFORM meisa.grant('meisa_admin', 'admin'); PERFORM meisa.grant('meisa_reader', 'reader'); END $$;
+SELECT extversion FROM pg_extension WHERE extname = 'meisa';
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('a6_tpl', 'marketing', 'S', 'T');
+INSERT INTO meisa.sequences (name) VALUES ('a6_seq');
+INSERT INTO meisa.sequence_steps (sequence_id, position, template) SELECT id, 1, 'a6_tpl' FROM meisa.sequences;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('a6_rule', 'contact_created', '[{"enroll": "a6_seq"}]');
+SELECT meisa_upsert('{"email": "a6@example.com"}') ->> 'created' AS created;
+SELECT name, matched, done, last_run = last_run_at AS last_run_is_last_run_at, last_run IS NOT NULL AS has_last_run
+  FROM meisa.automation_stats;
+SELECT sequence, position, entered, active, sent, completed FROM meisa.sequence_funnel ORDER BY position;
+SELECT count(*) AS planted_functions_ran FROM public.a6_hits;
+SELECT relname, reloptions FROM pg_class WHERE relnamespace = 'meisa'::regnamespace AND relkind = 'v' ORDER BY 1;
+-- 1.0 binds them; the update from 1.0 (the shortest path: the direct
+-- 1.0 -> 1.2, then 1.2 -> 1.3) re-binds the views to pg_catalog
+SET client_min_messages = warning;
+DROP EXTENSION meisa CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION meisa VERSION '1.0';
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('a6_tpl', 'marketing', 'S', 'T');
+INSERT INTO meisa.sequences (name) VALUES ('a6_seq');
+INSERT INTO meisa.sequence_steps (sequence_id, position, template) SELECT id, 1, 'a6_tpl' FROM meisa.sequences;
+INSERT INTO meisa.automations (name, trigger, actions) VALUES ('a6_rule', 'contact_created', '[{"enroll": "a6_seq"}]');
+SELECT meisa_upsert('{"email": "a6@example.com"}') ->> 'created' AS created;
+TRUNCATE public.a6_hits;
+SELECT name, matched FROM meisa.automation_stats;
+SELECT count(*) AS funnel_rows FROM meisa.sequence_funnel;
+-- (in 1.0 the planted functions run when the views are read)
+SELECT what, count(*) FROM public.a6_hits GROUP BY 1 ORDER BY 1;
+SELECT path FROM pg_extension_update_paths('meisa') WHERE source = '1.0' AND target = '1.3';
+ALTER EXTENSION meisa UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'meisa';
+SELECT view, function FROM a6_view_functions ORDER BY 1;
+TRUNCATE public.a6_hits;
+SELECT name, matched, done, last_run = last_run_at AS last_run_is_last_run_at FROM meisa.automation_stats;
+SELECT sequence, position, entered, active, sent, completed FROM meisa.sequence_funnel ORDER BY position;
+SELECT count(*) AS planted_functions_ran FROM public.a6_hits;
+
+-- clean up (cluster-wide roles)
+SET client_min_messages = warning;
+DROP VIEW a6_view_functions;
+DROP EXTENSION meisa CASCADE;
+DROP AGGREGATE public.count(bigint);
+DROP FUNCTION public.a6_count_sf(bigint, bigint), public.lag(integer, integer, integer);
+DROP TABLE public.a6_hits;
+REVOKE CREATE ON SCHEMA public FROM regress_a6_evil;
+DROP ROLE regress_a6_evil, regress_a6_reader;
+RESET client_min_messages;

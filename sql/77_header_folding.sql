@@ -96,3 +96,28 @@ SELECT pg_temp.try($$SELECT set_config('meisa.unsubscribe_base_url', 'https://ex
 SELECT length(set_config('meisa.unsubscribe_base_url', 'https://example.com/u/' || repeat('a', 912), false)) AS base_length;
 SELECT max(length(h)) AS longest_header_line FROM pg_temp.head(201) AS h;
 SELECT count(*) AS lines_over_998 FROM regexp_split_to_table(meisa.mime(201), E'\r\n') AS line WHERE length(line) > 998;
+
+-- an ASCII subject with a word too long to fold within 78 characters
+-- becomes encoded-words; the List-Unsubscribe URL stays on one line (it
+-- cannot be folded, and a value starting on a continuation line parses
+-- with a leading blank)
+SET meisa.unsubscribe_base_url = 'https://example.com/unsub/';
+SET meisa.from_address = 'Acme Team <hello@acme.test>';
+INSERT INTO meisa.messages (id, contact_id, to_email, kind, subject, text, message_id, created_at)
+VALUES (301, 1, 'ada@example.com', 'marketing', 'Reset: ' || repeat('A', 100), 'x',
+        'a301@meisa.test', '2026-01-05 10:20:30+00');
+SELECT line FROM regexp_split_to_table(meisa.mime(301), E'\r\n') AS line;
+SELECT max(length(line)) AS longest_but_list_unsubscribe
+  FROM regexp_split_to_table(meisa.mime(301), E'\r\n') AS line WHERE line NOT LIKE 'List-Unsubscribe:%';
+SELECT meisa.unsubscribe_token_contact(substring(meisa.mime(301)
+       FROM E'\r\nList-Unsubscribe: <https://example.com/unsub/([A-Za-z0-9_-]+)>\r\n')) AS contact;
+RESET meisa.unsubscribe_base_url;
+
+-- leading or trailing blanks of a subject survive (parsers drop them from plain text)
+INSERT INTO meisa.messages (id, to_email, kind, subject, text, message_id, created_at)
+VALUES (302, 'ada@example.com', 'transactional', ' padded ', 'x', 'a302@meisa.test', '2026-01-05 10:20:30+00');
+SELECT line FROM regexp_split_to_table(meisa.mime(302), E'\r\n') AS line WHERE line LIKE 'Subject:%';
+-- ordinary ASCII subjects are unchanged: folded at spaces
+INSERT INTO meisa.messages (id, to_email, kind, subject, text, message_id, created_at)
+VALUES (303, 'ada@example.com', 'transactional', rtrim(repeat('word ', 20)), 'x', 'a303@meisa.test', '2026-01-05 10:20:30+00');
+SELECT line FROM regexp_split_to_table(meisa.mime(303), E'\r\n') AS line WHERE line LIKE 'Subject:%' OR line LIKE ' word%';
