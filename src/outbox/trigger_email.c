@@ -40,6 +40,100 @@ notice_suppressed(int64 id, const char *to_email, const char *reason)
 					   reason)));
 }
 
+/* Reads and checks meisa_trigger_email's payload keys into *email, *data and *idem. */
+static void
+parse_trigger_payload(Jsonb *payload, char **email, Jsonb **data, char **idem)
+{
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+
+	it = JsonbIteratorInit(&payload->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = jbv_cstring(&v);
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (strcmp(key, "email") == 0)
+		{
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("email must be a string, not %s", payload_type_name(&v))));
+			*email = jbv_cstring(&v);
+		}
+		else if (strcmp(key, "data_variables") == 0)
+		{
+			if (v.type == jbvNull)
+				continue;
+			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("data_variables must be an object, not %s", payload_type_name(&v))));
+			*data = JsonbValueToJsonb(&v);
+			if (VARSIZE(*data) - VARHDRSZ > (Size) meisa_max_property_size)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("data_variables is too large"),
+						 errdetail("It takes %zu bytes; meisa.max_property_size allows %d.",
+								   (Size) (VARSIZE(*data) - VARHDRSZ), meisa_max_property_size)));
+		}
+		else if (strcmp(key, "idempotency_key") == 0)
+		{
+			if (v.type == jbvNull)
+				continue;
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("idempotency_key must be a string, not %s", payload_type_name(&v))));
+			*idem = jbv_cstring(&v);
+			if ((*idem)[0] == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("idempotency_key must not be empty")));
+			if (strlen(*idem) > IDEMPOTENCY_KEY_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("idempotency_key is too long"),
+						 errdetail("The limit is %d bytes.", IDEMPOTENCY_KEY_MAX)));
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown key \"%s\" in payload", key),
+					 errhint("The payload of meisa_trigger_email takes \"email\", \"data_variables\" and \"idempotency_key\".")));
+	}
+	if (*email == NULL || (*email)[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("email is required"),
+				 errdetail("The payload of meisa_trigger_email must name the recipient in \"email\".")));
+
+}
+
+/* The transactional template with this trigger key; an error when there is none. */
+static TemplateRow *
+transactional_template(const char *trigger_key)
+{
+	TemplateRow *t;
+
+	t = template_lookup(trigger_key);
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("template \"%s\" does not exist", trigger_key)));
+	if (strcmp(t->kind, "transactional") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("transactional template \"%s\" does not exist", trigger_key),
+				 errdetail("Template \"%s\" is a %s template.", trigger_key, t->kind),
+				 errhint("meisa_trigger_email sends transactional templates only.")));
+	return t;
+}
+
 /* meisa_trigger_email(trigger_key text, payload jsonb) returns bigint */
 Datum
 meisa_trigger_email(PG_FUNCTION_ARGS)
@@ -49,9 +143,6 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 	char	   *email = NULL;
 	Jsonb	   *data = NULL;
 	char	   *idem = NULL;
-	JsonbIterator *it;
-	JsonbIteratorToken tok;
-	JsonbValue	v;
 	TemplateRow *t;
 	MessageSource src;
 	ContactState cs;
@@ -76,86 +167,13 @@ meisa_trigger_email(PG_FUNCTION_ARGS)
 				 errmsg("payload must be a JSON object")));
 	payload_check_size(payload, "payload");
 
-	/* read and check the payload's keys */
-	it = JsonbIteratorInit(&payload->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		char	   *key;
-
-		if (tok != WJB_KEY)
-			continue;
-		key = jbv_cstring(&v);
-		tok = JsonbIteratorNext(&it, &v, true);
-		if (strcmp(key, "email") == 0)
-		{
-			if (v.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("email must be a string, not %s", payload_type_name(&v))));
-			email = jbv_cstring(&v);
-		}
-		else if (strcmp(key, "data_variables") == 0)
-		{
-			if (v.type == jbvNull)
-				continue;
-			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("data_variables must be an object, not %s", payload_type_name(&v))));
-			data = JsonbValueToJsonb(&v);
-			if (VARSIZE(data) - VARHDRSZ > (Size) meisa_max_property_size)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("data_variables is too large"),
-						 errdetail("It takes %zu bytes; meisa.max_property_size allows %d.",
-								   (Size) (VARSIZE(data) - VARHDRSZ), meisa_max_property_size)));
-		}
-		else if (strcmp(key, "idempotency_key") == 0)
-		{
-			if (v.type == jbvNull)
-				continue;
-			if (v.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("idempotency_key must be a string, not %s", payload_type_name(&v))));
-			idem = jbv_cstring(&v);
-			if (idem[0] == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("idempotency_key must not be empty")));
-			if (strlen(idem) > IDEMPOTENCY_KEY_MAX)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("idempotency_key is too long"),
-						 errdetail("The limit is %d bytes.", IDEMPOTENCY_KEY_MAX)));
-		}
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown key \"%s\" in payload", key),
-					 errhint("The payload of meisa_trigger_email takes \"email\", \"data_variables\" and \"idempotency_key\".")));
-	}
-	if (email == NULL || email[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("email is required"),
-				 errdetail("The payload of meisa_trigger_email must name the recipient in \"email\".")));
+	parse_trigger_payload(payload, &email, &data, &idem);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "meisa: SPI_connect failed");
 
 	/* the template first: an unknown key must not create a contact */
-	t = template_lookup(trigger_key);
-	if (t == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("template \"%s\" does not exist", trigger_key)));
-	if (strcmp(t->kind, "transactional") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("transactional template \"%s\" does not exist", trigger_key),
-				 errdetail("Template \"%s\" is a %s template.", trigger_key, t->kind),
-				 errhint("meisa_trigger_email sends transactional templates only.")));
+	t = transactional_template(trigger_key);
 
 	/* a retry with the same idempotency_key: the first message answers */
 	if (idem != NULL)
