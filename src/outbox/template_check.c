@@ -1,5 +1,5 @@
 /*
- * templates.c
+ * template_check.c
  *		Validation of meisa.templates rows on write: the BEFORE INSERT OR
  *		UPDATE trigger function meisa.template_check() checks the key, the
  *		kind, that html or text is present, the Mustache syntax of subject,
