@@ -14,7 +14,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -42,32 +41,16 @@ static RanKey *ran = NULL;
 static int	nran = 0;
 static int	ran_cap = 0;
 
-/*
- * A NOTIFY meisa_notifications is owed at commit: the lowest transaction
- * nesting level that wrote a notifications row still alive (0 = none).  A
- * rolled-back subtransaction (an automation's own, or the application's
- * ROLLBACK TO SAVEPOINT) takes its rows and its NOTIFY with it.
- */
-static int	notify_level = 0;
-
-/* Forgets the cascade state and the owed NOTIFY when a transaction ends. */
+/* Forgets the cascade state when a transaction ends. */
 static void
 automation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
-		case XACT_EVENT_PRE_COMMIT:
-			if (notify_level > 0)
-			{
-				notify_level = 0;
-				Async_Notify("meisa_notifications", "");
-			}
-			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PRE_PREPARE:
 		case XACT_EVENT_COMMIT:
-			notify_level = 0;
 			fire_depth = 0;
 			nran = 0;
 			automation_cache_reset_pins();
@@ -75,23 +58,6 @@ automation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		default:
 			break;
 	}
-}
-
-/* Moves the owed NOTIFY to the parent on subcommit; drops it on subabort. */
-static void
-automation_subxact_callback(SubXactEvent event,
-							SubTransactionId mySubid pg_attribute_unused(),
-							SubTransactionId parentSubid pg_attribute_unused(),
-							void *arg pg_attribute_unused())
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	if (notify_level < level)
-		return;					/* owed by an outer level: unaffected */
-	if (event == SUBXACT_EVENT_COMMIT_SUB)
-		notify_level = level - 1;
-	else if (event == SUBXACT_EVENT_ABORT_SUB)
-		notify_level = 0;
 }
 
 /* Defines the automation settings and registers the engine's callbacks. */
@@ -106,19 +72,9 @@ automation_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	RegisterXactCallback(automation_xact_callback, NULL);
-	RegisterSubXactCallback(automation_subxact_callback, NULL);
+	automation_actions_init();
 	automation_cache_init();
 	automation_fire_hook = automation_fire_rules;
-}
-
-/* Sends the one NOTIFY meisa_notifications of this transaction at commit. */
-void
-automation_notify_at_commit(void)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	if (notify_level == 0 || level < notify_level)
-		notify_level = level;
 }
 
 /* True when the automation already ran for the contact in this call. */

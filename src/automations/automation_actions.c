@@ -13,7 +13,9 @@
 #include "outbox/outbox.h"
 #include "automations/automations.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/async.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -47,6 +49,73 @@ static const char *const plan_sql[NPLANS] = {
 };
 
 static const int plan_nargs[NPLANS] = {2, 2, 3, 3, 1};
+
+/*
+ * A NOTIFY meisa_notifications is owed at commit: the lowest transaction
+ * nesting level that wrote a notifications row still alive (0 = none).  A
+ * rolled-back subtransaction (an automation's own, or the application's
+ * ROLLBACK TO SAVEPOINT) takes its rows and its NOTIFY with it.
+ */
+static int	notify_level = 0;
+
+/* Sends the owed NOTIFY before commit; forgets it when a transaction ends. */
+static void
+notify_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (notify_level > 0)
+			{
+				notify_level = 0;
+				Async_Notify("meisa_notifications", "");
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PRE_PREPARE:
+		case XACT_EVENT_COMMIT:
+			notify_level = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Moves the owed NOTIFY to the parent on subcommit; drops it on subabort. */
+static void
+notify_subxact_callback(SubXactEvent event,
+							SubTransactionId mySubid pg_attribute_unused(),
+							SubTransactionId parentSubid pg_attribute_unused(),
+							void *arg pg_attribute_unused())
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (notify_level < level)
+		return;					/* owed by an outer level: unaffected */
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		notify_level = level - 1;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		notify_level = 0;
+}
+
+/* Sends the one NOTIFY meisa_notifications of this transaction at commit. */
+static void
+notify_at_commit(void)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (notify_level == 0 || level < notify_level)
+		notify_level = level;
+}
+
+/* Registers the callbacks that send or drop the owed NOTIFY (once per backend). */
+void
+automation_actions_init(void)
+{
+	RegisterXactCallback(notify_xact_callback, NULL);
+	RegisterSubXactCallback(notify_subxact_callback, NULL);
+}
 
 /* Runs saved plan 'which' with 'values' in an SPI connection of its own. */
 static void
@@ -161,7 +230,7 @@ automation_run_action(const Automation *a, const AutomationAction *act,
 				values[1] = CStringGetTextDatum(act->channel);
 				values[2] = CStringGetTextDatum(message);
 				run_plan(PLAN_NOTIFY, values);
-				automation_notify_at_commit();
+				notify_at_commit();
 				break;
 			}
 		case ACT_UNSUBSCRIBE:

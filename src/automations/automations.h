@@ -89,7 +89,7 @@ extern void automation_cache_init(void);
 extern void automation_run_action(const Automation *a, const AutomationAction *act,
 								  int64 contact_id, Jsonb *properties);
 
-/* Sends the one NOTIFY meisa_notifications of this transaction at commit. */
-extern void automation_notify_at_commit(void);
+/* Registers the callbacks of the notify action's NOTIFY (once per backend). */
+extern void automation_actions_init(void);
 
 #endif							/* MEISA_AUTOMATIONS_H */
