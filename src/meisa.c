@@ -9,6 +9,7 @@
 #include "contacts/contacts.h"
 #include "delivery/delivery.h"
 #include "outbox/outbox.h"
+#include "segments/segments.h"
 #include "automations/automations.h"
 
 #include "miscadmin.h"
@@ -30,6 +31,7 @@ _PG_init(void)
 	outbox_init();
 	sequence_init();
 	automation_init();
+	segment_maint_init();
 	delivery_init();
 	restore_init();
 

@@ -14,7 +14,7 @@
 
 static const char *const trigger_names[MEISA_NTRIGGERS] = {
 	"contact_created", "contact_updated", "tag_added", "tag_removed",
-	"custom_event", "sequence_enrolled"
+	"custom_event", "sequence_enrolled", "segment_entered", "segment_exited"
 };
 
 static const char *const action_names[] = {
@@ -307,7 +307,7 @@ automation_compile(Automation *a, const char *trigger, const char *filter,
 	*error = NULL;
 	if (!automation_trigger_from_name(trigger, &a->trigger))
 		return compile_fail(error, "trigger",
-							"unknown trigger \"%s\" (expected contact_created, contact_updated, tag_added, tag_removed, custom_event or sequence_enrolled)",
+							"unknown trigger \"%s\" (expected contact_created, contact_updated, tag_added, tag_removed, custom_event, sequence_enrolled, segment_entered or segment_exited)",
 							trigger);
 	if (filter != NULL)
 	{

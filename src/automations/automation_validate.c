@@ -9,6 +9,7 @@
  */
 #include "templates/templates.h"
 #include "contacts/contacts.h"
+#include "segments/segments.h"
 #include "automations/automations.h"
 
 #include "access/htup_details.h"
@@ -71,6 +72,23 @@ check_references(const Automation *a, const char *name)
 							name, a->filter),
 					 errdetail("trigger_filter: no sequence named \"%s\"", a->filter)));
 	}
+	if ((a->trigger == MEISA_TRIGGER_SEGMENT_ENTERED || a->trigger == MEISA_TRIGGER_SEGMENT_EXITED) &&
+		a->filter)
+	{
+		lookup_text("SELECT name FROM meisa.segments WHERE name OPERATOR(pg_catalog.=) $1", a->filter, &found);
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("invalid automation \"%s\": trigger_filter: no segment named \"%s\"",
+							name, a->filter),
+					 errdetail("trigger_filter: no segment named \"%s\"", a->filter)));
+	}
+	if (segment_unknown_ref(a->cond) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invalid automation \"%s\": conditions: no segment named \"%s\"",
+						name, segment_unknown_ref(a->cond)),
+				 errdetail("conditions: no segment named \"%s\"", segment_unknown_ref(a->cond))));
 	for (int i = 0; i < a->nactions; i++)
 	{
 		const AutomationAction *act = &a->actions[i];

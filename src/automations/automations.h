@@ -11,7 +11,7 @@
 #include "common/common.h"
 #include "conditions/conditions.h"
 
-#define MEISA_NTRIGGERS 6
+#define MEISA_NTRIGGERS 8
 
 /*
  * Defines the automation settings, registers the engine's callbacks and sets

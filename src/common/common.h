@@ -3,7 +3,8 @@
  *		Shared prelude of meisa, the bottom of its stages: the PostgreSQL
  *		includes every module uses, restore mode (restore.c), the helpers of
  *		the row validators (trigger_row.c), the SPI toolkit (spi_util.c) and
- *		the one call up the stages, firing automations (hooks.c).  Each stage (contacts, templates,
+ *		the two calls up the stages, keeping segments current and firing
+ *		automations (hooks.c).  Each stage (contacts, templates,
  *		delivery, conditions, outbox, automations) has one header in its
  *		folder as its public face; a stage includes only the stages below it.
  */
@@ -86,7 +87,9 @@ typedef enum MeisaTrigger
 	MEISA_TRIGGER_TAG_ADDED,
 	MEISA_TRIGGER_TAG_REMOVED,
 	MEISA_TRIGGER_CUSTOM_EVENT,
-	MEISA_TRIGGER_SEQUENCE_ENROLLED
+	MEISA_TRIGGER_SEQUENCE_ENROLLED,
+	MEISA_TRIGGER_SEGMENT_ENTERED,
+	MEISA_TRIGGER_SEGMENT_EXITED
 } MeisaTrigger;
 
 /* The rule engine's entry point (see automation_fire). */
@@ -108,5 +111,24 @@ extern automation_fire_fn automation_fire_hook;
 extern void automation_fire(MeisaTrigger trigger, int64 contact_id,
 							const char *filter, Jsonb *changes,
 							Jsonb *properties);
+
+/* ---- hooks.c: keeping segments current, the other call up the stages */
+
+/* The segment maintenance's entry point (see segments_note_change). */
+typedef void (*segments_changed_fn) (int64 contact_id, Jsonb *changes,
+									 bool created, const char *event);
+
+/* Set by the segments stage when the module loads (segment_maint_init). */
+extern segments_changed_fn segments_changed_hook;
+
+/*
+ * Keeps the segments current after a contact write ('changes' its change
+ * set, 'created' when the contact is new) or a recorded event ('event' its
+ * name, changes NULL).  Fires segment_entered / segment_exited.  The
+ * contacts stage calls it; the segments stage above answers through
+ * segments_changed_hook.
+ */
+extern void segments_note_change(int64 contact_id, Jsonb *changes, bool created,
+								 const char *event);
 
 #endif							/* MEISA_COMMON_H */

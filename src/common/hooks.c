@@ -1,10 +1,12 @@
 /*
  * hooks.c
- *		The one call up the stages: the contacts stage (a contact written, a
+ *		The two calls up the stages.  The contacts stage (a contact written, a
  *		custom event) and the outbox (a sequence enrolment) fire automations,
- *		and the automation engine sits above both.  They call
+ *		and the automation engine sits above both: they call
  *		automation_fire(), which goes through the hook the engine sets when
- *		the module loads, so no lower stage includes the engine.
+ *		the module loads.  The contacts stage keeps the segments current, and
+ *		the segments stage sits above it: segments_note_change() goes through
+ *		the hook that stage sets.  So no lower stage includes a higher one.
  */
 #include "common/common.h"
 
@@ -17,4 +19,14 @@ automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
 {
 	if (automation_fire_hook != NULL)
 		automation_fire_hook(trigger, contact_id, filter, changes, properties);
+}
+
+segments_changed_fn segments_changed_hook = NULL;
+
+/* Keeps the segments current after a contact write or event (nothing before the hook is set). */
+void
+segments_note_change(int64 contact_id, Jsonb *changes, bool created, const char *event)
+{
+	if (segments_changed_hook != NULL)
+		segments_changed_hook(contact_id, changes, created, event);
 }

@@ -611,7 +611,8 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 	CondNode   *node;
 	JsonPair   *pairs;
 	int			n;
-	const char *kinds[] = {"all", "any", "not", "field", "event", "has_tag", "lacks_tag", "performed"};
+	const char *kinds[] = {"all", "any", "not", "field", "event", "has_tag", "lacks_tag", "performed",
+	"in_segment", "not_in_segment"};
 	int			found = -1;
 
 	node = palloc0(sizeof(CondNode));
@@ -634,7 +635,7 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 		return fail(st, path, "a condition must be an object, not %s", jv_type_name(v)), NULL;
 	n = object_pairs(v, &pairs);
 	if (n == 0)
-		return fail(st, path, "empty condition (expected one of \"all\", \"any\", \"not\", \"field\", \"event\", \"has_tag\", \"lacks_tag\", \"performed\")"), NULL;
+		return fail(st, path, "empty condition (expected one of \"all\", \"any\", \"not\", \"field\", \"event\", \"has_tag\", \"lacks_tag\", \"performed\", \"in_segment\", \"not_in_segment\")"), NULL;
 	for (int k = 0; k < (int) lengthof(kinds) && found < 0; k++)
 		for (int i = 0; i < n; i++)
 			if (strcmp(pairs[i].key, kinds[k]) == 0)
@@ -648,7 +649,7 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 
 		if (lookup_op(pairs[0].key, &op))
 			return fail(st, path, "test \"%s\" needs a \"field\" or \"event\" to test", pairs[0].key), NULL;
-		return fail(st, path, "unknown condition \"%s\" (expected one of \"all\", \"any\", \"not\", \"field\", \"event\", \"has_tag\", \"lacks_tag\", \"performed\")",
+		return fail(st, path, "unknown condition \"%s\" (expected one of \"all\", \"any\", \"not\", \"field\", \"event\", \"has_tag\", \"lacks_tag\", \"performed\", \"in_segment\", \"not_in_segment\")",
 					pairs[0].key), NULL;
 	}
 	switch (found)
@@ -658,6 +659,8 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 		case 2:					/* not */
 		case 5:					/* has_tag */
 		case 6:					/* lacks_tag */
+		case 8:					/* in_segment */
+		case 9:					/* not_in_segment */
 			if (n > 1)
 			{
 				for (int i = 0; i < n; i++)
@@ -724,6 +727,10 @@ compile_node_body(JsonbValue *v, const char *path, CompileState *st)
 			return compile_name(&pairs[0].val, path, kinds[found], &node->name, st) ? node : NULL;
 		case 7:
 			return compile_performed(node, pairs, n, path, st);
+		case 8:
+		case 9:
+			node->kind = (found == 8) ? CK_IN_SEGMENT : CK_NOT_IN_SEGMENT;
+			return compile_name(&pairs[0].val, path, kinds[found], &node->name, st) ? node : NULL;
 	}
 	return NULL;
 }

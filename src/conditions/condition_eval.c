@@ -26,6 +26,26 @@ PG_FUNCTION_INFO_V1(meisa_condition_test);
 
 static bool match_holds(const CondMatch *m, const JsonbValue *actual, CondContext *ctx);
 
+/* The "now" of clock tests set by condition_set_now (0 = the transaction's start). */
+static TimestampTz now_override = 0;
+
+/* The "now" of clock tests: condition_set_now's time, else the transaction's start. */
+TimestampTz
+condition_now(void)
+{
+	return now_override != 0 ? now_override : GetCurrentTransactionStartTimestamp();
+}
+
+/* Sets the "now" of clock tests (0 = the transaction's start); returns the previous one. */
+TimestampTz
+condition_set_now(TimestampTz at)
+{
+	TimestampTz prev = now_override;
+
+	now_override = at;
+	return prev;
+}
+
 /* Prepares a context for a contact (the contact is read when first needed). */
 void
 condition_context_init(CondContext *ctx, int64 contact_id, Jsonb *changes,
@@ -35,7 +55,7 @@ condition_context_init(CondContext *ctx, int64 contact_id, Jsonb *changes,
 	ctx->contact_id = contact_id;
 	ctx->changes = changes;
 	ctx->properties = properties;
-	ctx->now = GetCurrentTransactionStartTimestamp();
+	ctx->now = condition_now();
 }
 
 /* The contact data of the context, loading it on first use (NULL = none). */
@@ -520,6 +540,37 @@ count_events(int64 contact_id, const char *name, TimestampTz since)
 	return count;
 }
 
+/* True when the contact is a member of the segment named 'name' (saved plan). */
+static bool
+in_segment(int64 contact_id, const char *name)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[2];
+	bool		found;
+
+	if (contact_id == 0)
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
+	if (plan == NULL)
+	{
+		Oid			types[2] = {INT8OID, TEXTOID};
+
+		plan = spi_keep_plan("SELECT 1 FROM meisa.segment_members m JOIN meisa.segments s"
+							 " ON s.id OPERATOR(pg_catalog.=) m.segment_id"
+							 " WHERE m.contact_id OPERATOR(pg_catalog.=) $1 AND s.name OPERATOR(pg_catalog.=) $2",
+							 2, types);
+	}
+	values[0] = Int64GetDatum(contact_id);
+	values[1] = CStringGetTextDatum(name);
+	/* not read-only: sees the memberships this transaction just changed */
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: could not read segment membership");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
 /* Evaluates a "performed" node. */
 static bool
 performed_holds(const CondNode *node, CondContext *ctx)
@@ -579,6 +630,10 @@ condition_eval(const CondNode *node, CondContext *ctx)
 			return !has_tag(ctx, node->name);
 		case CK_PERFORMED:
 			return performed_holds(node, ctx);
+		case CK_IN_SEGMENT:
+			return in_segment(ctx->contact_id, node->name);
+		case CK_NOT_IN_SEGMENT:
+			return !in_segment(ctx->contact_id, node->name);
 	}
 	return false;
 }

@@ -97,7 +97,9 @@ typedef enum CondKind
 	CK_EVENT,					/* a property of the custom event */
 	CK_HAS_TAG,
 	CK_LACKS_TAG,
-	CK_PERFORMED				/* count of events of a name */
+	CK_PERFORMED,				/* count of events of a name */
+	CK_IN_SEGMENT,				/* a member of the segment 'name' */
+	CK_NOT_IN_SEGMENT
 } CondKind;
 
 typedef struct CondNode
@@ -111,7 +113,8 @@ typedef struct CondNode
 	char	  **segs;
 	int			ntests;			/* field / event / performed count tests */
 	CondTest   *tests;
-	char	   *name;			/* has_tag / lacks_tag: tag; performed: event name */
+	char	   *name;			/* has_tag / lacks_tag: tag; performed: event
+								 * name; in_segment / not_in_segment: segment */
 	bool		has_within;		/* performed: "within" given */
 	Interval	within;
 } CondNode;
@@ -145,6 +148,15 @@ typedef struct CondContext
 	Jsonb	   *properties;		/* event properties or NULL */
 	TimestampTz now;
 } CondContext;
+
+/*
+ * The "now" of clock tests (older_than, within_last, performed ... within):
+ * the transaction's start, or the time set by condition_set_now (what
+ * meisa_run_due(at) does for everything it evaluates).  condition_set_now
+ * returns the previous setting; 0 goes back to the transaction's start.
+ */
+extern TimestampTz condition_now(void);
+extern TimestampTz condition_set_now(TimestampTz at);
 
 /* Prepares a context for a contact (the contact is read when first needed). */
 extern void condition_context_init(CondContext *ctx, int64 contact_id,

@@ -635,6 +635,7 @@ meisa_contacts_after(PG_FUNCTION_ARGS)
 		elog(ERROR, "meisa: could not record contact activity");
 	SPI_finish();
 
+	segments_note_change(id, changes, !is_update, NULL);
 	automation_fire(is_update ? MEISA_TRIGGER_CONTACT_UPDATED : MEISA_TRIGGER_CONTACT_CREATED,
 					id, NULL, changes, NULL);
 	for (i = 0; i < nnum; i++)

@@ -329,6 +329,7 @@ meisa_track(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	MemoryContextSwitchTo(callercxt);
+	segments_note_change(contact_id, NULL, false, name);
 	automation_fire(MEISA_TRIGGER_CUSTOM_EVENT, contact_id, name, NULL, properties);
 	PG_RETURN_INT64(id);
 }

@@ -22,6 +22,7 @@
  */
 #include "conditions/conditions.h"
 #include "outbox/outbox.h"
+#include "segments/segments.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -561,11 +562,10 @@ fetch_batch(Portal portal, RunItem *items, int max)
 	return n;
 }
 
-/* meisa_run_due(at timestamptz default now()) returns int */
-Datum
-meisa_run_due(PG_FUNCTION_ARGS)
+/* Advances every enrolment due at 'at'; returns how many advanced. */
+static int64
+run_due_enrolments(TimestampTz at)
 {
-	TimestampTz at;
 	MemoryContext runcxt,
 				batchcxt,
 				itemcxt,
@@ -575,16 +575,6 @@ meisa_run_due(PG_FUNCTION_ARGS)
 	RunItem    *items;
 	int			batch = meisa_run_due_batch_size;
 	int64		advanced = 0;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("at must not be null")));
-	at = PG_GETARG_TIMESTAMPTZ(0);
-	if (TIMESTAMP_NOT_FINITE(at))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("at must be a finite timestamp")));
 
 	runcxt = AllocSetContextCreate(CurrentMemoryContext, "meisa run_due",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -650,5 +640,42 @@ meisa_run_due(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	MemoryContextDelete(runcxt);
+	return advanced;
+}
+
+/*
+ * meisa_run_due(at timestamptz default now()) returns int: processes the
+ * segment checks due at 'at', then advances the enrolments due at 'at';
+ * every clock test evaluated meanwhile takes 'at' as now.  Returns how many
+ * enrolments advanced.
+ */
+Datum
+meisa_run_due(PG_FUNCTION_ARGS)
+{
+	TimestampTz at;
+	TimestampTz prev;
+	volatile int64 advanced = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("at must not be null")));
+	at = PG_GETARG_TIMESTAMPTZ(0);
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("at must be a finite timestamp")));
+
+	prev = condition_set_now(at);
+	PG_TRY();
+	{
+		segments_run_checks(at);
+		advanced = run_due_enrolments(at);
+	}
+	PG_FINALLY();
+	{
+		condition_set_now(prev);
+	}
+	PG_END_TRY();
 	PG_RETURN_INT32((int32) Min(advanced, PG_INT32_MAX));
 }

@@ -18,6 +18,7 @@
  */
 #include "conditions/conditions.h"
 #include "outbox/outbox.h"
+#include "segments/segments.h"
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
@@ -389,6 +390,7 @@ static void
 check_conditions(Datum d, bool isnull, const char *field, const char *owner)
 {
 	Jsonb	   *jb;
+	CondNode   *node;
 	MemoryContext cxt,
 				old;
 
@@ -403,7 +405,12 @@ check_conditions(Datum d, bool isnull, const char *field, const char *owner)
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "meisa condition check",
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	condition_compile_or_error(jb, field, 0);
+	node = condition_compile_or_error(jb, field, 0);
+	/* a restore may load the segments after the sequences */
+	if (check_function_bodies && segment_unknown_ref(node) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("%s of %s: no segment named \"%s\"", field, owner, segment_unknown_ref(node))));
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 }
