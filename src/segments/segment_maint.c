@@ -67,6 +67,23 @@ static const Oid plan_types[NPLANS][4] = {
 	{INT8OID},
 };
 
+/*
+ * Forgets the saved plans: the next use plans again.  A long run of checks
+ * grows the tables it reads by the thousand within one transaction, where
+ * no new statistics arrive: plans made when they were small would scan them
+ * whole.
+ */
+static void
+forget_plans(void)
+{
+	for (int i = 0; i < NPLANS; i++)
+		if (plans[i] != NULL)
+		{
+			SPI_freeplan(plans[i]);
+			plans[i] = NULL;
+		}
+}
+
 /* Runs saved plan 'which' (SPI connected); returns the rows it processed. */
 static uint64
 run_plan(int which, Datum *values)
@@ -385,6 +402,7 @@ segments_run_checks(TimestampTz at)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "meisa: SPI_connect failed");
 		spicxt = CurrentMemoryContext;
+		forget_plans();
 		due = due_checks(at, &n, cxt);
 		for (int i = 0; i < n; i++)
 		{

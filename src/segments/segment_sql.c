@@ -17,6 +17,8 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(meisa_condition_number);
@@ -65,6 +67,17 @@ op_sql(CondOp op)
 	}
 }
 
+/* The JSON text of a string literal ("..." with escapes), for jsonb_in. */
+static char *
+jsonb_string_literal(const CondValue *lit)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	escape_json(&buf, pnstrdup(lit->str, lit->len));
+	return buf.data;
+}
+
 /*
  * Appends "v compares with lit under op" (compare_values of condition_eval.c):
  * true only when both are comparable and the comparison holds; may be NULL
@@ -75,6 +88,16 @@ cmp_sql(const char *v, const CondValue *lit, CondOp op, SegmentSql *sql, StringI
 {
 	const char *o = op_sql(op);
 	char	   *s = psprintf(SCALAR_TEXT, v);
+
+	if (op == COP_EQ && lit->type == CV_STRING && !lit->has_num && !lit->has_ts)
+	{
+		/* only a string can equal it, byte for byte: jsonb's own equality */
+		appendStringInfo(out, "(%s OPERATOR(pg_catalog.=) %s)", v,
+						 segment_sql_param(sql, JSONBOID,
+										   DirectFunctionCall1(jsonb_in,
+															   CStringGetDatum(jsonb_string_literal(lit)))));
+		return;
+	}
 
 	appendStringInfo(out, "(CASE pg_catalog.jsonb_typeof(%s)", v);
 	if (lit->has_num)
@@ -306,7 +329,9 @@ test_sql(const CondTest *t, const char *v, SegmentSql *sql, StringInfo out)
 			if (t->match.tests[i].op == COP_WITHIN_LAST || t->match.tests[i].op == COP_OLDER_THAN)
 				clock_candidate(&t->match.tests[i], v, sql);
 	}
-	appendStringInfo(out, "(CASE WHEN (%s) IS NULL THEN %s ELSE COALESCE(", v,
+	/* JSON null is missing, like an absent key */
+	appendStringInfo(out, "(CASE WHEN pg_catalog.jsonb_typeof(%s) IS NULL OR pg_catalog.jsonb_typeof(%s)"
+					 " OPERATOR(pg_catalog.=) 'null' THEN %s ELSE COALESCE(", v, v,
 					 missing_result(t) ? "true" : "false");
 	present_sql(t, v, sql, out);
 	appendStringInfoString(out, ", false) END)");
@@ -320,9 +345,7 @@ field_value_sql(const CondNode *node, SegmentSql *sql)
 	{
 		const char *k = segment_sql_param(sql, TEXTOID, CStringGetTextDatum(node->segs[1]));
 
-		return psprintf("(CASE WHEN pg_catalog.jsonb_typeof(c.custom_fields OPERATOR(pg_catalog.->) %s)"
-						" OPERATOR(pg_catalog.=) 'null' THEN NULL"
-						" ELSE c.custom_fields OPERATOR(pg_catalog.->) %s END)", k, k);
+		return psprintf("(c.custom_fields OPERATOR(pg_catalog.->) %s)", k);
 	}
 	/* plain columns: the compiler admits only these names */
 	if (strcmp(node->path, "email") == 0)
