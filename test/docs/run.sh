@@ -8,8 +8,11 @@
 # each view (pg_attribute).  Each must be named in docs/*.md: a function or
 # relation of schema meisa as "meisa.<name>" (application functions in the
 # install schema by their name), a setting by its full name, a view's column
-# by its name in the same docs file as the view.  One check per object;
-# prints the undocumented ones and "N passed, M failed".  Run as root.
+# by its name in the same docs file as the view.  One check per object.
+# Then test/docs/links.py: every relative link and #anchor of README.md and
+# docs/*.md resolves and every file of the tree they name exists (one check
+# per link and per named file).  Prints what fails and "N passed, M failed".
+# Run as root.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -69,6 +72,18 @@ while IFS='|' read -r view col; do
   check column "meisa.$view.$col" "$col" "${files[@]}"
 done < <(q -c "SELECT c.relname, a.attname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                 WHERE c.relnamespace = 'meisa'::regnamespace AND c.relkind = 'v' ORDER BY 1, a.attnum")
+# links: every relative link and #anchor of README.md and docs/*.md resolves,
+# every file of the tree they name exists (test/docs/links.py, one check each)
+links_out=$(python3 "$here/links.py" "$top"); links_rc=$?
+printf '%s\n' "$links_out" | grep '^FAIL' || true
+line=$(printf '%s\n' "$links_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+if [ -n "$line" ]; then
+  p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+  passed=$((passed + p)); failed=$((failed + f))
+  [ $links_rc -ne 0 ] && [ "$f" -eq 0 ] && { failed=$((failed + 1)); echo "FAIL links.py exited $links_rc"; }
+else
+  failed=$((failed + 1)); echo "FAIL links.py: $links_out"
+fi
 # the check itself can fail: a name that is nowhere in the docs is reported
 if found "meisa.no_such_object_$$"; then failed=$((failed + 1)); echo "FAIL the docs check found a name that is not there"; else passed=$((passed + 1)); fi
 echo "$passed passed, $failed failed"
