@@ -34,7 +34,7 @@
 CREATE SCHEMA meisa;
 COMMENT ON SCHEMA meisa IS 'meisa: contacts, automations, sequences, templates and the outbox';
 
--- The three privilege sets (DESIGN §7), as NOLOGIN roles the DBA grants to
+-- The three privilege sets (docs/privileges.md), as NOLOGIN roles the DBA grants to
 -- roles of their choice: GRANT meisa_app TO my_app;  Roles are cluster-wide,
 -- so they are created only when missing and survive DROP EXTENSION.
 DO $roles$
@@ -54,7 +54,7 @@ $roles$;
 -- ==========================================================================
 -- tables
 -- ==========================================================================
--- Tables (DESIGN §4).  Every table that belongs to a contact carries
+-- Tables (docs/contacts.md, docs/messages.md).  Every table that belongs to a contact carries
 -- contact_id; only email and external_id are unique across contacts.
 
 -- API: Public (read by admin). One row per person.
@@ -514,7 +514,7 @@ GRANT SELECT ON meisa.unsubscribed_emails TO meisa_app, meisa_reader;
 -- ==========================================================================
 
 -- ---------------------------------------------------------------------------
--- Template engine (Mustache), see docs/templates_engine.md.
+-- Template engine (Mustache), see docs/templates.md.
 
 -- API: Private (admin set).  Renders a Mustache template over 'data';
 -- 'partials' is an object of template texts by name.  NULL template: NULL;
@@ -551,7 +551,7 @@ GRANT EXECUTE ON FUNCTION meisa.validate_template(text, text) TO meisa_admin;
 -- ==========================================================================
 -- messages
 -- ==========================================================================
--- Templates, the outbox, transactional email and sequences (DESIGN §2, §4):
+-- Templates, the outbox, transactional email and sequences (docs/messages.md):
 -- validation triggers on meisa.templates / meisa.sequences /
 -- meisa.sequence_steps, the API functions meisa_trigger_email,
 -- meisa_enroll, meisa_unenroll, meisa_run_due, and the reporting views
@@ -673,7 +673,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.meisa_enroll(text, text), @extschema@.meis
 -- ==========================================================================
 -- automations
 -- ==========================================================================
--- Automations (DESIGN §3): the row validator and cache invalidation triggers
+-- Automations (docs/automations.md): the row validator and cache invalidation triggers
 -- on meisa.automations, the condition tester, and the reporting views
 -- meisa.automation_stats and meisa.contact_activity.
 
@@ -801,7 +801,7 @@ GRANT SELECT ON meisa.automation_stats, meisa.contact_activity TO meisa_reader, 
 -- delivery
 -- ==========================================================================
 
--- ===== Delivery (DESIGN §5): SMTP delivery, MIME, unsubscribe tokens =====
+-- ===== Delivery (docs/delivery.md): SMTP delivery, MIME, unsubscribe tokens =====
 
 -- API: Public (admin). Delivers one batch of due messages synchronously, in
 -- the caller's transaction; returns how many were sent.  For servers without
@@ -918,7 +918,7 @@ GRANT EXECUTE ON FUNCTION meisa.check_invariants() TO meisa_admin;
 -- ==========================================================================
 -- privileges
 -- ==========================================================================
--- Privileges (DESIGN §7): nothing for PUBLIC, then the three sets.
+-- Privileges (docs/privileges.md): nothing for PUBLIC, then the three sets.
 -- Each part grants what it adds to meisa_app / meisa_admin / meisa_reader;
 -- this last part takes everything away from PUBLIC.
 REVOKE ALL ON SCHEMA meisa FROM PUBLIC;

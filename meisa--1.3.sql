@@ -590,7 +590,7 @@ SELECT c.email,
 -- ==========================================================================
 
 -- ---------------------------------------------------------------------------
--- Template engine (Mustache), see docs/templates_engine.md.
+-- Template engine (Mustache), see docs/templates.md.
 
 -- API: Private (admin set).  Renders a Mustache template over 'data';
 -- 'partials' is an object of template texts by name.  NULL template: NULL;

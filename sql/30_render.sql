@@ -1,5 +1,5 @@
 -- meisa.render: the Mustache engine feature by feature (see
--- docs/templates_engine.md); syntax errors are in 32_render_errors, limits in
+-- docs/templates.md); syntax errors are in 32_render_errors, limits in
 -- 33_render_limits, the specification's own tests in 31_mustache_spec.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;

@@ -1,9 +1,10 @@
 -- The examples of README.md and the reference in docs/*.md, one by one:
 --  1. meisa.sequences.timezone takes names of the time zone database only,
---     as README says ("a known zone name"; POSIX specifications such as
---     UTC+5 are not taken, as for custom_fields.timezone).  pg_tzset() took
---     'UTC+5', 'ABC-5:30' and 'EST5EDT,M3.2.0,M11.1.0' before.
---  2. the argument names of README.md, docs/foundation.md and
+--     as docs/messages.md says ("a name of the time zone database"; POSIX
+--     specifications such as UTC+5 are not taken, as for
+--     custom_fields.timezone).  pg_tzset() took 'UTC+5', 'ABC-5:30' and
+--     'EST5EDT,M3.2.0,M11.1.0' before.
+--  2. the argument names of README.md, docs/contacts.md and
 --     docs/automations.md: named-argument calls of the API.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS meisa CASCADE;

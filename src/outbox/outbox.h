@@ -1,7 +1,7 @@
 /*
  * outbox.h
  *		The outbox stage: rendering and queueing messages (outbox.c), the
- *		template checks (templates.c), meisa_trigger_email (trigger_email.c),
+ *		template checks (template_check.c), meisa_trigger_email (trigger_email.c),
  *		sequence enrolment (sequences.c), the send window (sendwindow.c) and
  *		the sequence runner (rundue.c).
  */
@@ -18,7 +18,7 @@
 extern void outbox_init(void);
 extern void sequence_init(void);
 
-/* ---- outbox.c, templates.c: rendering and queueing messages */
+/* ---- outbox.c, template_check.c: rendering and queueing messages */
 
 /* Where a queued message comes from. */
 typedef struct MessageSource

@@ -207,7 +207,7 @@ lookup(RenderState *st, MustacheNode *n, JsonbValue *res)
 	return true;
 }
 
-/* True when a value counts as true for sections (see docs/templates_engine.md). */
+/* True when a value counts as true for sections (see docs/templates.md). */
 static bool
 truthy(const JsonbValue *v)
 {
