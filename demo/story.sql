@@ -17,6 +17,9 @@ INSERT INTO meisa.templates (key, kind, subject, html, text) VALUES
   ('welcome-pro', 'marketing', 'You are on Pro now — here is what is new',
    '<p>Thanks for upgrading, {{first_name}}. Pro unlocks everything.</p><p><a href="{{{unsubscribe_url}}}">Unsubscribe</a></p>',
    E'Thanks for upgrading, {{first_name}}. Pro unlocks everything.\n\nUnsubscribe: {{{unsubscribe_url}}}'),
+  ('nudge', 'marketing', 'Need a hand getting started, {{first_name}}?',
+   '<p>Hi {{first_name}}, reply to this mail and we will help you set up Acme.</p><p><a href="{{{unsubscribe_url}}}">Unsubscribe</a></p>',
+   E'Hi {{first_name}}, reply to this mail and we will help you set up Acme.\n\nUnsubscribe: {{{unsubscribe_url}}}'),
   ('password-reset', 'transactional', 'Reset your Acme password',
    '<p>Hi {{first_name}}, <a href="{{data.reset_url}}">reset your password</a>.</p>',
    E'Hi {{first_name}}, reset your password here:\n{{{data.reset_url}}}');
@@ -39,6 +42,15 @@ INSERT INTO meisa.automations (name, trigger, conditions, actions, position) VAL
    '{"field": "custom_fields.onboarding_completed", "changed_to": true}',
    '[{"unenroll": "onboarding"}, {"add_tag": "activated"}]', 3);
 
+-- a live segment: 3 days after signup and not activated (time alone moves
+-- a contact into it), and what happens when someone enters it
+INSERT INTO meisa.segments (name, conditions) VALUES
+  ('not activated after 3 days',
+   '{"all": [{"field": "custom_fields.signup_date", "older_than": "3 days"}, {"lacks_tag": "activated"}]}');
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions, position) VALUES
+  ('nudge the stuck', 'segment_entered', 'not activated after 3 days',
+   '[{"send_email": "nudge"}, {"add_tag": "nudged"}]', 4);
+
 \echo
 \echo '--- 1. Jane signs up (the app calls meisa_upsert in its own transaction)'
 SELECT meisa_upsert('{"email": "Jane@Example.com", "external_id": "usr_1", "first_name": "Jane",
@@ -56,7 +68,21 @@ SELECT meisa_track('feature_used', '{"external_id": "usr_1", "properties": {"fea
 \echo '--- 5. Due sequence steps are queued (the worker does this too, every round)'
 SELECT meisa_run_due() AS steps_queued;
 
-\echo '--- 6. The worker delivers over SMTP (waiting for the queue to drain)'
+\echo '--- 6. Sam signs up the same day, and never comes back'
+SELECT meisa_upsert(jsonb_build_object('email', 'sam@example.com', 'first_name', 'Sam',
+                    'custom_fields', jsonb_build_object('plan', 'free', 'signup_date', now()))) AS result;
+SELECT meisa_run_due() AS steps_queued;
+\echo 'Sam is not in the segment yet; his check is due when his signup turns 3 days old:'
+SELECT segment, members FROM meisa.segment_stats;
+SELECT c.email, k.check_at - (c.custom_fields ->> 'signup_date')::timestamptz AS check_after_signup
+  FROM meisa.segment_checks k JOIN meisa.contacts c ON c.id = k.contact_id;
+
+\echo '--- 7. Four days later (run here in advance, as a test database can): Sam enters the'
+\echo '       segment on time alone, which queues the nudge'
+SELECT meisa_run_due(now() + interval '4 days') AS steps_queued;
+SELECT segment, email FROM meisa.segment_contacts;
+
+\echo '--- 8. The worker delivers over SMTP (waiting for the queue to drain)'
 DO $$
 BEGIN
   FOR i IN 1..60 LOOP
@@ -66,21 +92,23 @@ BEGIN
 END $$;
 SELECT id, kind, template_key, to_email, status, subject FROM meisa.messages ORDER BY id;
 
-\echo '--- 7. Jane completes onboarding, then unsubscribes from marketing mail'
+\echo '--- 9. Jane completes onboarding, then unsubscribes from marketing mail'
 SELECT meisa_upsert('{"external_id": "usr_1", "custom_fields": {"onboarding_completed": true}}') AS result;
 SELECT meisa_unsubscribe('jane@example.com');
 \echo 'what the app polls (meisa.unsubscribed_emails):'
 SELECT email, external_id, reason FROM meisa.unsubscribed_emails;
 
 \echo
-\echo '--- The contact'
-SELECT id, email, external_id, first_name, custom_fields, tags, subscribed FROM meisa.contacts;
-\echo '--- Its enrolments'
-SELECT s.name AS sequence, e.status, e.current_step, e.exit_reason
-  FROM meisa.enrollments e JOIN meisa.sequences s ON s.id = e.sequence_id ORDER BY e.id;
+\echo '--- The contacts'
+SELECT id, email, external_id, first_name, custom_fields, tags, subscribed FROM meisa.contacts ORDER BY id;
+\echo '--- Their enrolments'
+SELECT c.email, s.name AS sequence, e.status, e.current_step, e.exit_reason
+  FROM meisa.enrollments e JOIN meisa.sequences s ON s.id = e.sequence_id
+  JOIN meisa.contacts c ON c.id = e.contact_id ORDER BY e.id;
 \echo '--- Automation runs'
-SELECT a.name AS automation, r.trigger, r.status, r.actions_done
-  FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id;
-\echo '--- Its activity timeline (meisa.contact_activity)'
-SELECT to_char(at, 'HH24:MI:SS.MS') AS at, kind, left(detail::text, 100) AS detail
-  FROM meisa.contact_activity ORDER BY at, kind;
+SELECT c.email, a.name AS automation, r.trigger, r.status, r.actions_done
+  FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id
+  JOIN meisa.contacts c ON c.id = r.contact_id ORDER BY r.id;
+\echo '--- Their activity timeline (meisa.contact_activity)'
+SELECT c.email, to_char(a.at, 'HH24:MI:SS.MS') AS at, a.kind, left(a.detail::text, 90) AS detail
+  FROM meisa.contact_activity a JOIN meisa.contacts c ON c.id = a.contact_id ORDER BY a.contact_id, a.at, a.kind;
