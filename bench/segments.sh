@@ -16,6 +16,7 @@
 #      INSERT INTO meisa.segments that creates it, against a hand-written
 #      INSERT ... SELECT of the same rule into a table like
 #      meisa.segment_members; best of 3 each.  Targets: < 10 s, <= 1.5x.
+#   PARTS=13 runs parts 1 and 3 only (default 123).
 #   3. CHECKS due time checks (default 100,000: contacts whose signup_date
 #      turns 3 days old) processed by one meisa_run_due(at).  Target: < 10 s.
 # Starts a private cluster on 127.0.0.1:26464 (data under /tmp,
@@ -28,6 +29,7 @@ rounds=${ROUNDS:-3}
 pool=${POOL:-100000}
 contacts=${CONTACTS:-1000000}
 checks=${CHECKS:-100000}
+parts=${PARTS:-123}          # which of the three parts to run
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 bench_cluster 26464 segments
@@ -90,6 +92,7 @@ tps() {
   echo "$t"
 }
 max() { echo "if ($1 > $2) $1 else $2" | bc -l; }
+if [[ $parts == *1* ]]; then
 echo "== 1. meisa_upsert with 50 automations and 100 segments: $clients clients, $secs s per run, best of $rounds"
 printf '%-10s %10s %10s %12s %8s\n' case meisa bare meisa/bare target
 for case in changed unchanged; do
@@ -105,7 +108,9 @@ for case in changed unchanged; do
     "$(echo "${best[meisa]} / ${best[bare]}" | bc -l)" "$target"
 done
 psql -d bench -At -c "SELECT 'segment flips during the runs: ' || count(*) FROM meisa.segment_changes"
+fi
 
+if [[ $parts == *2* ]]; then
 echo "== 2. rebuild of one segment over $contacts contacts"
 psql -d bench -v n="$contacts" <<'SQL'
 TRUNCATE meisa.contacts, meisa.activity, meisa.events, meisa.automation_runs, meisa.segment_members, meisa.segment_checks, meisa.segment_changes CASCADE;
@@ -141,7 +146,9 @@ members=$(psql -d bench -At -c "SELECT count(*) FROM meisa.segment_members")
 plain=$(psql -d bench -At -c "SELECT count(*) FROM plain_members")
 printf 'rebuild %.2f s (%s members), hand-written INSERT ... SELECT %.2f s (%s rows): %.2fx (targets < 10 s, <= 1.5x)\n' \
   "$best_m" "$members" "$best_h" "$plain" "$(echo "$best_m / $best_h" | bc -l)"
+fi
 
+[[ $parts == *3* ]] || exit 0
 echo "== 3. $checks due time checks processed by meisa_run_due"
 psql -d bench -v n="$checks" <<'SQL'
 TRUNCATE meisa.contacts, meisa.activity, meisa.events, meisa.automation_runs, meisa.segment_members, meisa.segment_checks, meisa.segment_changes CASCADE;

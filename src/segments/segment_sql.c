@@ -329,7 +329,19 @@ test_sql(const CondTest *t, const char *v, SegmentSql *sql, StringInfo out)
 			if (t->match.tests[i].op == COP_WITHIN_LAST || t->match.tests[i].op == COP_OLDER_THAN)
 				clock_candidate(&t->match.tests[i], v, sql);
 	}
-	/* JSON null is missing, like an absent key */
+	/*
+	 * A test false on a missing value whose SQL is false or NULL on SQL
+	 * NULL and on JSON null alike needs no case for them (not so ne,
+	 * not_in and exists).  Otherwise JSON null is missing, like an absent
+	 * key.
+	 */
+	if (!missing_result(t) && t->op != COP_EXISTS && t->op != COP_NE && t->op != COP_NOT_IN)
+	{
+		appendStringInfoString(out, "COALESCE(");
+		present_sql(t, v, sql, out);
+		appendStringInfoString(out, ", false)");
+		return;
+	}
 	appendStringInfo(out, "(CASE WHEN pg_catalog.jsonb_typeof(%s) IS NULL OR pg_catalog.jsonb_typeof(%s)"
 					 " OPERATOR(pg_catalog.=) 'null' THEN %s ELSE COALESCE(", v, v,
 					 missing_result(t) ? "true" : "false");
