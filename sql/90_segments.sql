@@ -151,6 +151,37 @@ SELECT count(*) AS checks_left FROM meisa.segment_checks k JOIN meisa.segments s
 SELECT meisa_add_tag('new@example.com', 'activated');
 SELECT count(*) AS members_after_activation FROM meisa.segment_contacts WHERE segment = 'not_activated_3d';
 
+-- ---------------------------------------------------------------- sequences: clock tests at 'at'
+-- a step condition with a clock test is evaluated at meisa_run_due's 'at'
+-- (new2 signed up now: at now + 3 days the signup is older than 2 days)
+INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('later', 'transactional', 'Later', 'Later');
+INSERT INTO meisa.sequences (name) VALUES ('slow');
+INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template, conditions)
+  SELECT id, 1, interval '3 days', 'later', '{"field": "custom_fields.signup_date", "older_than": "2 days"}'
+    FROM meisa.sequences WHERE name = 'slow';
+SELECT meisa_enroll('new2@example.com', 'slow') IS NOT NULL AS enrolled;
+SELECT meisa_run_due(now() + interval '3 days') AS advanced;
+SELECT m.template_key, m.status, c.email FROM meisa.messages m JOIN meisa.contacts c ON c.id = m.contact_id
+ WHERE m.template_key = 'later';
+
+-- ---------------------------------------------------------------- privileges
+-- admin writes segments and counts drafts, reader reads the views, app neither
+SELECT meisa.grant('meisa_app', 'app'), meisa.grant('meisa_admin', 'admin'), meisa.grant('meisa_reader', 'reader');
+SET ROLE meisa_reader;
+SELECT segment, members FROM meisa.segment_stats WHERE segment = 'pro';
+SELECT count(*) > 0 AS reads_members FROM meisa.segment_contacts;
+INSERT INTO meisa.segments (name, conditions) VALUES ('by_reader', '{"has_tag": "x"}');
+SELECT meisa.segment_count('{"has_tag": "x"}');
+RESET ROLE;
+SET ROLE meisa_admin;
+INSERT INTO meisa.segments (name, conditions, enabled) VALUES ('by_admin', '{"has_tag": "x"}', false);
+SELECT meisa.segment_count('{"has_tag": "vip"}') AS admin_counts;
+DELETE FROM meisa.segments WHERE name = 'by_admin';
+RESET ROLE;
+SET ROLE meisa_app;
+SELECT count(*) FROM meisa.segment_members;
+RESET ROLE;
+
 -- ---------------------------------------------------------------- reporting
 SELECT segment, enabled, members, entered_7d, exited_7d FROM meisa.segment_stats ORDER BY 1;
 SELECT kind, detail FROM meisa.contact_activity

@@ -39,6 +39,10 @@ SQL
 verdict "source: 1.0 installed, used, updated to 1.3" "$(echo "$out" | tail -1 | grep -qx 1.3 && echo true || echo false)" "$(echo "$out" | tail -2 | tr '\n' ' ')"
 q $SRC app -f "$HARD_DIR/sql/stress_setup.sql" >/dev/null 2>&1 || { verdict "source: fixtures load" false; finish; }
 out=$(q $SRC app 2>&1 <<'SQL'
+-- segments: members, flips (the second round changes plans) and clock checks (vip tags)
+INSERT INTO meisa.segments (name, conditions) VALUES
+  ('dump_paying', '{"field": "custom_fields.plan", "in": ["standard", "pro"]}'),
+  ('dump_recent_vip', '{"all": [{"has_tag": "vip"}, {"field": "created_at", "within_last": "30 days"}]}');
 SELECT count(stress.upsert(g, 1 + g % 5, g % 10, g % 3 > 0)) FROM generate_series(1, 200) g;
 SELECT count(stress.upsert(g, 3 + g % 2, g % 10, true)) FROM generate_series(1, 200) g;
 SELECT count(stress.track(g, 50 + g, g)) FROM generate_series(1, 200) g;
