@@ -3,7 +3,7 @@
  *		The per-backend segment cache: the enabled segments of meisa.segments
  *		compiled once, every segment after the segments it reads, and an
  *		index from what a write can change (a field path of the change set,
- *		"tags", an event name) to the segments that read it, so that a write
+ *		a tag added or removed, an event name) to the segments that read it, so that a write
  *		touching none of them evaluates nothing.  A statement trigger on
  *		meisa.segments invalidates the table's relcache entry; the callback
  *		here marks the cache stale and the next segment_cache_get() loads it
@@ -24,7 +24,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-/* An index key: "f:PATH" for a field of the change set, "e:NAME" for an event. */
+/* An index key: "f:PATH" for a field of the change set, "t:TAG", "e:EVENT". */
 #define SEG_KEY_LEN 160
 
 typedef struct SegIndexEntry
@@ -83,7 +83,7 @@ collect_node(Segment *seg, const CondNode *node)
 			break;
 		case CK_HAS_TAG:
 		case CK_LACKS_TAG:
-			seg->reads_tags = true;
+			seg->tags = lappend(seg->tags, pstrdup(node->name));
 			break;
 		case CK_PERFORMED:
 			seg->events = lappend(seg->events, pstrdup(node->name));
@@ -101,7 +101,7 @@ collect_node(Segment *seg, const CondNode *node)
 void
 segment_collect_reads(Segment *seg, const CondNode *node)
 {
-	seg->fields = seg->events = seg->refs = NIL;
+	seg->fields = seg->events = seg->refs = seg->tags = NIL;
 	seg->reads_tags = seg->reads_updated_at = false;
 	collect_node(seg, node);
 	seg->has_clock = segment_has_clock(node);
@@ -203,6 +203,8 @@ build_index(SegCache *sc)
 			index_add(sc->index, 'f', (char *) lfirst(lc), i);
 		foreach(lc, seg->events)
 			index_add(sc->index, 'e', (char *) lfirst(lc), i);
+		foreach(lc, seg->tags)
+			index_add(sc->index, 't', (char *) lfirst(lc), i);
 		if (seg->reads_tags)
 			index_add(sc->index, 'f', "tags", i);
 		if (seg->reads_updated_at)

@@ -229,7 +229,28 @@ fire_flips(int64 contact_id, List *flips)
 	}
 }
 
-/* Marks the segments a change set can change: each changed field, tags, updated_at. */
+/* Marks the segments reading a tag of the change set's tags.added / tags.removed. */
+static void
+mark_tags(Jsonb *changes, const char *side, bool *affected)
+{
+	JsonbValue	tags,
+				list,
+				v;
+	JsonbIterator *it;
+	JsonbIteratorToken r;
+
+	if (getKeyJsonValueFromContainer(&changes->root, "tags", 4, &tags) == NULL ||
+		tags.type != jbvBinary || !JsonContainerIsObject(tags.val.binary.data) ||
+		getKeyJsonValueFromContainer(tags.val.binary.data, side, strlen(side), &list) == NULL ||
+		list.type != jbvBinary || !JsonContainerIsArray(list.val.binary.data))
+		return;
+	it = JsonbIteratorInit(list.val.binary.data);
+	while ((r = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (r == WJB_ELEM && v.type == jbvString)
+			segment_cache_mark('t', pnstrdup(v.val.string.val, v.val.string.len), affected);
+}
+
+/* Marks the segments a change set can change: each changed field and tag, updated_at. */
 static bool
 mark_changes(Jsonb *changes, bool *affected, int n)
 {
@@ -247,6 +268,8 @@ mark_changes(Jsonb *changes, bool *affected, int n)
 			continue;
 		segment_cache_mark('f', pnstrdup(v.val.string.val, v.val.string.len), affected);
 	}
+	mark_tags(changes, "added", affected);
+	mark_tags(changes, "removed", affected);
 	segment_cache_mark_every_write(affected);
 	for (int i = 0; i < n; i++)
 		any |= affected[i];

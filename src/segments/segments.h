@@ -62,7 +62,8 @@ typedef struct Segment
 	CondNode   *cond;
 	bool		has_clock;
 	bool		reads_updated_at;	/* reads a field every write changes */
-	bool		reads_tags;		/* has_tag, lacks_tag or field "tags" */
+	bool		reads_tags;		/* the field "tags" (any tag) */
+	List	   *tags;			/* tag names of has_tag / lacks_tag (char *) */
 	List	   *fields;			/* field paths read (char *) */
 	List	   *events;			/* event names of "performed" (char *) */
 	List	   *refs;			/* names of segments read by in_segment (char *) */
@@ -79,7 +80,8 @@ extern Segment *segment_cache_get(int *n);
 
 /*
  * Marks in affected[] the segments of the last segment_cache_get that read
- * kind 'f' (a field path of a change set, or "tags") or 'e' (an event) 'name'.
+ * kind 'f' (a field path of a change set, "tags": any tag), 't' (a tag) or
+ * 'e' (an event) 'name'.
  */
 extern void segment_cache_mark(char kind, const char *name, bool *affected);
 
