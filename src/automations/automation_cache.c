@@ -4,8 +4,8 @@
  *		a long-lived memory context, grouped by trigger in run order.  A
  *		statement trigger on meisa.automations invalidates the relcache entry
  *		of the table (as pg_cron does for its job cache); the callback
- *		registered here marks the cache stale and the next automation_fire()
- *		loads it again.  Nothing is read from the table while the cache is
+ *		(common/backend_cache.c) marks the cache stale and the next
+ *		automation_fire() loads it again.  Nothing is read from the table while the cache is
  *		valid.  A cache in use by a running automation_fire() (pinned) is kept
  *		until it is released, even when a newer one replaced it meanwhile.
  */
@@ -31,9 +31,7 @@ typedef struct RuleCache
 } RuleCache;
 
 static RuleCache *current = NULL;
-static bool cache_valid = false;
-static Oid	cache_relid = InvalidOid;
-static Oid	cache_owner = InvalidOid;
+static BackendCache cache;
 
 /* Caches replaced while pinned, freed when their last pin goes. */
 static List *stale = NIL;
@@ -43,19 +41,11 @@ static List *stale = NIL;
 static RuleCache *pinned[MAX_PINS];
 static int	npinned = 0;
 
-/* Relcache callback: a change of meisa.automations (or a reset) stales the cache. */
-static void
-automation_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
-{
-	if (relid == InvalidOid || relid == cache_relid)
-		cache_valid = false;
-}
-
 /* Registers the cache invalidation callback (once per backend). */
 void
 automation_cache_init(void)
 {
-	CacheRegisterRelcacheCallback(automation_relcache_callback, (Datum) 0);
+	backend_cache_register(&cache);
 }
 
 /* Frees a cache now, or when its last pin goes. */
@@ -76,28 +66,16 @@ cache_discard(RuleCache *rc)
 }
 
 /* Reads and compiles the enabled automations; NULL when meisa is not installed. */
-static RuleCache *
+static void *
 cache_load(void)
 {
-	Oid			nsp = get_namespace_oid("meisa", true);
-	Oid			relid;
-	HeapTuple	reltup;
 	MemoryContext cxt,
 				old;
 	RuleCache  *rc;
 	int			cap[MEISA_NTRIGGERS];
 
-	if (!OidIsValid(nsp))
+	if (!backend_cache_relation(&cache, "automations"))
 		return NULL;
-	relid = get_relname_relid("automations", nsp);
-	if (!OidIsValid(relid))
-		return NULL;
-	reltup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(reltup))
-		return NULL;
-	cache_owner = ((Form_pg_class) GETSTRUCT(reltup))->relowner;
-	ReleaseSysCache(reltup);
-	cache_relid = relid;
 
 	/*
 	 * Built under the caller's context, so that an error while loading frees
@@ -165,32 +143,12 @@ Automation *
 automation_cache_get(MeisaTrigger trigger, int *n)
 {
 	*n = 0;
-	if (!cache_valid || current == NULL)
+	if (!cache.valid || current == NULL)
 	{
-		RuleCache  *fresh;
-
-		/*
-		 * Valid from the moment we read: an invalidation arriving while we
-		 * read marks this load stale again.  An error while loading leaves
-		 * the cache invalid (never the old rules marked valid).
-		 */
-		cache_valid = true;
-		PG_TRY();
-		{
-			fresh = cache_load();
-		}
-		PG_CATCH();
-		{
-			cache_valid = false;
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
+		RuleCache  *fresh = backend_cache_load(&cache, cache_load);
 
 		if (fresh == NULL)
-		{
-			cache_valid = false;
 			return NULL;
-		}
 		cache_discard(current);
 		current = fresh;
 	}
@@ -256,5 +214,5 @@ automation_cache_reset_pins(void)
 Oid
 automation_cache_owner(void)
 {
-	return OidIsValid(cache_owner) ? cache_owner : GetUserId();
+	return backend_cache_owner(&cache);
 }

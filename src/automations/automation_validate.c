@@ -54,6 +54,28 @@ lookup_text(const char *sql, const char *param, bool *found)
 	return result;
 }
 
+/* Raises ERROR 42704: the automation's 'part' names no 'what' called 'missing'. */
+static void
+unknown_row(const char *automation, const char *part, const char *what, const char *missing)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("invalid automation \"%s\": %s: no %s named \"%s\"", automation, part, what, missing),
+			 errdetail("%s: no %s named \"%s\"", part, what, missing)));
+}
+
+/* Raises unknown_row unless the lookup 'sql' finds 'key' (SPI connected). */
+static void
+require_row(const char *sql, const char *key, const char *automation, const char *part,
+			const char *what)
+{
+	bool		found;
+
+	lookup_text(sql, key, &found);
+	if (!found)
+		unknown_row(automation, part, what, key);
+}
+
 /* Checks the sequences and templates the actions name. */
 static void
 check_references(const Automation *a, const char *name)
@@ -63,32 +85,14 @@ check_references(const Automation *a, const char *name)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "meisa: SPI_connect failed");
 	if (a->trigger == MEISA_TRIGGER_SEQUENCE_ENROLLED && a->filter)
-	{
-		lookup_text("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1", a->filter, &found);
-		if (!found)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("invalid automation \"%s\": trigger_filter: no sequence named \"%s\"",
-							name, a->filter),
-					 errdetail("trigger_filter: no sequence named \"%s\"", a->filter)));
-	}
+		require_row("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1",
+					a->filter, name, "trigger_filter", "sequence");
 	if ((a->trigger == MEISA_TRIGGER_SEGMENT_ENTERED || a->trigger == MEISA_TRIGGER_SEGMENT_EXITED) &&
 		a->filter)
-	{
-		lookup_text("SELECT name FROM meisa.segments WHERE name OPERATOR(pg_catalog.=) $1", a->filter, &found);
-		if (!found)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("invalid automation \"%s\": trigger_filter: no segment named \"%s\"",
-							name, a->filter),
-					 errdetail("trigger_filter: no segment named \"%s\"", a->filter)));
-	}
+		require_row("SELECT name FROM meisa.segments WHERE name OPERATOR(pg_catalog.=) $1",
+					a->filter, name, "trigger_filter", "segment");
 	if (segment_unknown_ref(a->cond) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invalid automation \"%s\": conditions: no segment named \"%s\"",
-						name, segment_unknown_ref(a->cond)),
-				 errdetail("conditions: no segment named \"%s\"", segment_unknown_ref(a->cond))));
+		unknown_row(name, "conditions", "segment", segment_unknown_ref(a->cond));
 	for (int i = 0; i < a->nactions; i++)
 	{
 		const AutomationAction *act = &a->actions[i];
@@ -97,13 +101,8 @@ check_references(const Automation *a, const char *name)
 		{
 			const char *what = act->kind == ACT_ENROLL ? "enroll" : "unenroll";
 
-			lookup_text("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1", act->name, &found);
-			if (!found)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("invalid automation \"%s\": actions[%d].%s: no sequence named \"%s\"",
-								name, i, what, act->name),
-						 errdetail("actions[%d].%s: no sequence named \"%s\"", i, what, act->name)));
+			require_row("SELECT name FROM meisa.sequences WHERE name OPERATOR(pg_catalog.=) $1",
+						act->name, name, psprintf("actions[%d].%s", i, what), "sequence");
 		}
 		else if (act->kind == ACT_SEND_EMAIL)
 		{

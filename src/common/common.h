@@ -66,6 +66,15 @@ extern int64 spi_get_int64(HeapTuple tup, TupleDesc desc, int col, int64 if_null
 /* The int4 column 'col' (1-based) of 'tup'; 'if_null' when null. */
 extern int32 spi_get_int32(HeapTuple tup, TupleDesc desc, int col, int32 if_null);
 
+/*
+ * Runs the plan of 'sql' (prepared and kept in *plan on first use) with
+ * 'values' in an SPI connection of its own, not read-only (it sees what the
+ * caller's transaction wrote); returns the first column of the first row
+ * (a by-value type), *found false when there is no row or it is NULL.
+ */
+extern Datum spi_first_value(SPIPlanPtr *plan, const char *sql, int nargs,
+							 const Oid *types, Datum *values, bool *found);
+
 /* A step run by spi_run_step, or what undoes its in-memory effects. */
 typedef void (*spi_step_fn) (void *arg);
 
@@ -76,6 +85,31 @@ typedef void (*spi_step_fn) (void *arg);
  * ERROR is returned (in the caller's memory context, with a message).
  */
 extern ErrorData *spi_run_step(spi_step_fn fn, spi_step_fn undo, void *arg);
+
+/* ---- backend_cache.c: what the per-backend caches of stored rows share */
+
+/* A per-backend cache of the rows of one table of meisa. */
+typedef struct BackendCache
+{
+	bool		valid;			/* false: load again before use */
+	Oid			relid;			/* the cached table */
+	Oid			owner;			/* its owner */
+} BackendCache;
+
+/* Registers the invalidation callback of a cache (once per backend). */
+extern void backend_cache_register(BackendCache *bc);
+
+/* Finds the table meisa.'relname' and its owner; false when meisa is not installed. */
+extern bool backend_cache_relation(BackendCache *bc, const char *relname);
+
+/*
+ * Runs load() with the cache marked valid first (an invalidation during the
+ * load stales it again); an error or a NULL result leaves it stale.
+ */
+extern void *backend_cache_load(BackendCache *bc, void *(*load) (void));
+
+/* The role the cache's rules act as: the owner of the cached table. */
+extern Oid	backend_cache_owner(const BackendCache *bc);
 
 /* ---- hooks.c: firing automations, the one call up the stages */
 

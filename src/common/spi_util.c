@@ -61,6 +61,30 @@ spi_get_int32(HeapTuple tup, TupleDesc desc, int col, int32 if_null)
 }
 
 /*
+ * Runs the plan of 'sql' (kept in *plan) with 'values' in an SPI connection
+ * of its own; the first column of the first row, *found false when none.
+ */
+Datum
+spi_first_value(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types,
+				Datum *values, bool *found)
+{
+	Datum		result = (Datum) 0;
+	bool		isnull = true;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "meisa: SPI_connect failed");
+	if (*plan == NULL)
+		*plan = spi_keep_plan(sql, nargs, types);
+	if (SPI_execute_plan(*plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "meisa: query failed: %s", sql);
+	if (SPI_processed > 0)
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_finish();
+	*found = !isnull;
+	return result;
+}
+
+/*
  * Runs fn(arg) in a subtransaction of its own, in the caller's memory
  * context and resource owner.  NULL when it succeeded (the subtransaction is
  * committed into the caller's); else the subtransaction is rolled back,

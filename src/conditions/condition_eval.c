@@ -122,23 +122,23 @@ follow_path(JsonbContainer *c, char **segs, int nsegs, JsonbValue *out)
 }
 
 /*
- * ctx->now minus a span, or the beginning of time (-infinity) when that would
+ * 'now' minus a span, or the beginning of time (-infinity) when that would
  * be before the earliest timestamp: timestamptz_mi_interval raises "timestamp
  * out of range" there, and evaluating an accepted rule must not fail.  The
  * check counts a month as 31 days and adds a day for time zone shifts, so it
  * is conservative: only spans of thousands of years reach it.
  */
-static TimestampTz
-now_minus_span(const CondContext *ctx, const Interval *span)
+TimestampTz
+condition_edge(TimestampTz now, const Interval *span)
 {
 	/* spans are non-negative and bounded by condition_parse_interval */
 	int64		bound = ((int64) span->month * 31 + (int64) span->day + 1) * USECS_PER_DAY +
 		span->time;
 
-	if (ctx->now - bound < MIN_TIMESTAMP)
+	if (now - bound < MIN_TIMESTAMP)
 		return DT_NOBEGIN;
 	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-												   TimestampTzGetDatum(ctx->now),
+												   TimestampTzGetDatum(now),
 												   PointerGetDatum(span)));
 }
 
@@ -397,7 +397,7 @@ test_holds(const CondTest *t, const JsonbValue *actual, CondContext *ctx)
 		case COP_OLDER_THAN:
 			if (!value_timestamp(actual, &ts))
 				return false;
-			edge = now_minus_span(ctx, &t->span);
+			edge = condition_edge(ctx->now, &t->span);
 			if (t->op == COP_WITHIN_LAST)
 				return ts >= edge && ts <= ctx->now;
 			return ts < edge;
@@ -505,39 +505,49 @@ has_tag(CondContext *ctx, const char *tag)
 	return findJsonbValueFromContainer(tags.val.binary.data, JB_FARRAY, &key) != NULL;
 }
 
-/* Counts the contact's events of a name since 'since' (saved plan). */
+/*
+ * The count (which 0) or the earliest occurred_at (which 1) of the contact's
+ * events of a name since 'since' (saved plans); *found false when none.
+ */
+static Datum
+events_since(int64 contact_id, const char *name, TimestampTz since, int which, bool *found)
+{
+	static SPIPlanPtr plans[2];
+	static const char *const sql[2] = {
+		"SELECT pg_catalog.count(*) FROM meisa.events WHERE contact_id OPERATOR(pg_catalog.=) $1"
+		" AND name OPERATOR(pg_catalog.=) $2 AND occurred_at OPERATOR(pg_catalog.>=) $3",
+		"SELECT pg_catalog.min(occurred_at) FROM meisa.events WHERE contact_id OPERATOR(pg_catalog.=) $1"
+		" AND name OPERATOR(pg_catalog.=) $2 AND occurred_at OPERATOR(pg_catalog.>=) $3",
+	};
+	Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[3] = {Int64GetDatum(contact_id), CStringGetTextDatum(name),
+	TimestampTzGetDatum(since)};
+
+	/* not read-only: sees the event being tracked right now */
+	return spi_first_value(&plans[which], sql[which], 3, types, values, found);
+}
+
+/* Counts the contact's events of a name since 'since'. */
 static int64
 count_events(int64 contact_id, const char *name, TimestampTz since)
 {
-	static SPIPlanPtr plan = NULL;
-	Datum		values[3];
-	int64		count = 0;
-	bool		isnull;
+	bool		found;
+	Datum		count;
 
 	if (contact_id == 0)
 		return 0;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "meisa: SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+	count = events_since(contact_id, name, since, 0, &found);
+	return found ? DatumGetInt64(count) : 0;
+}
 
-		plan = spi_keep_plan("SELECT pg_catalog.count(*) FROM meisa.events "
-							 "WHERE contact_id OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
-							 " AND occurred_at OPERATOR(pg_catalog.>=) $3",
-							 3, types);
-	}
-	values[0] = Int64GetDatum(contact_id);
-	values[1] = CStringGetTextDatum(name);
-	values[2] = TimestampTzGetDatum(since);
-	/* not read-only: the count sees the event being tracked right now */
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: could not count events");
-	if (SPI_processed == 1)
-		count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	return count;
+/* The earliest occurred_at of the contact's events of a name since 'since' (0 = none). */
+TimestampTz
+condition_first_event(int64 contact_id, const char *name, TimestampTz since)
+{
+	bool		found;
+	Datum		first = events_since(contact_id, name, since, 1, &found);
+
+	return found ? DatumGetTimestampTz(first) : 0;
 }
 
 /* True when the contact is a member of the segment named 'name' (saved plan). */
@@ -545,29 +555,17 @@ static bool
 in_segment(int64 contact_id, const char *name)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[2];
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(contact_id), CStringGetTextDatum(name)};
 	bool		found;
 
 	if (contact_id == 0)
 		return false;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "meisa: SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			types[2] = {INT8OID, TEXTOID};
-
-		plan = spi_keep_plan("SELECT 1 FROM meisa.segment_members m JOIN meisa.segments s"
-							 " ON s.id OPERATOR(pg_catalog.=) m.segment_id"
-							 " WHERE m.contact_id OPERATOR(pg_catalog.=) $1 AND s.name OPERATOR(pg_catalog.=) $2",
-							 2, types);
-	}
-	values[0] = Int64GetDatum(contact_id);
-	values[1] = CStringGetTextDatum(name);
-	/* not read-only: sees the memberships this transaction just changed */
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: could not read segment membership");
-	found = SPI_processed > 0;
-	SPI_finish();
+	/* sees the memberships this transaction just changed */
+	spi_first_value(&plan, "SELECT true FROM meisa.segment_members m JOIN meisa.segments s"
+					" ON s.id OPERATOR(pg_catalog.=) m.segment_id"
+					" WHERE m.contact_id OPERATOR(pg_catalog.=) $1 AND s.name OPERATOR(pg_catalog.=) $2",
+					2, types, values, &found);
 	return found;
 }
 
@@ -580,7 +578,7 @@ performed_holds(const CondNode *node, CondContext *ctx)
 	JsonbValue	v;
 
 	if (node->has_within)
-		since = now_minus_span(ctx, &node->within);
+		since = condition_edge(ctx->now, &node->within);
 	count = count_events(ctx->contact_id, node->name, since);
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(count);

@@ -165,6 +165,15 @@ extern void condition_context_init(CondContext *ctx, int64 contact_id,
 /* True when the compiled rule holds (NULL = always). */
 extern bool condition_eval(const CondNode *node, CondContext *ctx);
 
+/*
+ * The edge of a clock test at 'now': now minus the span, or -infinity when
+ * that is before the earliest timestamp (an accepted rule never fails).
+ */
+extern TimestampTz condition_edge(TimestampTz now, const Interval *span);
+
+/* The earliest occurred_at of the contact's events of a name since 'since' (0 = none). */
+extern TimestampTz condition_first_event(int64 contact_id, const char *name, TimestampTz since);
+
 /* Parses "7 days", "1 hour 30 minutes", ... into *iv; false when invalid. */
 extern bool condition_parse_interval(const char *s, Interval *iv);
 

@@ -4,10 +4,10 @@
  *		compiled once, every segment after the segments it reads, and an
  *		index from what a write can change (a field path of the change set,
  *		a tag added or removed, an event name) to the segments that read it, so that a write
- *		touching none of them evaluates nothing.  A statement trigger on
+ *		touching none of them evaluates nothing.  The row trigger of
  *		meisa.segments invalidates the table's relcache entry; the callback
- *		here marks the cache stale and the next segment_cache_get() loads it
- *		again.  A loaded cache is only freed by the next load: callers use it
+ *		(common/backend_cache.c) marks the cache stale and the next
+ *		segment_cache_get() loads it again.  A loaded cache is only freed by the next load: callers use it
  *		until they fire automations (which may write and reload), never after.
  */
 #include "segments/segments.h"
@@ -43,29 +43,21 @@ typedef struct SegCache
 } SegCache;
 
 static SegCache *current = NULL;
-static bool cache_valid = false;
-static Oid	cache_relid = InvalidOid;
-static Oid	cache_owner = InvalidOid;
-
-/* Relcache callback: a change of meisa.segments (or a reset) stales the cache. */
-static void
-segment_relcache_callback(Datum arg pg_attribute_unused(), Oid relid)
-{
-	if (relid == InvalidOid || relid == cache_relid)
-		cache_valid = false;
-}
+static BackendCache cache;
 
 /* Registers the cache invalidation callback (once per backend). */
 void
 segment_cache_init(void)
 {
-	CacheRegisterRelcacheCallback(segment_relcache_callback, (Datum) 0);
+	backend_cache_register(&cache);
 }
 
-/* Collects what a test reads: nothing but its own field. */
+/* Collects what a rule reads, node by node. */
 static void
 collect_node(Segment *seg, const CondNode *node)
 {
+	List	  **names = NULL;
+
 	if (node == NULL)
 		return;
 	check_stack_depth();
@@ -83,18 +75,20 @@ collect_node(Segment *seg, const CondNode *node)
 			break;
 		case CK_HAS_TAG:
 		case CK_LACKS_TAG:
-			seg->tags = lappend(seg->tags, pstrdup(node->name));
+			names = &seg->tags;
 			break;
 		case CK_PERFORMED:
-			seg->events = lappend(seg->events, pstrdup(node->name));
+			names = &seg->events;
 			break;
 		case CK_IN_SEGMENT:
 		case CK_NOT_IN_SEGMENT:
-			seg->refs = lappend(seg->refs, pstrdup(node->name));
+			names = &seg->refs;
 			break;
 		default:
 			break;
 	}
+	if (names != NULL)
+		*names = lappend(*names, pstrdup(node->name));
 }
 
 /* Fills what the compiled rule reads into seg (fields, tags, events, refs). */
@@ -217,29 +211,17 @@ build_index(SegCache *sc)
 }
 
 /* Reads and compiles the enabled segments; NULL when meisa is not installed. */
-static SegCache *
+static void *
 cache_load(void)
 {
-	Oid			nsp = get_namespace_oid("meisa", true);
-	Oid			relid;
-	HeapTuple	reltup;
 	MemoryContext cxt,
 				old;
 	SegCache   *sc;
 	Segment    *segs;
 	int			n = 0;
 
-	if (!OidIsValid(nsp))
+	if (!backend_cache_relation(&cache, "segments"))
 		return NULL;
-	relid = get_relname_relid("segments", nsp);
-	if (!OidIsValid(relid))
-		return NULL;
-	reltup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(reltup))
-		return NULL;
-	cache_owner = ((Form_pg_class) GETSTRUCT(reltup))->relowner;
-	ReleaseSysCache(reltup);
-	cache_relid = relid;
 
 	/* built under the caller's context (an error frees it), then kept */
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "meisa segment cache",
@@ -287,27 +269,12 @@ Segment *
 segment_cache_get(int *n)
 {
 	*n = 0;
-	if (!cache_valid || current == NULL)
+	if (!cache.valid || current == NULL)
 	{
-		SegCache   *fresh;
+		SegCache   *fresh = backend_cache_load(&cache, cache_load);
 
-		/* an invalidation arriving while we read marks this load stale again */
-		cache_valid = true;
-		PG_TRY();
-		{
-			fresh = cache_load();
-		}
-		PG_CATCH();
-		{
-			cache_valid = false;
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
 		if (fresh == NULL)
-		{
-			cache_valid = false;
 			return NULL;
-		}
 		if (current != NULL)
 			MemoryContextDelete(current->cxt);
 		current = fresh;
@@ -353,5 +320,5 @@ segment_cache_mark_every_write(bool *affected)
 Oid
 segment_cache_owner(void)
 {
-	return OidIsValid(cache_owner) ? cache_owner : GetUserId();
+	return backend_cache_owner(&cache);
 }

@@ -167,6 +167,20 @@ missing_result(const CondTest *t)
 	return t->op == COP_NE;
 }
 
+/* Appends "every test holds for v" (AND of test_sql). */
+static void
+tests_sql(const CondTest *tests, int n, const char *v, SegmentSql *sql, StringInfo out)
+{
+	appendStringInfoChar(out, '(');
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(out, " AND ");
+		test_sql(&tests[i], v, sql, out);
+	}
+	appendStringInfoString(out, n ? ")" : "true)");
+}
+
 /* Appends match_holds(m, v) for a present v as a never-NULL boolean. */
 static void
 match_sql(const CondMatch *m, const char *v, SegmentSql *sql, StringInfo out)
@@ -176,28 +190,7 @@ match_sql(const CondMatch *m, const char *v, SegmentSql *sql, StringInfo out)
 		any_equal_sql(v, m, sql, out);
 		return;
 	}
-	appendStringInfoChar(out, '(');
-	for (int i = 0; i < m->ntests; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(out, " AND ");
-		test_sql(&m->tests[i], v, sql, out);
-	}
-	appendStringInfoChar(out, ')');
-}
-
-/* The edge of a clock test: now minus the span, -infinity when before all time. */
-static TimestampTz
-edge_of(TimestampTz now, const Interval *span)
-{
-	int64		bound = ((int64) span->month * 31 + (int64) span->day + 1) * USECS_PER_DAY +
-		span->time;
-
-	if (now - bound < MIN_TIMESTAMP)
-		return DT_NOBEGIN;
-	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
-												   TimestampTzGetDatum(now),
-												   PointerGetDatum(span)));
+	tests_sql(m->tests, m->ntests, v, sql, out);
 }
 
 /* Appends the test on a present value v (test_holds), maybe NULL. */
@@ -259,7 +252,7 @@ present_sql(const CondTest *t, const char *v, SegmentSql *sql, StringInfo out)
 		case COP_WITHIN_LAST:
 		case COP_OLDER_THAN:
 			{
-				TimestampTz edge = edge_of(sql->now, &t->span);
+				TimestampTz edge = condition_edge(sql->now, &t->span);
 				const char *e = segment_sql_param(sql, TIMESTAMPTZOID, TimestampTzGetDatum(edge));
 
 				appendStringInfo(out, "(pg_catalog.jsonb_typeof(%s) OPERATOR(pg_catalog.=) 'string' AND ", v);
@@ -296,7 +289,7 @@ clock_candidate(const CondTest *t, const char *v, SegmentSql *sql)
 	*span = t->span;
 	sp = segment_sql_param(sql, INTERVALOID, PointerGetDatum(span));
 	now = segment_sql_param(sql, TIMESTAMPTZOID, TimestampTzGetDatum(sql->now));
-	edge = segment_sql_param(sql, TIMESTAMPTZOID, TimestampTzGetDatum(edge_of(sql->now, &t->span)));
+	edge = segment_sql_param(sql, TIMESTAMPTZOID, TimestampTzGetDatum(condition_edge(sql->now, &t->span)));
 	soon = segment_sql_param(sql, TIMESTAMPTZOID, TimestampTzGetDatum(sql->now + 1));
 	initStringInfo(&c);
 
@@ -349,6 +342,12 @@ test_sql(const CondTest *t, const char *v, SegmentSql *sql, StringInfo out)
 	appendStringInfoString(out, ", false) END)");
 }
 
+/* The contact columns a rule may name, as the condition compiler admits them. */
+static const char *const plain_columns[] = {
+	"email", "external_id", "first_name", "last_name", "subscribed",
+	"created_at", "updated_at", "tags"
+};
+
 /* The JSON value of a field path of a contact row c (SQL NULL when missing). */
 static char *
 field_value_sql(const CondNode *node, SegmentSql *sql)
@@ -360,22 +359,9 @@ field_value_sql(const CondNode *node, SegmentSql *sql)
 		return psprintf("(c.custom_fields OPERATOR(pg_catalog.->) %s)", k);
 	}
 	/* plain columns: the compiler admits only these names */
-	if (strcmp(node->path, "email") == 0)
-		return "pg_catalog.to_jsonb(c.email)";
-	if (strcmp(node->path, "external_id") == 0)
-		return "pg_catalog.to_jsonb(c.external_id)";
-	if (strcmp(node->path, "first_name") == 0)
-		return "pg_catalog.to_jsonb(c.first_name)";
-	if (strcmp(node->path, "last_name") == 0)
-		return "pg_catalog.to_jsonb(c.last_name)";
-	if (strcmp(node->path, "subscribed") == 0)
-		return "pg_catalog.to_jsonb(c.subscribed)";
-	if (strcmp(node->path, "created_at") == 0)
-		return "pg_catalog.to_jsonb(c.created_at)";
-	if (strcmp(node->path, "updated_at") == 0)
-		return "pg_catalog.to_jsonb(c.updated_at)";
-	if (strcmp(node->path, "tags") == 0)
-		return "pg_catalog.to_jsonb(c.tags)";
+	for (int i = 0; i < (int) lengthof(plain_columns); i++)
+		if (strcmp(node->path, plain_columns[i]) == 0)
+			return psprintf("pg_catalog.to_jsonb(c.%s)", plain_columns[i]);
 	elog(ERROR, "meisa: no SQL for field \"%s\"", node->path);
 	return NULL;
 }
@@ -384,7 +370,7 @@ field_value_sql(const CondNode *node, SegmentSql *sql)
 static void
 performed_sql(const CondNode *node, SegmentSql *sql, StringInfo out)
 {
-	TimestampTz since = node->has_within ? edge_of(sql->now, &node->within) : DT_NOBEGIN;
+	TimestampTz since = node->has_within ? condition_edge(sql->now, &node->within) : DT_NOBEGIN;
 	const char *name = segment_sql_param(sql, TEXTOID, CStringGetTextDatum(node->name));
 	const char *sn = segment_sql_param(sql, TIMESTAMPTZOID, TimestampTzGetDatum(since));
 	char	   *v = psprintf("pg_catalog.to_jsonb((SELECT pg_catalog.count(*) FROM meisa.events e"
@@ -408,14 +394,7 @@ performed_sql(const CondNode *node, SegmentSql *sql, StringInfo out)
 										   segment_sql_param(sql, TIMESTAMPTZOID, TimestampTzGetDatum(sql->now + 1)),
 										   name, sn));
 	}
-	appendStringInfoChar(out, '(');
-	for (int i = 0; i < node->ntests; i++)
-	{
-		if (i > 0)
-			appendStringInfoString(out, " AND ");
-		test_sql(&node->tests[i], v, sql, out);
-	}
-	appendStringInfoChar(out, ')');
+	tests_sql(node->tests, node->ntests, v, sql, out);
 }
 
 /* Appends the SQL of a condition node. */
@@ -452,14 +431,7 @@ node_sql(const CondNode *node, SegmentSql *sql, StringInfo out)
 				/* an event's properties are not a contact's: always missing here */
 				char	   *v = node->kind == CK_FIELD ? field_value_sql(node, sql) : "NULL::pg_catalog.jsonb";
 
-				appendStringInfoChar(out, '(');
-				for (int i = 0; i < node->ntests; i++)
-				{
-					if (i > 0)
-						appendStringInfoString(out, " AND ");
-					test_sql(&node->tests[i], v, sql, out);
-				}
-				appendStringInfoChar(out, ')');
+				tests_sql(node->tests, node->ntests, v, sql, out);
 				return;
 			}
 		case CK_HAS_TAG:
@@ -573,17 +545,17 @@ flip_time(TimestampTz ts, const Interval *span)
 
 	if (lo == DT_NOEND)
 		return 0;
-	if (edge_of(lo, span) > ts)
+	if (condition_edge(lo, span) > ts)
 		return lo;
 	hi = lo + 4 * USECS_PER_DAY;
-	while (edge_of(hi, span) <= ts)
+	while (condition_edge(hi, span) <= ts)
 		hi += 4 * USECS_PER_DAY;
-	/* edge_of(lo) <= ts < edge_of(hi) */
+	/* condition_edge(lo) <= ts < condition_edge(hi) */
 	while (hi - lo > 1)
 	{
 		TimestampTz mid = lo + (hi - lo) / 2;
 
-		if (edge_of(mid, span) > ts)
+		if (condition_edge(mid, span) > ts)
 			hi = mid;
 		else
 			lo = mid;
@@ -624,41 +596,6 @@ test_next(const CondTest *t, const JsonbValue *v, TimestampTz now)
 	if (f > now)
 		next = earliest(next, f);
 	return next;
-}
-
-/* The earliest occurred_at of the contact's events of a name since 'since' (0 = none). */
-static TimestampTz
-first_event_since(int64 contact_id, const char *name, TimestampTz since)
-{
-	static SPIPlanPtr plan = NULL;
-	Datum		values[3];
-	TimestampTz result = 0;
-	bool		isnull;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "meisa: SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
-
-		plan = spi_keep_plan("SELECT pg_catalog.min(occurred_at) FROM meisa.events"
-							 " WHERE contact_id OPERATOR(pg_catalog.=) $1 AND name OPERATOR(pg_catalog.=) $2"
-							 " AND occurred_at OPERATOR(pg_catalog.>=) $3", 3, types);
-	}
-	values[0] = Int64GetDatum(contact_id);
-	values[1] = CStringGetTextDatum(name);
-	values[2] = TimestampTzGetDatum(since);
-	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: could not read events");
-	if (SPI_processed == 1)
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			result = DatumGetTimestampTz(d);
-	}
-	SPI_finish();
-	return result;
 }
 
 /* Follows a field path through the contact data; false when missing or null. */
@@ -708,8 +645,8 @@ segment_next_check(const CondNode *node, CondContext *ctx)
 	}
 	if (node->kind == CK_PERFORMED && node->has_within && ctx->contact_id != 0)
 	{
-		TimestampTz first = first_event_since(ctx->contact_id, node->name,
-											  edge_of(ctx->now, &node->within));
+		TimestampTz first = condition_first_event(ctx->contact_id, node->name,
+											  condition_edge(ctx->now, &node->within));
 
 		if (first != 0)
 		{
