@@ -9,7 +9,7 @@
 #	planted operator or function runs during install/update), workerpath.sh (search_path attack on the delivery worker),
 #	secrets.sh (the token key and SMTP password read from files, never
 #	readable by other roles, preloaded or not; inline values refused), valgrind.sh
-#	(pg_regress suite against a server under valgrind memcheck; 6 tests with
+#	(pg_regress suite against a server under valgrind memcheck; 8 tests with
 #	--quick, under a minute; the whole suite + isolation specs without it;
 #	skipped when valgrind is not installed).
 #	--only asan adds the sanitizer build (asan.sh).  --quick: 10 s load, 1
