@@ -960,7 +960,6 @@ CREATE FUNCTION meisa.segment_mismatches()
 -- the last 7 days (by writes, events and time; a rebuild records none).
 CREATE VIEW meisa.segment_stats WITH (security_barrier = true) AS
 SELECT s.name AS segment,
-       s.enabled,
        (SELECT pg_catalog.count(*) FROM meisa.segment_members m
          WHERE m.segment_id OPERATOR(pg_catalog.=) s.id) AS members,
        (SELECT pg_catalog.count(*) FROM meisa.segment_changes x

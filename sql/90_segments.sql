@@ -183,7 +183,7 @@ SELECT count(*) FROM meisa.segment_members;
 RESET ROLE;
 
 -- ---------------------------------------------------------------- reporting
-SELECT segment, enabled, members, entered_7d, exited_7d FROM meisa.segment_stats ORDER BY 1;
+SELECT segment, members, entered_7d, exited_7d FROM meisa.segment_stats ORDER BY 1;
 SELECT kind, detail FROM meisa.contact_activity
  WHERE contact_id = (SELECT id FROM meisa.contacts WHERE email = 's3@example.com') AND kind LIKE 'segment%'
  ORDER BY at, kind;
