@@ -3,8 +3,9 @@
 
 Sends generated and mutated inputs through meisa_upsert, meisa_track,
 meisa_trigger_email, meisa_add_tag, meisa.render, meisa.jsonb_diff,
-meisa_unsubscribe (email or signed token), and INSERTs into meisa.automations
-and meisa.templates: random and mutated JSON, deep nesting, huge strings,
+meisa_unsubscribe (email or signed token), meisa.segment_count, and writes
+of meisa.automations, meisa.templates and meisa.segments (whose rebuilds and
+maintenance then run on every later write): random and mutated JSON, deep nesting, huge strings,
 NUL bytes and invalid UTF-8 (rejected by the server's input functions in a
 UTF8 database; passed through to meisa in a SQL_ASCII database), extreme
 numbers, unicode in emails and tags, CR/LF in names and headers.
@@ -14,7 +15,8 @@ never says "terminated by signal"), every SQLSTATE seen is in the target's
 allow-list, no statement runs into the timeout (a hang), a rejected write
 leaves nothing behind (no more rows carry its fresh email, event id or
 idempotency key after it than before it: a mutated email of an earlier input
-can carry this input's number), and meisa.check_invariants() finds nothing at the end.  Every input
+can carry this input's number), and meisa.check_invariants() finds nothing at the end
+(it compares every segment's members, kept by the writes, with its rule).  Every input
 that breaks a rule is written to OUT/findings.jsonl (replayable).
 
 Usage: fuzz.py --host SOCKETDIR --port PORT --db DB [--ascii-db DB]
@@ -48,6 +50,9 @@ ALLOWED = {
     # direct table writes: the table's constraints answer too
     "automation": COMMON | {"23505", "23514", "23502", "42704"},
     "template": COMMON | {"23505", "23514", "23502"},
+    # segments: unknown segment read (42704), still read by another (2BP01)
+    "segment": COMMON | {"23505", "23502", "42704", "2BP01"},
+    "segment_count": COMMON | {"42704", "22004"},
     # meisa_upsert on mutated JSON text: a mutation can turn the payload into
     # a valid one whose email and external_id belong to two contacts
     "raw_json": COMMON | {"23505"},         # identity conflict
@@ -61,6 +66,7 @@ NAMES = {
     "42704": "undefined_object", "57014": "query_canceled (timeout: a hang)",
     "XX000": "internal_error", "42883": "undefined_function", "P0002": "no_data_found",
     "22007": "invalid_datetime_format", "22008": "datetime_field_overflow",
+    "2BP01": "dependent_objects_still_exist", "22004": "null_value_not_allowed",
 }
 
 WEIRD_STRINGS = [
@@ -84,7 +90,7 @@ EMAILS = [
     "a@b.com.", "a@[127.0.0.1]", "\u202ea@b.com", "a\tb@c.com", "<a@b.com>", "a@b.com,c@d.com",
 ]
 TRIGGERS = ["contact_created", "contact_updated", "tag_added", "tag_removed",
-            "custom_event", "sequence_enrolled"]
+            "custom_event", "sequence_enrolled", "segment_entered", "segment_exited"]
 TESTS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "starts_with",
          "exists", "within_last", "older_than", "changed", "changed_from", "changed_to"]
 PATHS = ["email", "external_id", "first_name", "last_name", "subscribed", "created_at",
@@ -253,7 +259,9 @@ class Gen:
         if k < 0.5:
             return {"performed": self.string(10), "count": {r.choice(TESTS): self.number()},
                     "within": r.choice(["7 days", "1 hour", "-1 day", "banana", self.string(8)])}
-        if k < 0.55:
+        if k < 0.53:
+            return {r.choice(["in_segment", "not_in_segment"]): r.choice(["fzseg1", "fzseg2", self.string(8)])}
+        if k < 0.56:
             return self.value()
         c = {"field": r.choice(PATHS)}
         for _ in range(r.randint(1, 3)):
@@ -272,6 +280,9 @@ class Gen:
             return {"not": self.valid_condition(depth + 1)}
         if k < 0.4:
             return {r.choice(["has_tag", "lacks_tag"]): r.choice(["vip", "beta", "日本"])}
+        if k < 0.45:
+            return {"performed": r.choice(["login", "purchase"]), "count": {"gte": r.randint(0, 3)},
+                    "within": r.choice(["7 days", "1 hour"])}
         field = r.choice(["email", "first_name", "subscribed", "created_at", "custom_fields.plan",
                           "custom_fields.n", "custom_fields.score"])
         test = r.choice(["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "starts_with",
@@ -418,7 +429,8 @@ class Fuzzer:
              "event": "SELECT count(*) FROM meisa.events WHERE event_id = %s",
              "idem": "SELECT count(*) FROM meisa.messages WHERE idempotency_key = %s",
              "automation": "SELECT count(*) FROM meisa.automations WHERE name = %s",
-             "template": "SELECT count(*) FROM meisa.templates WHERE key = %s"}[kind]
+             "template": "SELECT count(*) FROM meisa.templates WHERE key = %s",
+             "segment": "SELECT count(*) FROM meisa.segments WHERE name = %s"}[kind]
         cur = self.conn.cursor()
         cur.execute(q, (value,))
         return cur.fetchone()[0]
@@ -530,7 +542,7 @@ class Fuzzer:
             if i % 50 == 0:  # keep the rule set small: drop older fuzz rules
                 self.run("automation", "DELETE FROM meisa.automations WHERE name LIKE 'fzauto%%' "
                          "AND id NOT IN (SELECT id FROM meisa.automations ORDER BY id DESC LIMIT 30)", ())
-        elif t < 0.94:
+        elif t < 0.925:
             key = "fztpl%d" % i
             self.run("template",
                      "INSERT INTO meisa.templates (key, kind, subject, html, text, \"from\", reply_to) "
@@ -542,6 +554,8 @@ class Fuzzer:
                       r.choice([None, "a@b.com", "A <a@b.com>\r\nBcc: injected@evil.test", g.string()]),
                       r.choice([None, g.email(i)])),
                      fresh=("template", key))
+        elif t < 0.95:
+            self.segment(i)
         elif t < 0.97:
             # malformed JSON text straight into the API
             base = json.dumps(g.upsert_payload(i), ensure_ascii=False)
@@ -549,6 +563,29 @@ class Fuzzer:
             self.run("raw_json", "SELECT meisa_upsert(%s::jsonb)", (txt,))
         else:
             self.ascii_input(i)
+
+    def segment(self, i):
+        """A segment row (valid or random rule; its rebuild runs) or a draft count."""
+        r, g = self.rnd, self.g
+        cond = g.valid_condition() if r.random() < 0.6 else r.choice([g.condition(), g.value(), None])
+        # valid rules of a segment have no write-time tests: drop them most of the time
+        text = json.dumps(cond, ensure_ascii=False) if cond is not None else None
+        if text and r.random() < 0.8:
+            for t in ("changed_from", "changed_to", "changed"):
+                text = text.replace('"%s"' % t, '"eq"')
+        if r.random() < 0.3:
+            self.run("segment_count", "SELECT meisa.segment_count(%s::jsonb)", (text,))
+            return
+        name = r.choice(["fzseg1", "fzseg2", "fzseg%d" % i, g.string(12)])
+        if r.random() < 0.3:
+            self.run("segment", "UPDATE meisa.segments SET conditions = %s::jsonb, enabled = %s WHERE name = %s",
+                     (text, r.random() < 0.8, name))
+        else:
+            self.run("segment", "INSERT INTO meisa.segments (name, conditions) VALUES (%s, %s::jsonb)",
+                     (name, text), fresh=("segment", name))
+        if i % 40 == 0:  # keep the set small: older fuzz segments go (unless read)
+            self.run("segment", "DELETE FROM meisa.segments WHERE name LIKE 'fzseg%%' AND name NOT IN "
+                     "('fzseg1', 'fzseg2') AND id NOT IN (SELECT id FROM meisa.segments ORDER BY id DESC LIMIT 8)", ())
 
     def ascii_input(self, i):
         """Invalid UTF-8 and NUL bytes: rejected by a UTF8 database, passed through by SQL_ASCII."""
