@@ -190,6 +190,7 @@ for case in new changed unchanged; do
     for side in $sides; do
       psql -d bench -c "CHECKPOINT"
       t=$(tps $side $case)
+      echo "  $case round $r $side $t tps" >&2   # every round, for the record
       best[$side]=$(max "${best[$side]}" "$t")
     done
   done

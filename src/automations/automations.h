@@ -89,6 +89,11 @@ extern void automation_cache_init(void);
 extern void automation_run_action(const Automation *a, const AutomationAction *act,
 								  int64 contact_id, Jsonb *properties);
 
+/* True when the action changes only its contact (add_tag, remove_tag, set_field). */
+extern bool automation_action_edits_contact(const AutomationAction *act);
+/* Applies such an action to the contact whose write's cascade runs in memory. */
+extern void automation_edit_contact(const AutomationAction *act, int64 contact_id);
+
 /* Sends the one NOTIFY meisa_notifications of this transaction at commit. */
 extern void automation_notify_at_commit(void);
 

@@ -9,6 +9,8 @@
 #include "common/common.h"
 
 automation_fire_fn automation_fire_hook = NULL;
+automation_in_memory_fn automation_in_memory_hook = NULL;
+automation_runs_write_fn automation_runs_write_hook = NULL;
 
 /* Runs the automations of a trigger through the engine's hook (none before it is set). */
 void
@@ -17,4 +19,22 @@ automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
 {
 	if (automation_fire_hook != NULL)
 		automation_fire_hook(trigger, contact_id, filter, changes, properties);
+}
+
+/* Runs a write's automations in memory through the engine's hook; false without an engine. */
+bool
+automation_in_memory(int64 contact_id, spi_step_fn fire, void *arg, List **runs)
+{
+	*runs = NIL;
+	if (automation_in_memory_hook == NULL)
+		return false;
+	return automation_in_memory_hook(contact_id, fire, arg, runs);
+}
+
+/* Writes the runs an in-memory cascade kept, through the engine's hook. */
+void
+automation_runs_write(List *runs)
+{
+	if (runs != NIL && automation_runs_write_hook != NULL)
+		automation_runs_write_hook(runs);
 }
