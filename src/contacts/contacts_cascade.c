@@ -172,7 +172,9 @@ cascade_in_memory(Relation rel, const ContactAttrs *a, HeapTuple oldtup, HeapTup
 	if (write_changes(desc, a, c->old, c->first, &wc))
 	{
 		c->changes = wc.changes;
-		add_activity(c, c->is_update ? "updated" : "created", wc.changes);
+		/* a creation is no activity row: meisa.contact_activity derives it */
+		if (c->is_update || creation_stored())
+			add_activity(c, c->is_update ? "updated" : "created", wc.changes);
 		running = c;
 		PG_TRY();
 		{
@@ -236,6 +238,12 @@ cascade_written(int64 id, TupleDesc desc, HeapTuple oldtup, HeapTuple newtup, Oi
 	if (save_userid != owner)
 		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	n = list_length(c->kinds);
+	if (n == 0)
+	{
+		automation_runs_write(c->runs);
+		cascade_drop(c);
+		return true;
+	}
 	kinds = palloc(sizeof(Datum) * n);
 	details = palloc(sizeof(Datum) * n);
 	for (int i = 0; i < n; i++)

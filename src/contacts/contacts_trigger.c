@@ -10,8 +10,9 @@
  *		  (unsubscribe_reason, unsubscribed_at) and updated_at;
  *		  then runs the write's automations in memory when all that they
  *		  do is change this contact (contacts_cascade.c);
- *		- AFTER INSERT/UPDATE computes the change set of the write, records it
- *		  in meisa.activity and fires the automations (contact_created or
+ *		- AFTER INSERT/UPDATE computes the change set of the write, records
+ *		  an update's in meisa.activity (a creation's is derived from the
+ *		  contact by meisa.contact_activity) and fires the automations (contact_created or
  *		  contact_updated, then tag_added/tag_removed once per tag), or
  *		  writes what the in-memory cascade recorded.
  *		Neither keeps state between calls except saved plans, so automation
@@ -20,8 +21,14 @@
 #include "contacts/contacts.h"
 #include "contacts/contacts_write.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "storage/proc.h"
+#include "utils/fmgroids.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -649,6 +656,45 @@ write_activity(int64 id, int n, Datum *kinds, Datum *details)
 }
 
 /*
+ * True when the installed schema stores a creation as an activity row: the
+ * versions before 1.3, whose meisa.contact_activity reads it from there (the
+ * library of 1.3 under a 1.2 schema not yet updated).  Looked up once per
+ * transaction.
+ */
+bool
+creation_stored(void)
+{
+	static LocalTransactionId checked = InvalidLocalTransactionId;
+	static bool stored = false;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (checked == MyProc->lxid)
+		return stored;
+	stored = false;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("meisa"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+		char	   *v = isnull ? "" : TextDatumGetCString(d);
+
+		stored = strcmp(v, "1.0") == 0 || strcmp(v, "1.1") == 0 || strcmp(v, "1.2") == 0;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	checked = MyProc->lxid;
+	return stored;
+}
+
+/*
  * AFTER INSERT OR UPDATE ON meisa.contacts: records the change set of the
  * write in meisa.activity and fires the automations, unless the BEFORE
  * trigger ran the write's cascade in memory (contacts_cascade.c): then it
@@ -690,12 +736,16 @@ meisa_contacts_after(PG_FUNCTION_ARGS)
 	if (save_userid != owner)
 		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	kind = CStringGetTextDatum(is_update ? "updated" : "created");
-	detail = JsonbPGetDatum(wc.changes);
-	write_activity(id, 1, &kind, &detail);
-	SPI_finish();
+	/* a creation is no activity row: meisa.contact_activity derives it */
+	if (is_update || creation_stored())
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		kind = CStringGetTextDatum(is_update ? "updated" : "created");
+		detail = JsonbPGetDatum(wc.changes);
+		write_activity(id, 1, &kind, &detail);
+		SPI_finish();
+	}
 
 	write_fire(id, is_update, &wc);
 

@@ -68,6 +68,9 @@ extern void write_capture(int64 id, bool is_update, Jsonb *changes);
 /* Inserts activity rows (kinds[i], details[i]) of a contact, in order, in one statement (SPI connected). */
 extern void write_activity(int64 id, int n, Datum *kinds, Datum *details);
 
+/* True when the installed schema (before 1.3) stores a creation as an activity row. */
+extern bool creation_stored(void);
+
 /*
  * BEFORE trigger: runs the automations of the write of 'newtup' in memory
  * when every one that matches, down the cascade, only changes this contact;
