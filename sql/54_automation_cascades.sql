@@ -176,6 +176,21 @@ SELECT pg_stat_force_next_flush();
 SELECT n_tup_upd - :upd0 AS contact_writes FROM pg_stat_user_tables WHERE relid = 'meisa.contacts'::regclass;
 SELECT tags, custom_fields FROM meisa.contacts WHERE email = 'one@example.com';
 SELECT * FROM runs();
+-- a statement writing many rows: the cascades of its first rows run in
+-- memory, the others' after the write (at most 16 wait for their AFTER
+-- trigger); every row ends alike
+DELETE FROM meisa.automations;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('bulk', 'contact_updated', '{"field": "custom_fields.n", "changed": true}', '[{"add_tag": "bulk"}]');
+INSERT INTO meisa.contacts (email) SELECT 'bulk' || i || '@example.com' FROM generate_series(1, 40) i;
+UPDATE meisa.contacts SET custom_fields = '{"n": 1}' WHERE email LIKE 'bulk%';
+SELECT tags, count(*) FROM meisa.contacts WHERE email LIKE 'bulk%' GROUP BY 1;
+SELECT status, depth, count(*) FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id
+ WHERE a.name = 'bulk' GROUP BY 1, 2;
+SELECT a.kind, count(*) FROM meisa.activity a JOIN meisa.contacts c ON c.id = a.contact_id
+ WHERE c.email LIKE 'bulk%' GROUP BY 1;
+SELECT count(*) AS tag_added FROM meisa.contact_activity a JOIN meisa.contacts c ON c.id = a.contact_id
+ WHERE c.email LIKE 'bulk%' AND a.kind = 'tag_added' AND a.detail = '{"tag": "bulk"}';
 DELETE FROM meisa.automations;
 DELETE FROM meisa.contacts;
 DELETE FROM meisa.notifications;

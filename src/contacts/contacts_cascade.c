@@ -13,8 +13,8 @@
  *
  *		A cascade kept by a BEFORE trigger waits in a list, by contact id,
  *		for its AFTER trigger (a statement writing several rows runs every
- *		BEFORE trigger first); it is used only when the row written is the
- *		one the cascade left.
+ *		BEFORE trigger first; at most MAX_KEPT wait); it is used only when
+ *		the row written is the one the cascade left.
  */
 #include "contacts/contacts_write.h"
 
@@ -47,6 +47,14 @@ typedef struct Cascade
 	List	   *details;		/* ... and change set (jsonb datum) */
 	List	   *runs;			/* automation runs kept (the engine's) */
 } Cascade;
+
+/*
+ * Most cascades kept at once: the AFTER triggers of a statement run after
+ * all its rows are written, so a statement writing many rows would keep
+ * them all; beyond this many its rows fire their automations after the
+ * write.
+ */
+#define MAX_KEPT 16
 
 /* The cascade running now (inside automation_in_memory), or NULL. */
 static Cascade *running = NULL;
@@ -154,11 +162,13 @@ cascade_in_memory(Relation rel, const ContactAttrs *a, HeapTuple oldtup, HeapTup
 	int64		id = DatumGetInt64(heap_getattr(newtup, a->id, desc, &isnull));
 
 	cascade_drop(kept_take(id));
-	if (isnull || running != NULL || !only_meisa_triggers(rel))
+	/* a statement writing many rows keeps a few: the rest go the usual way */
+	if (isnull || running != NULL || list_length(*kept_list()) >= MAX_KEPT ||
+		!only_meisa_triggers(rel))
 		return newtup;
 
 	cxt = AllocSetContextCreate(TopTransactionContext, "meisa contact cascade",
-								ALLOCSET_DEFAULT_SIZES);
+								ALLOCSET_SMALL_SIZES);
 	MemoryContextSwitchTo(cxt);
 	c = palloc0(sizeof(Cascade));
 	c->cxt = cxt;

@@ -27,8 +27,8 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "storage/proc.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -655,23 +655,38 @@ write_activity(int64 id, int n, Datum *kinds, Datum *details)
 		elog(ERROR, "meisa: could not record contact activity");
 }
 
+/* creation_stored()'s answer, and whether it is still good. */
+static bool stored_known = false;
+static bool stored = false;
+
+/* Forgets creation_stored()'s answer: an update of the extension replaces views. */
+static void
+forget_creation_stored(Datum arg pg_attribute_unused(), Oid relid pg_attribute_unused())
+{
+	stored_known = false;
+}
+
 /*
  * True when the installed schema stores a creation as an activity row: the
  * versions before 1.3, whose meisa.contact_activity reads it from there (the
- * library of 1.3 under a 1.2 schema not yet updated).  Looked up once per
- * transaction.
+ * library of 1.3 under a 1.2 schema not yet updated).  Looked up again after
+ * any relcache invalidation (ALTER EXTENSION UPDATE replaces the views).
  */
 bool
 creation_stored(void)
 {
-	static LocalTransactionId checked = InvalidLocalTransactionId;
-	static bool stored = false;
+	static bool registered = false;
 	Relation	rel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
 
-	if (checked == MyProc->lxid)
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(forget_creation_stored, (Datum) 0);
+		registered = true;
+	}
+	if (stored_known)
 		return stored;
 	stored = false;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
@@ -690,7 +705,7 @@ creation_stored(void)
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	checked = MyProc->lxid;
+	stored_known = true;
 	return stored;
 }
 
