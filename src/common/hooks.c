@@ -4,7 +4,10 @@
  *		custom event) and the outbox (a sequence enrolment) fire automations,
  *		and the automation engine sits above both.  They call
  *		automation_fire(), which goes through the hook the engine sets when
- *		the module loads, so no lower stage includes the engine.
+ *		the module loads, so no lower stage includes the engine; the
+ *		contacts stage also runs a write's automations in memory through
+ *		automation_in_memory() and writes the runs it kept with
+ *		automation_runs_write().
  */
 #include "common/common.h"
 
