@@ -331,79 +331,6 @@ ALTER TABLE meisa.automations ADD CONSTRAINT automations_trigger_check
                                                     'tag_removed', 'custom_event', 'sequence_enrolled',
                                                     'segment_entered', 'segment_exited']));
 
--- the contact timeline shows the segments entered and left
-CREATE OR REPLACE VIEW meisa.contact_activity WITH (security_barrier = true) AS
-SELECT u.contact_id, u.at, u.kind, u.detail
-  FROM (
-SELECT a.contact_id, a.at, 'created'::pg_catalog.text AS kind, a.detail
-  FROM meisa.activity a
- WHERE a.kind OPERATOR(pg_catalog.=) 'created'
-UNION ALL
-SELECT a.contact_id, a.at, 'field_changed',
-       pg_catalog.jsonb_build_object('field', d.key, 'old', d.value OPERATOR(pg_catalog.->) 'old', 'new', d.value OPERATOR(pg_catalog.->) 'new')
-  FROM meisa.activity a
- CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
- WHERE a.kind OPERATOR(pg_catalog.<>) 'created' AND d.key OPERATOR(pg_catalog.<>) 'tags'
-   AND pg_catalog.jsonb_typeof(d.value) OPERATOR(pg_catalog.=) 'object'
-   AND (d.value OPERATOR(pg_catalog.?) 'old' OR d.value OPERATOR(pg_catalog.?) 'new')
-UNION ALL
-SELECT a.contact_id, a.at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
-  FROM meisa.activity a
- CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
-         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added') OPERATOR(pg_catalog.=) 'array'
-              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added' ELSE '[]'::pg_catalog.jsonb END) t(tag)
-UNION ALL
-SELECT a.contact_id, a.at, 'tag_removed', pg_catalog.jsonb_build_object('tag', t.tag)
-  FROM meisa.activity a
- CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
-         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed') OPERATOR(pg_catalog.=) 'array'
-              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed' ELSE '[]'::pg_catalog.jsonb END) t(tag)
-UNION ALL
-SELECT e.contact_id, e.occurred_at, 'event',
-       pg_catalog.jsonb_build_object('event', e.id, 'name', e.name,
-                                     'properties', e.properties, 'event_id', e.event_id)
-  FROM meisa.events e
-UNION ALL
-SELECT en.contact_id, en.created_at, 'enrolled',
-       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name)
-  FROM meisa.enrollments en
-  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
-UNION ALL
-SELECT en.contact_id, en.updated_at, en.status,
-       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name,
-                                     'reason', en.exit_reason)
-  FROM meisa.enrollments en
-  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
- WHERE en.status OPERATOR(pg_catalog.<>) 'active'
-UNION ALL
-SELECT m.contact_id, m.created_at, 'message',
-       pg_catalog.jsonb_build_object('message', m.id, 'template_key', m.template_key,
-                                     'kind', m.kind, 'subject', m.subject,
-                                     'status', m.status, 'automation', m.automation_id)
-  FROM meisa.messages m
- WHERE m.contact_id IS NOT NULL
-UNION ALL
-SELECT r.contact_id, r.at, 'automation_run',
-       pg_catalog.jsonb_build_object('automation', r.automation_id, 'name', au.name,
-                                     'trigger', r.trigger, 'status', r.status,
-                                     'error', r.error, 'actions_done', r.actions_done,
-                                     'depth', r.depth)
-  FROM meisa.automation_runs r
-  JOIN meisa.automations au ON au.id OPERATOR(pg_catalog.=) r.automation_id
- WHERE r.contact_id IS NOT NULL
-UNION ALL
-SELECT n.contact_id, n.at, 'notification',
-       pg_catalog.jsonb_build_object('notification', n.id, 'channel', n.channel,
-                                     'message', n.message)
-  FROM meisa.notifications n
- WHERE n.contact_id IS NOT NULL
-UNION ALL
-SELECT x.contact_id, x.at, 'segment_' OPERATOR(pg_catalog.||) x.change,
-       pg_catalog.jsonb_build_object('segment', s.name)
-  FROM meisa.segment_changes x
-  JOIN meisa.segments s ON s.id OPERATOR(pg_catalog.=) x.segment_id
-       ) u;
-
 -- nothing of the segments for PUBLIC (a role holding a privilege set gets
 -- the new objects with meisa.grant(role, set) again)
 REVOKE ALL ON meisa.segments, meisa.segment_members, meisa.segment_checks, meisa.segment_changes,
@@ -618,3 +545,117 @@ AS $fn$
    WHERE NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
   HAVING count(*) > 0
 $fn$;
+
+-- ==========================================================================
+-- contact activity: a creation is derived, not stored
+-- ==========================================================================
+-- 1.3 writes no 'created' row in meisa.activity: a new contact is one row,
+-- and meisa.contact_activity derives its 'created' entry (and the tags it
+-- was created with) from the contact: created_at, and each field as the
+-- first change recorded for it found it, else as it is now.  The 'created'
+-- rows 1.2 stored go; the view shows the same entries in their place.
+DELETE FROM meisa.activity WHERE kind OPERATOR(pg_catalog.=) 'created';
+CREATE OR REPLACE VIEW meisa.contact_activity WITH (security_barrier = true) AS
+SELECT u.contact_id, u.at, u.kind, u.detail
+  FROM (
+SELECT c.id AS contact_id, c.created_at AS at, 'created'::pg_catalog.text AS kind,
+       (SELECT pg_catalog.jsonb_object_agg(i.key,
+                 CASE WHEN i.key OPERATOR(pg_catalog.=) 'tags'
+                      THEN pg_catalog.jsonb_build_object('old', NULL, 'new', i.v, 'added', i.v, 'removed', '[]'::pg_catalog.jsonb)
+                      ELSE pg_catalog.jsonb_build_object('old', NULL, 'new', i.v) END)
+          FROM (SELECT coalesce(f.key, n.key) AS key,
+                       CASE WHEN f.key IS NULL THEN n.value ELSE f.value OPERATOR(pg_catalog.->) 'old' END AS v
+                  FROM (SELECT e.key, e.value
+                          FROM pg_catalog.jsonb_each(pg_catalog.jsonb_build_object(
+                                 'email', c.email, 'external_id', c.external_id,
+                                 'first_name', c.first_name, 'last_name', c.last_name,
+                                 'subscribed', c.subscribed, 'unsubscribe_reason', c.unsubscribe_reason,
+                                 'bounced_at', c.bounced_at, 'complained_at', c.complained_at,
+                                 'tags', pg_catalog.to_jsonb(c.tags))) e
+                        UNION ALL
+                        SELECT pg_catalog.concat('custom_fields.', e.key), e.value
+                          FROM pg_catalog.jsonb_each(c.custom_fields) e) n
+                  FULL JOIN (SELECT DISTINCT ON (d.key) d.key, d.value
+                               FROM meisa.activity a
+                              CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
+                              WHERE a.contact_id OPERATOR(pg_catalog.=) c.id
+                                AND a.kind OPERATOR(pg_catalog.=) 'updated'
+                              ORDER BY d.key, a.id) f ON f.key OPERATOR(pg_catalog.=) n.key) i
+         WHERE i.v IS NOT NULL AND pg_catalog.jsonb_typeof(i.v) OPERATOR(pg_catalog.<>) 'null'
+           AND i.v OPERATOR(pg_catalog.<>) '[]'::pg_catalog.jsonb) AS detail
+  FROM meisa.contacts c
+UNION ALL
+SELECT c.id, c.created_at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
+  FROM meisa.contacts c
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(coalesce(
+         (SELECT a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'old'
+            FROM meisa.activity a
+           WHERE a.contact_id OPERATOR(pg_catalog.=) c.id AND a.kind OPERATOR(pg_catalog.=) 'updated'
+             AND a.detail OPERATOR(pg_catalog.?) 'tags'
+           ORDER BY a.id LIMIT 1),
+         pg_catalog.to_jsonb(c.tags), '[]'::pg_catalog.jsonb)) t(tag)
+UNION ALL
+SELECT a.contact_id, a.at, 'field_changed',
+       pg_catalog.jsonb_build_object('field', d.key, 'old', d.value OPERATOR(pg_catalog.->) 'old', 'new', d.value OPERATOR(pg_catalog.->) 'new')
+  FROM meisa.activity a
+ CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
+ WHERE a.kind OPERATOR(pg_catalog.<>) 'created' AND d.key OPERATOR(pg_catalog.<>) 'tags'
+   AND pg_catalog.jsonb_typeof(d.value) OPERATOR(pg_catalog.=) 'object'
+   AND (d.value OPERATOR(pg_catalog.?) 'old' OR d.value OPERATOR(pg_catalog.?) 'new')
+UNION ALL
+SELECT a.contact_id, a.at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
+  FROM meisa.activity a
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
+         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added') OPERATOR(pg_catalog.=) 'array'
+              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added' ELSE '[]'::pg_catalog.jsonb END) t(tag)
+UNION ALL
+SELECT a.contact_id, a.at, 'tag_removed', pg_catalog.jsonb_build_object('tag', t.tag)
+  FROM meisa.activity a
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
+         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed') OPERATOR(pg_catalog.=) 'array'
+              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed' ELSE '[]'::pg_catalog.jsonb END) t(tag)
+UNION ALL
+SELECT e.contact_id, e.occurred_at, 'event',
+       pg_catalog.jsonb_build_object('event', e.id, 'name', e.name,
+                                     'properties', e.properties, 'event_id', e.event_id)
+  FROM meisa.events e
+UNION ALL
+SELECT en.contact_id, en.created_at, 'enrolled',
+       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name)
+  FROM meisa.enrollments en
+  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
+UNION ALL
+SELECT en.contact_id, en.updated_at, en.status,
+       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name,
+                                     'reason', en.exit_reason)
+  FROM meisa.enrollments en
+  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
+ WHERE en.status OPERATOR(pg_catalog.<>) 'active'
+UNION ALL
+SELECT m.contact_id, m.created_at, 'message',
+       pg_catalog.jsonb_build_object('message', m.id, 'template_key', m.template_key,
+                                     'kind', m.kind, 'subject', m.subject,
+                                     'status', m.status, 'automation', m.automation_id)
+  FROM meisa.messages m
+ WHERE m.contact_id IS NOT NULL
+UNION ALL
+SELECT r.contact_id, r.at, 'automation_run',
+       pg_catalog.jsonb_build_object('automation', r.automation_id, 'name', au.name,
+                                     'trigger', r.trigger, 'status', r.status,
+                                     'error', r.error, 'actions_done', r.actions_done,
+                                     'depth', r.depth)
+  FROM meisa.automation_runs r
+  JOIN meisa.automations au ON au.id OPERATOR(pg_catalog.=) r.automation_id
+ WHERE r.contact_id IS NOT NULL
+UNION ALL
+SELECT n.contact_id, n.at, 'notification',
+       pg_catalog.jsonb_build_object('notification', n.id, 'channel', n.channel,
+                                     'message', n.message)
+  FROM meisa.notifications n
+ WHERE n.contact_id IS NOT NULL
+UNION ALL
+SELECT x.contact_id, x.at, 'segment_' OPERATOR(pg_catalog.||) x.change,
+       pg_catalog.jsonb_build_object('segment', s.name)
+  FROM meisa.segment_changes x
+  JOIN meisa.segments s ON s.id OPERATOR(pg_catalog.=) x.segment_id
+       ) u;

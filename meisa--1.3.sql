@@ -68,8 +68,10 @@ CREATE TABLE meisa.contacts (
 CREATE INDEX contacts_unsubscribed_idx ON meisa.contacts (GREATEST(unsubscribed_at, bounced_at, complained_at))
     WHERE NOT subscribed OR bounced_at IS NOT NULL OR complained_at IS NOT NULL;
 
--- One row per change set of a contact (created / updated / ...), written by
--- the contacts trigger whatever path wrote the row.  No foreign key: the
+-- One row per change set of a contact update ('updated'; 'bounce' rows from
+-- meisa_record_bounce), written by the contacts trigger whatever path wrote the row;
+-- a creation has no row (1.3): meisa.contact_activity derives it from the
+-- contact, its created_at and the first change of each field.  No foreign key: the
 -- check would cost a locking query (and a WAL record) on every contact
 -- write; the contacts trigger deletes a contact's activity with it.
 CREATE TABLE meisa.activity (
@@ -794,13 +796,48 @@ SELECT a.id                                          AS automation_id,
 
 -- API: Reader.  One timeline per contact: creation, field changes (old and
 -- new value), tags, events, enrolments, messages, automation runs and
--- notifications.  ORDER BY contact_id, at to read it.
+-- notifications.  ORDER BY contact_id, at to read it.  The creation (its
+-- values and tags) is derived from the contact: each field as the first
+-- change recorded found it, else as it is now.
 CREATE VIEW meisa.contact_activity WITH (security_barrier = true) AS
 SELECT u.contact_id, u.at, u.kind, u.detail
   FROM (
-SELECT a.contact_id, a.at, 'created'::pg_catalog.text AS kind, a.detail
-  FROM meisa.activity a
- WHERE a.kind OPERATOR(pg_catalog.=) 'created'
+SELECT c.id AS contact_id, c.created_at AS at, 'created'::pg_catalog.text AS kind,
+       (SELECT pg_catalog.jsonb_object_agg(i.key,
+                 CASE WHEN i.key OPERATOR(pg_catalog.=) 'tags'
+                      THEN pg_catalog.jsonb_build_object('old', NULL, 'new', i.v, 'added', i.v, 'removed', '[]'::pg_catalog.jsonb)
+                      ELSE pg_catalog.jsonb_build_object('old', NULL, 'new', i.v) END)
+          FROM (SELECT coalesce(f.key, n.key) AS key,
+                       CASE WHEN f.key IS NULL THEN n.value ELSE f.value OPERATOR(pg_catalog.->) 'old' END AS v
+                  FROM (SELECT e.key, e.value
+                          FROM pg_catalog.jsonb_each(pg_catalog.jsonb_build_object(
+                                 'email', c.email, 'external_id', c.external_id,
+                                 'first_name', c.first_name, 'last_name', c.last_name,
+                                 'subscribed', c.subscribed, 'unsubscribe_reason', c.unsubscribe_reason,
+                                 'bounced_at', c.bounced_at, 'complained_at', c.complained_at,
+                                 'tags', pg_catalog.to_jsonb(c.tags))) e
+                        UNION ALL
+                        SELECT pg_catalog.concat('custom_fields.', e.key), e.value
+                          FROM pg_catalog.jsonb_each(c.custom_fields) e) n
+                  FULL JOIN (SELECT DISTINCT ON (d.key) d.key, d.value
+                               FROM meisa.activity a
+                              CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
+                              WHERE a.contact_id OPERATOR(pg_catalog.=) c.id
+                                AND a.kind OPERATOR(pg_catalog.=) 'updated'
+                              ORDER BY d.key, a.id) f ON f.key OPERATOR(pg_catalog.=) n.key) i
+         WHERE i.v IS NOT NULL AND pg_catalog.jsonb_typeof(i.v) OPERATOR(pg_catalog.<>) 'null'
+           AND i.v OPERATOR(pg_catalog.<>) '[]'::pg_catalog.jsonb) AS detail
+  FROM meisa.contacts c
+UNION ALL
+SELECT c.id, c.created_at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
+  FROM meisa.contacts c
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(coalesce(
+         (SELECT a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'old'
+            FROM meisa.activity a
+           WHERE a.contact_id OPERATOR(pg_catalog.=) c.id AND a.kind OPERATOR(pg_catalog.=) 'updated'
+             AND a.detail OPERATOR(pg_catalog.?) 'tags'
+           ORDER BY a.id LIMIT 1),
+         pg_catalog.to_jsonb(c.tags), '[]'::pg_catalog.jsonb)) t(tag)
 UNION ALL
 SELECT a.contact_id, a.at, 'field_changed',
        pg_catalog.jsonb_build_object('field', d.key, 'old', d.value OPERATOR(pg_catalog.->) 'old', 'new', d.value OPERATOR(pg_catalog.->) 'new')

@@ -25,11 +25,13 @@
 # synchronous_commit off) with the binaries in $BINDIR, else those of
 # scripts/devcheck.sh's prefix; runs pgbench for a fixed time per case,
 # ROUNDS alternating runs per side (default 3), keeps the best of each and
-# prints tps and the ratios against the bare table; stops the cluster at the
-# end.  POOL (default 150000) is the number of seeded contacts per side;
-# PROTOCOL (default simple) is pgbench's -M: simple parses and plans the bare
-# statement on every call, prepared (what a driver with prepared statements
-# does) plans it once, like the saved plans inside meisa_upsert.
+# prints tps (every round, then the best) and the ratios against the bare
+# table; then the cost per call in one session (CPU time and WAL bytes, see
+# COST_CALLS below); stops the cluster at the end.  POOL (default 150000)
+# is the number of seeded contacts per side; PROTOCOL (default simple) is
+# pgbench's -M: simple parses and plans the bare statement on every call,
+# prepared (what a driver with prepared statements does) plans it once, like
+# the saved plans inside meisa_upsert.  Figures: bench/README.md.
 # Run as root (server steps run as postgres).
 set -euo pipefail
 secs=${1:-10}
@@ -190,6 +192,7 @@ for case in new changed unchanged; do
     for side in $sides; do
       psql -d bench -c "CHECKPOINT"
       t=$(tps $side $case)
+      echo "  $case round $r $side $t tps" >&2   # every round, for the record
       best[$side]=$(max "${best[$side]}" "$t")
     done
   done
@@ -201,6 +204,48 @@ for case in new changed unchanged; do
     printf '%-10s %10.0f %10.0f %11.2fx\n' "$case" "$m" "$b" "$(echo "$m / $b" | bc -l)"
   fi
 done
+# The cost per call in one session, free of the other clients and of the
+# protocol: COST_CALLS (default 2000, 0 = skip) calls per side and case in a
+# DO block that commits after each, timed by the backend's own CPU time
+# (/proc/self/schedstat: nanoseconds on a CPU) and the WAL it wrote.
+calls=${COST_CALLS:-2000}
+if [ "$calls" -gt 0 ]; then
+  echo "cost per call, one session, $calls calls committed one by one (CPU us / WAL bytes)"
+  printf '%-10s %16s %16s %16s %12s\n' case meisa bare plpgsql bare/meisa
+  for case in new changed unchanged; do
+    declare -A us=() wal=()
+    for side in $sides; do
+      # the pgbench script's statement, its variables drawn in SQL
+      stmt=$(sed -n '3,$p' "$work/${side}_$case.sql" | tr '\n' ' ' | sed -e 's/;[[:space:]]*$//' \
+             -e "s/:r::bigint/(random() * 1e9)::bigint/g" -e "s/:k/s.k/g" \
+             -e "s/(SELECT 1) s/(SELECT (1 + floor(random() * $pool))::int AS k) s/")
+      [ "$side" = bare ] || stmt="PERFORM ${stmt#SELECT }"
+      out=$(psql -d bench -At 2>&1 <<SQL
+SET client_min_messages = notice;
+DO \$cost\$
+DECLARE
+  t0 bigint; w0 pg_lsn;
+BEGIN
+  t0 := split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint;
+  w0 := pg_current_wal_insert_lsn();
+  FOR i IN 1..$calls LOOP
+    $stmt;
+    COMMIT;
+  END LOOP;
+  RAISE NOTICE 'cost % %',
+    round((split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - t0) / 1000.0 / $calls, 1),
+    round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), w0) / $calls);
+END \$cost\$;
+SQL
+)
+      us[$side]=$(echo "$out" | sed -n 's/.*cost \([0-9.]*\) \([0-9.]*\).*/\1/p')
+      wal[$side]=$(echo "$out" | sed -n 's/.*cost \([0-9.]*\) \([0-9.]*\).*/\2/p')
+      [ -n "${us[$side]}" ] || { echo "cost $side $case failed: $out" >&2; exit 1; }
+    done
+    printf '%-10s %9.0f / %4.0f %9.0f / %4.0f %9.0f / %4.0f %11.2fx\n' "$case" "${us[meisa]}" "${wal[meisa]}" \
+      "${us[bare]}" "${wal[bare]}" "${us[ref]:-0}" "${wal[ref]:-0}" "$(echo "${us[bare]} / ${us[meisa]}" | bc -l)"
+  done
+fi
 psql -d bench -At -F ' ' -c "
   SELECT 'changed calls ' || (SELECT last_value FROM walk_meisa) ||
          ', of which past the pool (tag already there): ' || greatest((SELECT last_value FROM walk_meisa) - $pool, 0) ||

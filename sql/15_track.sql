@@ -33,8 +33,8 @@ SELECT count(*) AS new_person FROM meisa.contacts WHERE email = 'new.person@exam
 SELECT meisa_track('paid', '{"email": "ann@example.com", "event_id": 77}') <> :first_id AS other_id;
 -- an unknown email creates the contact (its 'created' activity comes first)
 SELECT meisa_track('visited', '{"email": "Fresh@Example.com", "external_id": "u9"}') AS ev \gset
-SELECT c.email, c.external_id, a.kind FROM meisa.contacts c JOIN meisa.activity a ON a.contact_id = c.id
- WHERE c.email = 'fresh@example.com';
+SELECT c.email, c.external_id, a.kind FROM meisa.contacts c JOIN meisa.contact_activity a ON a.contact_id = c.id
+ WHERE c.email = 'fresh@example.com' AND a.kind = 'created';
 SELECT contact_id = (SELECT id FROM meisa.contacts WHERE email = 'fresh@example.com') FROM meisa.events WHERE id = :ev;
 -- errors
 SELECT count(*) AS events FROM meisa.events \gset

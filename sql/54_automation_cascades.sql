@@ -136,3 +136,62 @@ SELECT name, matched, done, failed, stopped FROM meisa.automation_stats ORDER BY
 DELETE FROM meisa.automations;
 DELETE FROM meisa.contacts;
 DROP FUNCTION runs();
+
+-- a cascade that only changes the contact is applied before the write: the
+-- contact is written once per call (not 4 times), with the same activity
+-- rows and runs as one UPDATE per action leaves
+CREATE FUNCTION runs() RETURNS TABLE (name text, trigger text, status text, actions_done int, depth int, error text)
+  LANGUAGE sql AS $$ SELECT a.name, r.trigger, r.status, r.actions_done, r.depth, r.error
+    FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id ORDER BY r.id $$;
+TRUNCATE meisa.automation_runs;
+INSERT INTO meisa.automations (name, trigger, conditions, actions, position) VALUES
+  ('signed in', 'contact_updated', '{"field": "custom_fields.signin_count", "changed": true}',
+   '[{"add_tag": "active"}, {"set_field": {"custom_fields.stage": "active"}}]', 1),
+  ('active', 'tag_added', NULL, '[{"set_field": {"custom_fields.seen": true}}]', 2),
+  ('staged', 'contact_updated', '{"field": "custom_fields.stage", "changed_to": "active"}',
+   '[{"remove_tag": "new"}]', 3);
+SELECT meisa_upsert('{"email": "one@example.com", "tag_names": ["new"], "custom_fields": {"signin_count": 0}}') ->> 'created' AS created;
+SELECT pg_stat_force_next_flush();
+SELECT n_tup_upd AS upd0 FROM pg_stat_user_tables WHERE relid = 'meisa.contacts'::regclass \gset
+SELECT meisa_upsert('{"email": "one@example.com", "custom_fields": {"signin_count": 1}}') ->> 'changed' AS changed;
+SELECT pg_stat_force_next_flush();
+SELECT n_tup_upd - :upd0 AS contact_writes FROM pg_stat_user_tables WHERE relid = 'meisa.contacts'::regclass;
+SELECT tags, custom_fields FROM meisa.contacts WHERE email = 'one@example.com';
+SELECT * FROM runs();
+SELECT kind, detail FROM meisa.activity
+ WHERE contact_id = (SELECT id FROM meisa.contacts WHERE email = 'one@example.com') ORDER BY id;
+-- an automation acting beyond the contact (here: notify) makes the call's
+-- automations run after its write, an UPDATE per action that changes the
+-- contact; each such UPDATE applies its own cascade (here: tag_added ->
+-- set_field, contact_updated -> remove_tag) in memory: 3 writes, not 4
+INSERT INTO meisa.automations (name, trigger, conditions, actions, position) VALUES
+  ('tell', 'contact_updated', '{"field": "custom_fields.signin_count", "changed": true}',
+   '[{"notify": {"channel": "c", "message": "m"}}]', 0);
+TRUNCATE meisa.automation_runs;
+UPDATE meisa.contacts SET tags = '{new}', custom_fields = '{"signin_count": 1}' WHERE email = 'one@example.com';
+SELECT pg_stat_force_next_flush();
+SELECT n_tup_upd AS upd0 FROM pg_stat_user_tables WHERE relid = 'meisa.contacts'::regclass \gset
+SELECT meisa_upsert('{"email": "one@example.com", "custom_fields": {"signin_count": 2}}') ->> 'changed' AS changed;
+SELECT pg_stat_force_next_flush();
+SELECT n_tup_upd - :upd0 AS contact_writes FROM pg_stat_user_tables WHERE relid = 'meisa.contacts'::regclass;
+SELECT tags, custom_fields FROM meisa.contacts WHERE email = 'one@example.com';
+SELECT * FROM runs();
+-- a statement writing many rows: the cascades of its first rows run in
+-- memory, the others' after the write (at most 16 wait for their AFTER
+-- trigger); every row ends alike
+DELETE FROM meisa.automations;
+INSERT INTO meisa.automations (name, trigger, conditions, actions) VALUES
+  ('bulk', 'contact_updated', '{"field": "custom_fields.n", "changed": true}', '[{"add_tag": "bulk"}]');
+INSERT INTO meisa.contacts (email) SELECT 'bulk' || i || '@example.com' FROM generate_series(1, 40) i;
+UPDATE meisa.contacts SET custom_fields = '{"n": 1}' WHERE email LIKE 'bulk%';
+SELECT tags, count(*) FROM meisa.contacts WHERE email LIKE 'bulk%' GROUP BY 1;
+SELECT status, depth, count(*) FROM meisa.automation_runs r JOIN meisa.automations a ON a.id = r.automation_id
+ WHERE a.name = 'bulk' GROUP BY 1, 2;
+SELECT a.kind, count(*) FROM meisa.activity a JOIN meisa.contacts c ON c.id = a.contact_id
+ WHERE c.email LIKE 'bulk%' GROUP BY 1;
+SELECT count(*) AS tag_added FROM meisa.contact_activity a JOIN meisa.contacts c ON c.id = a.contact_id
+ WHERE c.email LIKE 'bulk%' AND a.kind = 'tag_added' AND a.detail = '{"tag": "bulk"}';
+DELETE FROM meisa.automations;
+DELETE FROM meisa.contacts;
+DELETE FROM meisa.notifications;
+DROP FUNCTION runs();

@@ -90,6 +90,10 @@ SELECT s.oid::regclass AS identity_sequence,
 
 -- data written under 1.0 is intact and the API keeps working
 SELECT email, external_id, first_name, tags FROM meisa.contacts ORDER BY id;
+-- the 'created' activity rows 1.0 stored are gone; meisa.contact_activity
+-- derives the same entries (and the tag added by up_tag_new is an update)
+SELECT kind, count(*) FROM meisa.activity GROUP BY kind ORDER BY kind;
+SELECT kind, detail FROM meisa.contact_activity WHERE kind IN ('created', 'tag_added') ORDER BY kind, detail::text;
 SELECT meisa_upsert('{"email": "before@example.com", "first_name": "Beatrice"}') -> 'changed' AS changed_after_update;
 SELECT meisa_upsert('{"email": "after@example.com"}') ->> 'created' AS created_after_update;
 SELECT email, first_name, tags FROM meisa.contacts ORDER BY id;

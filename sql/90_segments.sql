@@ -191,3 +191,14 @@ SELECT kind, detail FROM meisa.contact_activity
 -- will hold then, so only the segments without clock tests are compared)
 SELECT segment, count(*) FROM meisa.segment_mismatches()
  WHERE segment NOT IN ('active_posters', 'not_activated_3d') GROUP BY 1;
+
+-- ---------------------------------------------------------------- order within a write
+-- a write's own automations see the memberships from before the write; the
+-- segments follow, and entering fires segment_entered
+INSERT INTO meisa.automations (name, trigger, conditions, actions)
+VALUES ('sees_before', 'contact_updated',
+        '{"all": [{"field": "custom_fields.plan", "changed_to": "pro"}, {"in_segment": "pro"}]}',
+        '[{"add_tag": "was_pro_already"}]');
+SELECT meisa_upsert('{"email": "s7@example.com", "custom_fields": {"plan": "pro"}}') ->> 'changed';
+SELECT tags FROM meisa.contacts WHERE email = 's7@example.com';
+SELECT sc.segment FROM meisa.segment_contacts sc WHERE sc.email = 's7@example.com' ORDER BY 1;

@@ -24,12 +24,20 @@
 static void automation_fire_rules(MeisaTrigger trigger, int64 contact_id,
 								  const char *filter, Jsonb *changes,
 								  Jsonb *properties);
+static bool automation_in_memory_rules(int64 contact_id, spi_step_fn fire,
+									   void *arg, List **runs);
+static void automation_write_runs(List *runs);
 
 /* meisa.max_cascade_depth */
 static int	max_cascade_depth = 8;
 
 /* Nesting of running actions: 0 outside any automation's actions. */
 static int	fire_depth = 0;
+
+/* The contact whose write's cascade runs in memory (0 = none), and its runs. */
+static int64 in_memory_contact = 0;
+static List *in_memory_runs = NIL;
+static MemoryContext in_memory_cxt = NULL;
 
 /* (automation, contact) pairs that ran in the current top-level call. */
 typedef struct RanKey
@@ -53,6 +61,7 @@ automation_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		case XACT_EVENT_COMMIT:
 			fire_depth = 0;
 			nran = 0;
+			in_memory_contact = 0;
 			automation_cache_reset_pins();
 			break;
 		default:
@@ -75,6 +84,8 @@ automation_init(void)
 	automation_actions_init();
 	automation_cache_init();
 	automation_fire_hook = automation_fire_rules;
+	automation_in_memory_hook = automation_in_memory_rules;
+	automation_runs_write_hook = automation_write_runs;
 }
 
 /* True when the automation already ran for the contact in this call. */
@@ -102,10 +113,21 @@ mark_ran(int64 automation_id, int64 contact_id)
 	nran++;
 }
 
+/* One run kept by an in-memory cascade, written after its contact. */
+typedef struct KeptRun
+{
+	int64		automation_id;
+	int64		contact_id;
+	MeisaTrigger trigger;
+	char	   *status;
+	char	   *error;
+	int			actions_done;
+	int			depth;
+} KeptRun;
+
 /* Inserts one row into meisa.automation_runs. */
 static void
-record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
-		   const char *status, const char *error, int actions_done, int depth)
+insert_run(const KeptRun *r)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		values[7];
@@ -121,21 +143,44 @@ record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
 							 "(automation_id, contact_id, trigger, status, error, actions_done, depth) "
 							 "VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	}
-	values[0] = Int64GetDatum(a->id);
-	values[1] = Int64GetDatum(contact_id);
-	if (contact_id <= 0)
+	values[0] = Int64GetDatum(r->automation_id);
+	values[1] = Int64GetDatum(r->contact_id);
+	if (r->contact_id <= 0)
 		nulls[1] = 'n';
-	values[2] = CStringGetTextDatum(automation_trigger_name(trigger));
-	values[3] = CStringGetTextDatum(status);
-	if (error)
-		values[4] = CStringGetTextDatum(error);
+	values[2] = CStringGetTextDatum(automation_trigger_name(r->trigger));
+	values[3] = CStringGetTextDatum(r->status);
+	if (r->error)
+		values[4] = CStringGetTextDatum(r->error);
 	else
 		nulls[4] = 'n';
-	values[5] = Int32GetDatum(actions_done);
-	values[6] = Int32GetDatum(depth);
+	values[5] = Int32GetDatum(r->actions_done);
+	values[6] = Int32GetDatum(r->depth);
 	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "meisa: could not record an automation run");
 	SPI_finish();
+}
+
+/* Records a run in meisa.automation_runs, or keeps it when the cascade runs in memory. */
+static void
+record_run(const Automation *a, int64 contact_id, MeisaTrigger trigger,
+		   const char *status, const char *error, int actions_done, int depth)
+{
+	KeptRun		r = {a->id, contact_id, trigger, (char *) status, (char *) error,
+	actions_done, depth};
+
+	if (in_memory_contact != 0 && contact_id == in_memory_contact)
+	{
+		MemoryContext old = MemoryContextSwitchTo(in_memory_cxt);
+		KeptRun    *k = palloc(sizeof(KeptRun));
+
+		*k = r;
+		k->status = pstrdup(status);
+		k->error = error ? pstrdup(error) : NULL;
+		in_memory_runs = lappend(in_memory_runs, k);
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	insert_run(&r);
 }
 
 /* What run_action_list runs, and what it leaves. */
@@ -204,6 +249,29 @@ run_actions(const Automation *a, int64 contact_id, Jsonb *properties, int *done)
 }
 
 /*
+ * Applies the actions of a matched automation to the contact whose write's
+ * cascade runs in memory; NULL (no error).  An automation that does anything
+ * else ends the in-memory cascade (an error caught by automation_in_memory).
+ */
+static char *
+edit_in_memory(const Automation *a, int64 contact_id, int *done)
+{
+	for (int i = 0; i < a->nactions; i++)
+		if (!automation_action_edits_contact(&a->actions[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("meisa: automation %s acts beyond its contact", a->name)));
+	fire_depth++;
+	for (int i = 0; i < a->nactions; i++)
+	{
+		automation_edit_contact(&a->actions[i], contact_id);
+		(*done)++;
+	}
+	fire_depth--;
+	return NULL;
+}
+
+/*
  * Runs the automations 'autos[0, n)' of a trigger whose filter and
  * conditions match, acting as the owner of the rules.
  */
@@ -260,7 +328,10 @@ run_matching(const Automation *autos, int n, MeisaTrigger trigger,
 			continue;
 		}
 		mark_ran(a->id, contact_id);
-		error = run_actions(a, contact_id, properties, &done);
+		if (in_memory_contact != 0 && contact_id == in_memory_contact)
+			error = edit_in_memory(a, contact_id, &done);
+		else
+			error = run_actions(a, contact_id, properties, &done);
 		record_run(a, contact_id, trigger, error ? "failed" : "done", error, done, depth);
 		/* the actions may have changed the contact: read it again if needed */
 		ctx.contact_loaded = false;
@@ -301,4 +372,85 @@ automation_fire_rules(MeisaTrigger trigger, int64 contact_id, const char *filter
 		automation_cache_release();
 	}
 	PG_END_TRY();
+}
+
+/* What automation_in_memory_rules runs, and what it restores on failure. */
+typedef struct InMemory
+{
+	spi_step_fn fire;
+	void	   *arg;
+	int			saved_depth;
+	int			saved_nran;
+} InMemory;
+
+/* Runs the write's fire step (a spi_run_step step). */
+static void
+in_memory_step(void *arg)
+{
+	InMemory   *im = (InMemory *) arg;
+
+	im->fire(im->arg);
+}
+
+/* Forgets what a failed in-memory cascade marked (a spi_run_step undo). */
+static void
+in_memory_undo(void *arg)
+{
+	InMemory   *im = (InMemory *) arg;
+
+	fire_depth = im->saved_depth;
+	nran = im->saved_nran;
+}
+
+/*
+ * automation_in_memory_hook: runs fire(arg) with the actions on contact
+ * 'contact_id' applied in memory and its runs kept in *runs (see
+ * automation_in_memory); false when that could not be.
+ */
+static bool
+automation_in_memory_rules(int64 contact_id, spi_step_fn fire, void *arg, List **runs)
+{
+	InMemory	im = {fire, arg, fire_depth, nran};
+	ErrorData  *volatile edata = NULL;
+
+	*runs = NIL;
+	if (in_memory_contact != 0)
+		return false;
+	in_memory_contact = contact_id;
+	in_memory_runs = NIL;
+	in_memory_cxt = CurrentMemoryContext;
+	PG_TRY();
+	{
+		edata = spi_run_step(in_memory_step, in_memory_undo, &im);
+	}
+	PG_FINALLY();
+	{
+		in_memory_contact = 0;
+	}
+	PG_END_TRY();
+	if (edata != NULL)
+	{
+		FreeErrorData(edata);
+		list_free_deep(in_memory_runs);
+		in_memory_runs = NIL;
+		return false;
+	}
+	*runs = in_memory_runs;
+	in_memory_runs = NIL;
+	return true;
+}
+
+/* automation_runs_write_hook: writes the runs an in-memory cascade kept, as the rules' owner. */
+static void
+automation_write_runs(List *runs)
+{
+	Oid			saved_uid;
+	int			saved_sec;
+	ListCell   *lc;
+
+	GetUserIdAndSecContext(&saved_uid, &saved_sec);
+	SetUserIdAndSecContext(automation_cache_owner(), saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	foreach(lc, runs)
+		insert_run((KeptRun *) lfirst(lc));
+	SetUserIdAndSecContext(saved_uid, saved_sec);
 }

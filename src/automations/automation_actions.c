@@ -6,7 +6,9 @@
  *		meisa.notifications and one NOTIFY meisa_notifications per
  *		transaction) and unsubscribe.  Actions that change the contact UPDATE
  *		meisa.contacts, so the contacts trigger fires the automations those
- *		changes cause (cascades).  Every statement is a saved plan.
+ *		changes cause (cascades), or, when the contact's write runs its
+ *		cascade in memory, edit the row about to be written
+ *		(contact_cascade_edit).  Every statement is a saved plan.
  */
 #include "templates/templates.h"
 #include "contacts/contacts.h"
@@ -236,5 +238,41 @@ automation_run_action(const Automation *a, const AutomationAction *act,
 		case ACT_UNSUBSCRIBE:
 			run_plan(PLAN_UNSUBSCRIBE, values);
 			break;
+	}
+}
+
+/* True when the action changes only its contact (add_tag, remove_tag, set_field). */
+bool
+automation_action_edits_contact(const AutomationAction *act)
+{
+	return act->kind == ACT_ADD_TAG || act->kind == ACT_REMOVE_TAG ||
+		act->kind == ACT_SET_FIELD;
+}
+
+/* Applies such an action to the contact whose write's cascade runs in memory. */
+void
+automation_edit_contact(const AutomationAction *act, int64 contact_id)
+{
+	Datum	   *names;
+
+	switch (act->kind)
+	{
+		case ACT_ADD_TAG:
+			contact_cascade_edit(contact_id, CONTACT_EDIT_ADD_TAG, act->name, NULL, NULL);
+			break;
+		case ACT_REMOVE_TAG:
+			contact_cascade_edit(contact_id, CONTACT_EDIT_REMOVE_TAG, act->name, NULL, NULL);
+			break;
+		case ACT_SET_FIELD:
+			names = palloc(sizeof(Datum) * Max(act->nremove, 1));
+			for (int i = 0; i < act->nremove; i++)
+				names[i] = CStringGetTextDatum(act->remove[i]);
+			contact_cascade_edit(contact_id, CONTACT_EDIT_SET_FIELD, NULL,
+								 construct_array(names, act->nremove, TEXTOID,
+												 -1, false, TYPALIGN_INT),
+								 act->set_values);
+			break;
+		default:
+			elog(ERROR, "meisa: action %d does not only edit the contact", (int) act->kind);
 	}
 }

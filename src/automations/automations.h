@@ -92,4 +92,9 @@ extern void automation_run_action(const Automation *a, const AutomationAction *a
 /* Registers the callbacks of the notify action's NOTIFY (once per backend). */
 extern void automation_actions_init(void);
 
+/* True when the action changes only its contact (add_tag, remove_tag, set_field). */
+extern bool automation_action_edits_contact(const AutomationAction *act);
+/* Applies such an action to the contact whose write's cascade runs in memory. */
+extern void automation_edit_contact(const AutomationAction *act, int64 contact_id);
+
 #endif							/* MEISA_AUTOMATIONS_H */

@@ -111,7 +111,7 @@ extern void *backend_cache_load(BackendCache *bc, void *(*load) (void));
 /* The role the cache's rules act as: the owner of the cached table. */
 extern Oid	backend_cache_owner(const BackendCache *bc);
 
-/* ---- hooks.c: firing automations, the one call up the stages */
+/* ---- hooks.c: firing automations, a call up the stages */
 
 /* The triggers of automations. */
 typedef enum MeisaTrigger
@@ -146,7 +146,7 @@ extern void automation_fire(MeisaTrigger trigger, int64 contact_id,
 							const char *filter, Jsonb *changes,
 							Jsonb *properties);
 
-/* ---- hooks.c: keeping segments current, the other call up the stages */
+/* ---- hooks.c: keeping segments current, a call up the stages */
 
 /* The segment maintenance's entry point (see segments_note_change). */
 typedef void (*segments_changed_fn) (int64 contact_id, Jsonb *changes,
@@ -164,5 +164,30 @@ extern segments_changed_fn segments_changed_hook;
  */
 extern void segments_note_change(int64 contact_id, Jsonb *changes, bool created,
 								 const char *event);
+
+/* ---- hooks.c: running a write's automations in memory */
+
+/*
+ * Runs fire(arg), which fires the automations of a write of contact
+ * 'contact_id', with that contact's actions applied in memory
+ * (contact_cascade_edit) and the automation runs kept in *runs instead of
+ * written; in a subtransaction.  False (nothing done, nothing kept) when a
+ * matching automation does anything else, or anything failed: the write's
+ * automations must then run as usual, after it.
+ */
+typedef bool (*automation_in_memory_fn) (int64 contact_id, spi_step_fn fire,
+										 void *arg, List **runs);
+/* Writes automation runs kept by automation_in_memory. */
+typedef void (*automation_runs_write_fn) (List *runs);
+
+/* Set by the automation engine when the module loads (automation_init). */
+extern automation_in_memory_fn automation_in_memory_hook;
+extern automation_runs_write_fn automation_runs_write_hook;
+
+/* automation_in_memory_hook's answer (false without an engine). */
+extern bool automation_in_memory(int64 contact_id, spi_step_fn fire, void *arg,
+								 List **runs);
+/* Writes the runs through automation_runs_write_hook. */
+extern void automation_runs_write(List *runs);
 
 #endif							/* MEISA_COMMON_H */

@@ -1,16 +1,20 @@
 /*
  * hooks.c
- *		The two calls up the stages.  The contacts stage (a contact written, a
+ *		The calls up the stages.  The contacts stage (a contact written, a
  *		custom event) and the outbox (a sequence enrolment) fire automations,
  *		and the automation engine sits above both: they call
  *		automation_fire(), which goes through the hook the engine sets when
- *		the module loads.  The contacts stage keeps the segments current, and
- *		the segments stage sits above it: segments_note_change() goes through
- *		the hook that stage sets.  So no lower stage includes a higher one.
+ *		the module loads.  The contacts stage also runs a write's automations
+ *		in memory (automation_in_memory(), and automation_runs_write() for
+ *		the runs it kept), and keeps the segments current
+ *		(segments_note_change(), through the hook the segments stage sets).
+ *		So no lower stage includes a higher one.
  */
 #include "common/common.h"
 
 automation_fire_fn automation_fire_hook = NULL;
+automation_in_memory_fn automation_in_memory_hook = NULL;
+automation_runs_write_fn automation_runs_write_hook = NULL;
 
 /* Runs the automations of a trigger through the engine's hook (none before it is set). */
 void
@@ -29,4 +33,22 @@ segments_note_change(int64 contact_id, Jsonb *changes, bool created, const char 
 {
 	if (segments_changed_hook != NULL)
 		segments_changed_hook(contact_id, changes, created, event);
+}
+
+/* Runs a write's automations in memory through the engine's hook; false without an engine. */
+bool
+automation_in_memory(int64 contact_id, spi_step_fn fire, void *arg, List **runs)
+{
+	*runs = NIL;
+	if (automation_in_memory_hook == NULL)
+		return false;
+	return automation_in_memory_hook(contact_id, fire, arg, runs);
+}
+
+/* Writes the runs an in-memory cascade kept, through the engine's hook. */
+void
+automation_runs_write(List *runs)
+{
+	if (runs != NIL && automation_runs_write_hook != NULL)
+		automation_runs_write_hook(runs);
 }

@@ -978,9 +978,12 @@ Jsonb *
 contact_data_jsonb(int64 contact_id)
 {
 	Datum		arg = Int64GetDatum(contact_id);
-	Jsonb	   *result = NULL;
+	Jsonb	   *result = contact_cascade_data(contact_id);
 	bool		isnull;
 
+	/* a contact whose write's automations run in memory: the row in memory */
+	if (result != NULL)
+		return result;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (plan_data == NULL)

@@ -188,6 +188,30 @@ extern bool contact_exists(int64 contact_id);
 /* The id of the contact with this email (folded by email_fold), or 0 (SPI connected). */
 extern int64 contact_id_by_email(const char *email);
 
+/* ---- contacts_cascade.c: the automations of a contact write, in memory */
+
+/* An action that changes only its contact. */
+typedef enum ContactEdit
+{
+	CONTACT_EDIT_ADD_TAG,
+	CONTACT_EDIT_REMOVE_TAG,
+	CONTACT_EDIT_SET_FIELD
+} ContactEdit;
+
+/*
+ * Applies an action to the row of contact 'contact_id', whose write's
+ * cascade runs in memory (automation_in_memory): add_tag/remove_tag 'tag',
+ * or set_field (custom_fields minus 'remove', then 'set' merged).  Like the
+ * UPDATE it stands for: no change, no write; a change is normalised and
+ * checked as the BEFORE trigger would, recorded as an activity row, and
+ * fires the automations it causes.
+ */
+extern void contact_cascade_edit(int64 contact_id, ContactEdit kind, const char *tag,
+								 ArrayType *remove, Jsonb *set);
+
+/* The contact data (as contact_data_jsonb) of a contact whose cascade runs in memory, else NULL. */
+extern Jsonb *contact_cascade_data(int64 contact_id);
+
 /* ---- deliverability.c: may a contact get mail */
 
 /* What the outbox and delivery need to know about a contact to mail it. */

@@ -8,16 +8,27 @@
  *		  (trimmed, checked, sorted, unique, counted), the custom_fields
  *		  (names, value types, count), the subscription bookkeeping
  *		  (unsubscribe_reason, unsubscribed_at) and updated_at;
- *		- AFTER INSERT/UPDATE computes the change set of the write, records it
- *		  in meisa.activity and fires the automations (contact_created or
- *		  contact_updated, then tag_added/tag_removed once per tag).
+ *		  then runs the write's automations in memory when all that they
+ *		  do is change this contact (contacts_cascade.c);
+ *		- AFTER INSERT/UPDATE computes the change set of the write, records
+ *		  an update's in meisa.activity (a creation's is derived from the
+ *		  contact by meisa.contact_activity) and fires the automations (contact_created or
+ *		  contact_updated, then tag_added/tag_removed once per tag), or
+ *		  writes what the in-memory cascade recorded.
  *		Neither keeps state between calls except saved plans, so automation
  *		actions may write contacts again from inside the AFTER trigger.
  */
 #include "contacts/contacts.h"
+#include "contacts/contacts_write.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -34,23 +45,6 @@
 PG_FUNCTION_INFO_V1(meisa_contacts_before);
 PG_FUNCTION_INFO_V1(meisa_contacts_after);
 
-/* Attribute numbers of the contact columns in the trigger's relation. */
-typedef struct ContactAttrs
-{
-	int			id;
-	int			email;
-	int			external_id;
-	int			first_name;
-	int			last_name;
-	int			custom_fields;
-	int			tags;
-	int			subscribed;
-	int			unsubscribe_reason;
-	int			unsubscribed_at;
-	int			bounced_at;
-	int			complained_at;
-	int			updated_at;
-} ContactAttrs;
 
 /* Saved plan inserting an activity row. */
 static SPIPlanPtr activity_plan = NULL;
@@ -67,8 +61,8 @@ attnum(TupleDesc desc, const char *name)
 }
 
 /* Finds the attribute numbers of every contact column by name. */
-static void
-resolve_attrs(TupleDesc desc, ContactAttrs *a)
+void
+contact_attrs(TupleDesc desc, ContactAttrs *a)
 {
 	a->id = attnum(desc, "id");
 	a->email = attnum(desc, "email");
@@ -82,6 +76,7 @@ resolve_attrs(TupleDesc desc, ContactAttrs *a)
 	a->unsubscribed_at = attnum(desc, "unsubscribed_at");
 	a->bounced_at = attnum(desc, "bounced_at");
 	a->complained_at = attnum(desc, "complained_at");
+	a->created_at = attnum(desc, "created_at");
 	a->updated_at = attnum(desc, "updated_at");
 }
 
@@ -106,7 +101,7 @@ check_trigger(FunctionCallInfo fcinfo, bool before)
 }
 
 /* True when column 'att' differs between the old tuple (NULL = insert) and the new one. */
-static bool
+bool
 column_changed(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup, int att)
 {
 	Form_pg_attribute fa = TupleDescAttr(desc, att - 1);
@@ -136,7 +131,7 @@ column_changed(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup, int att)
 }
 
 /* Normalises a text[] of tags; returns NULL when it is already normal. */
-static ArrayType *
+ArrayType *
 normalize_tags(ArrayType *arr)
 {
 	Datum	   *elems;
@@ -204,7 +199,7 @@ meisa_contacts_before(PG_FUNCTION_ARGS)
 	if (restore_mode())
 		return PointerGetDatum(newtup);
 
-	resolve_attrs(desc, &a);
+	contact_attrs(desc, &a);
 
 	/* email: trimmed, lower-cased, valid */
 	if (column_changed(desc, oldtup, newtup, a.email))
@@ -321,6 +316,8 @@ meisa_contacts_before(PG_FUNCTION_ARGS)
 
 	if (any_repl)
 		newtup = heap_modify_tuple(newtup, desc, values, nulls, repl);
+	/* the automations that only change this contact apply to it now, in memory */
+	newtup = cascade_in_memory(td->tg_relation, &a, oldtup, newtup);
 	return PointerGetDatum(newtup);
 }
 
@@ -431,7 +428,7 @@ tags_of(TupleDesc desc, HeapTuple tup, int att, Datum **elems, int *n)
 }
 
 /* True when text datum 'x' is among elems[0..n). */
-static bool
+bool
 text_in(Datum x, Datum *elems, int n)
 {
 	int			i;
@@ -478,9 +475,246 @@ push_key(JsonbParseState **state, const char *key)
 	pushJsonbValue(state, WJB_KEY, &k);
 }
 
+/* Pushes the change entries of custom_fields, key by key; returns how many. */
+static int
+custom_fields_entries(JsonbParseState **state, TupleDesc desc, HeapTuple oldtup,
+					  HeapTuple newtup, int att)
+{
+	JsonbValue	ov,
+				nv;
+	Datum		d;
+	bool		isnull;
+	StringInfoData path;
+
+	ov.type = nv.type = jbvNull;
+	if (oldtup)
+	{
+		d = heap_getattr(oldtup, att, desc, &isnull);
+		if (!isnull)
+		{
+			Jsonb	   *j = DatumGetJsonbP(d);
+
+			ov.type = jbvBinary;
+			ov.val.binary.data = &j->root;
+			ov.val.binary.len = VARSIZE(j) - VARHDRSZ;
+		}
+	}
+	d = heap_getattr(newtup, att, desc, &isnull);
+	if (!isnull)
+	{
+		Jsonb	   *j = DatumGetJsonbP(d);
+
+		nv.type = jbvBinary;
+		nv.val.binary.data = &j->root;
+		nv.val.binary.len = VARSIZE(j) - VARHDRSZ;
+	}
+	initStringInfo(&path);
+	appendStringInfoString(&path, "custom_fields");
+	return diff_push(state, &path, &ov, &nv);
+}
+
+/* Pushes the "tags" entry (old, new, added, removed) when tags were added or removed. */
+static int
+tags_entry(JsonbParseState **state, WriteChanges *wc, bool is_update)
+{
+	JsonbValue	null = {.type = jbvNull};
+
+	if (wc->nadded == 0 && wc->nremoved == 0)
+		return 0;
+	push_key(state, "tags");
+	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	push_key(state, "old");
+	if (is_update)
+		push_text_array(state, wc->otags, wc->onum, NULL);
+	else
+		pushJsonbValue(state, WJB_VALUE, &null);
+	push_key(state, "new");
+	push_text_array(state, wc->ntags, wc->nnum, NULL);
+	push_key(state, "added");
+	push_text_array(state, wc->ntags, wc->nnum, wc->added);
+	push_key(state, "removed");
+	push_text_array(state, wc->otags, wc->onum, wc->removed);
+	pushJsonbValue(state, WJB_END_OBJECT, NULL);
+	return 1;
+}
+
+/*
+ * The change set of a write from 'oldtup' (NULL = insert) to 'newtup', with
+ * the tags it added and removed, into *wc; false when nothing tracked changed.
+ */
+bool
+write_changes(TupleDesc desc, const ContactAttrs *a, HeapTuple oldtup,
+			  HeapTuple newtup, WriteChanges *wc)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+	int			n = 0,
+				i;
+
+	memset(wc, 0, sizeof(*wc));
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	n += column_entry(&state, "email", desc, oldtup, newtup, a->email, 't');
+	n += column_entry(&state, "external_id", desc, oldtup, newtup, a->external_id, 't');
+	n += column_entry(&state, "first_name", desc, oldtup, newtup, a->first_name, 't');
+	n += column_entry(&state, "last_name", desc, oldtup, newtup, a->last_name, 't');
+	n += column_entry(&state, "subscribed", desc, oldtup, newtup, a->subscribed, 'b');
+	n += column_entry(&state, "unsubscribe_reason", desc, oldtup, newtup, a->unsubscribe_reason, 't');
+	n += column_entry(&state, "bounced_at", desc, oldtup, newtup, a->bounced_at, 'T');
+	n += column_entry(&state, "complained_at", desc, oldtup, newtup, a->complained_at, 'T');
+	if (column_changed(desc, oldtup, newtup, a->custom_fields))
+		n += custom_fields_entries(&state, desc, oldtup, newtup, a->custom_fields);
+
+	tags_of(desc, oldtup, a->tags, &wc->otags, &wc->onum);
+	tags_of(desc, newtup, a->tags, &wc->ntags, &wc->nnum);
+	wc->added = palloc0(sizeof(bool) * (wc->nnum + 1));
+	wc->removed = palloc0(sizeof(bool) * (wc->onum + 1));
+	for (i = 0; i < wc->nnum; i++)
+		if (!text_in(wc->ntags[i], wc->otags, wc->onum))
+			wc->added[i] = true, wc->nadded++;
+	for (i = 0; i < wc->onum; i++)
+		if (!text_in(wc->otags[i], wc->ntags, wc->nnum))
+			wc->removed[i] = true, wc->nremoved++;
+	n += tags_entry(&state, wc, oldtup != NULL);
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	if (n == 0)
+		return false;
+	wc->changes = JsonbValueToJsonb(res);
+	return true;
+}
+
+/* Fires the automations of a write: contact_created or contact_updated, then each tag added and removed. */
+void
+write_fire(int64 id, bool is_update, const WriteChanges *wc)
+{
+	int			i;
+
+	automation_fire(is_update ? MEISA_TRIGGER_CONTACT_UPDATED : MEISA_TRIGGER_CONTACT_CREATED,
+					id, NULL, wc->changes, NULL);
+	for (i = 0; i < wc->nnum; i++)
+		if (wc->added[i])
+			automation_fire(MEISA_TRIGGER_TAG_ADDED, id, TextDatumGetCString(wc->ntags[i]),
+							wc->changes, NULL);
+	for (i = 0; i < wc->onum; i++)
+		if (wc->removed[i])
+			automation_fire(MEISA_TRIGGER_TAG_REMOVED, id, TextDatumGetCString(wc->otags[i]),
+							wc->changes, NULL);
+}
+
+/* Hands the change set of a write to the function that caused it (contact_write_capture). */
+void
+write_capture(int64 id, bool is_update, Jsonb *changes)
+{
+	MemoryContext old;
+
+	if (contact_write_capture == NULL || contact_write_capture->filled ||
+		!(contact_write_capture->contact_id == id ||
+		  (contact_write_capture->contact_id == 0 && !is_update)))
+		return;
+	old = MemoryContextSwitchTo(contact_write_capture->cxt);
+	contact_write_capture->changes = palloc(VARSIZE(changes));
+	memcpy(contact_write_capture->changes, changes, VARSIZE(changes));
+	contact_write_capture->contact_id = id;
+	contact_write_capture->filled = true;
+	MemoryContextSwitchTo(old);
+}
+
+/* Inserts activity rows (kinds[i], details[i]) of a contact, in order, in one statement (SPI connected). */
+void
+write_activity(int64 id, int n, Datum *kinds, Datum *details)
+{
+	static SPIPlanPtr many_plan = NULL;
+	Datum		args[3];
+
+	args[0] = Int64GetDatum(id);
+	if (n == 1)
+	{
+		if (activity_plan == NULL)
+		{
+			Oid			types[3] = {INT8OID, TEXTOID, JSONBOID};
+
+			activity_plan = spi_keep_plan("INSERT INTO meisa.activity (contact_id, kind, detail) "
+										  "VALUES ($1, $2, $3)", 3, types);
+		}
+		args[1] = kinds[0];
+		args[2] = details[0];
+		if (SPI_execute_plan(activity_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "meisa: could not record contact activity");
+		return;
+	}
+	if (many_plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, TEXTARRAYOID, JSONBARRAYOID};
+
+		many_plan = spi_keep_plan("INSERT INTO meisa.activity (contact_id, kind, detail) "
+								  "SELECT $1, u.k, u.d FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(k, d)",
+								  3, types);
+	}
+	args[1] = PointerGetDatum(construct_array(kinds, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(details, n, JSONBOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_plan(many_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "meisa: could not record contact activity");
+}
+
+/* creation_stored()'s answer, and whether it is still good. */
+static bool stored_known = false;
+static bool stored = false;
+
+/* Forgets creation_stored()'s answer: an update of the extension replaces views. */
+static void
+forget_creation_stored(Datum arg pg_attribute_unused(), Oid relid pg_attribute_unused())
+{
+	stored_known = false;
+}
+
+/*
+ * True when the installed schema stores a creation as an activity row: the
+ * versions before 1.3, whose meisa.contact_activity reads it from there (the
+ * library of 1.3 under a 1.2 schema not yet updated).  Looked up again after
+ * any relcache invalidation (ALTER EXTENSION UPDATE replaces the views).
+ */
+bool
+creation_stored(void)
+{
+	static bool registered = false;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(forget_creation_stored, (Datum) 0);
+		registered = true;
+	}
+	if (stored_known)
+		return stored;
+	stored = false;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("meisa"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+		char	   *v = isnull ? "" : TextDatumGetCString(d);
+
+		stored = strcmp(v, "1.0") == 0 || strcmp(v, "1.1") == 0 || strcmp(v, "1.2") == 0;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	stored_known = true;
+	return stored;
+}
+
 /*
  * AFTER INSERT OR UPDATE ON meisa.contacts: records the change set of the
- * write in meisa.activity and fires the automations.
+ * write in meisa.activity and fires the automations, unless the BEFORE
+ * trigger ran the write's cascade in memory (contacts_cascade.c): then it
+ * writes what that cascade recorded.  Either way the segments are kept
+ * current last, against the row as written.
  */
 Datum
 meisa_contacts_after(PG_FUNCTION_ARGS)
@@ -492,158 +726,51 @@ meisa_contacts_after(PG_FUNCTION_ARGS)
 	HeapTuple	oldtup = is_update ? td->tg_trigtuple : NULL;
 	HeapTuple	newtup = is_update ? td->tg_newtuple : td->tg_trigtuple;
 	ContactAttrs a;
-	JsonbParseState *state = NULL;
-	JsonbValue *res;
-	Jsonb	   *changes;
-	int			n = 0;
+	WriteChanges wc;
 	int64		id;
 	bool		isnull;
-	Datum	   *otags,
-			   *ntags;
-	int			onum,
-				nnum,
-				i;
-	bool	   *added,
-			   *removed;
-	int			nadded = 0,
-				nremoved = 0;
 	Oid			save_userid;
 	int			save_sec;
 	Oid			owner = rel->rd_rel->relowner;
-	Datum		args[3];
+	Datum		kind;
+	Datum		detail;
 
 	/* restoring a dump: the activity and its effects are restored as data */
 	if (restore_mode())
 		return PointerGetDatum(NULL);
 
-	resolve_attrs(desc, &a);
+	contact_attrs(desc, &a);
 	id = DatumGetInt64(heap_getattr(newtup, a.id, desc, &isnull));
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	n += column_entry(&state, "email", desc, oldtup, newtup, a.email, 't');
-	n += column_entry(&state, "external_id", desc, oldtup, newtup, a.external_id, 't');
-	n += column_entry(&state, "first_name", desc, oldtup, newtup, a.first_name, 't');
-	n += column_entry(&state, "last_name", desc, oldtup, newtup, a.last_name, 't');
-	n += column_entry(&state, "subscribed", desc, oldtup, newtup, a.subscribed, 'b');
-	n += column_entry(&state, "unsubscribe_reason", desc, oldtup, newtup, a.unsubscribe_reason, 't');
-	n += column_entry(&state, "bounced_at", desc, oldtup, newtup, a.bounced_at, 'T');
-	n += column_entry(&state, "complained_at", desc, oldtup, newtup, a.complained_at, 'T');
-
-	/* custom_fields, key by key */
-	if (column_changed(desc, oldtup, newtup, a.custom_fields))
+	if (cascade_written(id, desc, oldtup, newtup, owner))
 	{
-		JsonbValue	ov,
-					nv;
-		Datum		d;
-		StringInfoData path;
-
-		ov.type = nv.type = jbvNull;
-		if (oldtup)
-		{
-			d = heap_getattr(oldtup, a.custom_fields, desc, &isnull);
-			if (!isnull)
-			{
-				Jsonb	   *j = DatumGetJsonbP(d);
-
-				ov.type = jbvBinary;
-				ov.val.binary.data = &j->root;
-				ov.val.binary.len = VARSIZE(j) - VARHDRSZ;
-			}
-		}
-		d = heap_getattr(newtup, a.custom_fields, desc, &isnull);
-		if (!isnull)
-		{
-			Jsonb	   *j = DatumGetJsonbP(d);
-
-			nv.type = jbvBinary;
-			nv.val.binary.data = &j->root;
-			nv.val.binary.len = VARSIZE(j) - VARHDRSZ;
-		}
-		initStringInfo(&path);
-		appendStringInfoString(&path, "custom_fields");
-		n += diff_push(&state, &path, &ov, &nv);
-	}
-
-	/* tags, with the added and removed ones */
-	tags_of(desc, oldtup, a.tags, &otags, &onum);
-	tags_of(desc, newtup, a.tags, &ntags, &nnum);
-	added = palloc0(sizeof(bool) * (nnum + 1));
-	removed = palloc0(sizeof(bool) * (onum + 1));
-	for (i = 0; i < nnum; i++)
-		if (!text_in(ntags[i], otags, onum))
-			added[i] = true, nadded++;
-	for (i = 0; i < onum; i++)
-		if (!text_in(otags[i], ntags, nnum))
-			removed[i] = true, nremoved++;
-	if (nadded > 0 || nremoved > 0)
-	{
-		JsonbValue	null = {.type = jbvNull};
-
-		push_key(&state, "tags");
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_key(&state, "old");
-		if (oldtup)
-			push_text_array(&state, otags, onum, NULL);
-		else
-			pushJsonbValue(&state, WJB_VALUE, &null);
-		push_key(&state, "new");
-		push_text_array(&state, ntags, nnum, NULL);
-		push_key(&state, "added");
-		push_text_array(&state, ntags, nnum, added);
-		push_key(&state, "removed");
-		push_text_array(&state, otags, onum, removed);
-		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-		n++;
-	}
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	if (n == 0)
+		/* the automations ran in memory: the segments see the written row */
+		if (write_changes(desc, &a, oldtup, newtup, &wc))
+			segments_note_change(id, wc.changes, !is_update, NULL);
 		return PointerGetDatum(NULL);
-	changes = JsonbValueToJsonb(res);
-
-	/* hand the change set to the function that caused this write */
-	if (contact_write_capture != NULL && !contact_write_capture->filled &&
-		(contact_write_capture->contact_id == id ||
-		 (contact_write_capture->contact_id == 0 && !is_update)))
-	{
-		MemoryContext old = MemoryContextSwitchTo(contact_write_capture->cxt);
-
-		contact_write_capture->changes = palloc(VARSIZE(changes));
-		memcpy(contact_write_capture->changes, changes, VARSIZE(changes));
-		contact_write_capture->contact_id = id;
-		contact_write_capture->filled = true;
-		MemoryContextSwitchTo(old);
 	}
+	if (!write_changes(desc, &a, oldtup, newtup, &wc))
+		return PointerGetDatum(NULL);
+	write_capture(id, is_update, wc.changes);
 
 	/* the rest runs as the owner of the contacts table */
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	if (save_userid != owner)
 		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (activity_plan == NULL)
+	/* a creation is no activity row: meisa.contact_activity derives it */
+	if (is_update || creation_stored())
 	{
-		Oid			types[3] = {INT8OID, TEXTOID, JSONBOID};
-
-		activity_plan = spi_keep_plan("INSERT INTO meisa.activity (contact_id, kind, detail) "
-									  "VALUES ($1, $2, $3)", 3, types);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		kind = CStringGetTextDatum(is_update ? "updated" : "created");
+		detail = JsonbPGetDatum(wc.changes);
+		write_activity(id, 1, &kind, &detail);
+		SPI_finish();
 	}
-	args[0] = Int64GetDatum(id);
-	args[1] = CStringGetTextDatum(is_update ? "updated" : "created");
-	args[2] = JsonbPGetDatum(changes);
-	if (SPI_execute_plan(activity_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "meisa: could not record contact activity");
-	SPI_finish();
 
-	segments_note_change(id, changes, !is_update, NULL);
-	automation_fire(is_update ? MEISA_TRIGGER_CONTACT_UPDATED : MEISA_TRIGGER_CONTACT_CREATED,
-					id, NULL, changes, NULL);
-	for (i = 0; i < nnum; i++)
-		if (added[i])
-			automation_fire(MEISA_TRIGGER_TAG_ADDED, id, TextDatumGetCString(ntags[i]), changes, NULL);
-	for (i = 0; i < onum; i++)
-		if (removed[i])
-			automation_fire(MEISA_TRIGGER_TAG_REMOVED, id, TextDatumGetCString(otags[i]), changes, NULL);
+	write_fire(id, is_update, &wc);
+	/* the segments see the write once its automations ran (docs/segments.md) */
+	segments_note_change(id, wc.changes, !is_update, NULL);
 
 	if (save_userid != owner)
 		SetUserIdAndSecContext(save_userid, save_sec);
