@@ -394,49 +394,33 @@ contact_cascade_edit(int64 contact_id, ContactEdit kind, const char *tag,
 	write_fire(contact_id, true, &wc);
 }
 
-/* Pushes key 'k' with a text column's value (JSON null for SQL NULL). */
+/*
+ * Pushes key 'k' with a text column's value, or (time) a timestamptz
+ * column's as to_jsonb writes it; JSON null for SQL NULL.
+ */
 static void
-push_text_col(JsonbParseState **st, const char *k, Cascade *c, int att)
-{
-	JsonbValue	v;
-	bool		isnull;
-	Datum		d = heap_getattr(c->cur, att, c->desc, &isnull);
-
-	v.type = jbvString;
-	v.val.string.val = (char *) k;
-	v.val.string.len = strlen(k);
-	pushJsonbValue(st, WJB_KEY, &v);
-	if (isnull)
-		v.type = jbvNull;
-	else
-	{
-		text	   *t = DatumGetTextPP(d);
-
-		v.val.string.val = VARDATA_ANY(t);
-		v.val.string.len = VARSIZE_ANY_EXHDR(t);
-	}
-	pushJsonbValue(st, WJB_VALUE, &v);
-}
-
-/* Pushes key 'k' with a timestamptz column's value as to_jsonb writes it. */
-static void
-push_time_col(JsonbParseState **st, const char *k, Cascade *c, int att)
+push_col(JsonbParseState **st, const char *k, Cascade *c, int att, bool time)
 {
 	JsonbValue	v;
 	bool		isnull;
 	Datum		d = heap_getattr(c->cur, att, c->desc, &isnull);
 	char		buf[MAXDATELEN + 1];
 
+	push_key(st, k);
 	v.type = jbvString;
-	v.val.string.val = (char *) k;
-	v.val.string.len = strlen(k);
-	pushJsonbValue(st, WJB_KEY, &v);
 	if (isnull)
 		v.type = jbvNull;
-	else
+	else if (time)
 	{
 		v.val.string.val = pstrdup(JsonEncodeDateTime(buf, d, TIMESTAMPTZOID, NULL));
 		v.val.string.len = strlen(v.val.string.val);
+	}
+	else
+	{
+		text	   *t = DatumGetTextPP(d);
+
+		v.val.string.val = VARDATA_ANY(t);
+		v.val.string.len = VARSIZE_ANY_EXHDR(t);
 	}
 	pushJsonbValue(st, WJB_VALUE, &v);
 }
@@ -476,43 +460,25 @@ contact_cascade_data(int64 contact_id)
 {
 	Cascade    *c = running;
 	JsonbParseState *st = NULL;
-	JsonbValue	k,
-				v;
+	JsonbValue	v;
 	bool		isnull;
 	Datum		d;
 
 	if (c == NULL || c->id != contact_id)
 		return NULL;
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	k.type = jbvString;
-	k.val.string.val = "id";
-	k.val.string.len = 2;
-	pushJsonbValue(&st, WJB_KEY, &k);
+	push_key(&st, "id");
 	v.type = jbvNumeric;
 	v.val.numeric = int64_to_numeric(contact_id);
 	pushJsonbValue(&st, WJB_VALUE, &v);
-	push_text_col(&st, "email", c, c->a.email);
-	push_text_col(&st, "external_id", c, c->a.external_id);
-	push_text_col(&st, "first_name", c, c->a.first_name);
-	push_text_col(&st, "last_name", c, c->a.last_name);
-	k.val.string.val = "custom_fields";
-	k.val.string.len = strlen("custom_fields");
-	pushJsonbValue(&st, WJB_KEY, &k);
-	d = heap_getattr(c->cur, c->a.custom_fields, c->desc, &isnull);
-	if (isnull)
-		v.type = jbvNull;
-	else
-	{
-		Jsonb	   *j = DatumGetJsonbP(d);
-
-		v.type = jbvBinary;
-		v.val.binary.data = &j->root;
-		v.val.binary.len = VARSIZE(j) - VARHDRSZ;
-	}
+	push_col(&st, "email", c, c->a.email, false);
+	push_col(&st, "external_id", c, c->a.external_id, false);
+	push_col(&st, "first_name", c, c->a.first_name, false);
+	push_col(&st, "last_name", c, c->a.last_name, false);
+	push_key(&st, "custom_fields");
+	jsonb_column_value(c->cur, c->a.custom_fields, c->desc, &v);
 	pushJsonbValue(&st, WJB_VALUE, &v);
-	k.val.string.val = "tags";
-	k.val.string.len = 4;
-	pushJsonbValue(&st, WJB_KEY, &k);
+	push_key(&st, "tags");
 	d = heap_getattr(c->cur, c->a.tags, c->desc, &isnull);
 	if (isnull)
 		v.type = jbvNull;
@@ -520,14 +486,12 @@ contact_cascade_data(int64 contact_id)
 		push_tags(&st, d);
 	if (isnull)
 		pushJsonbValue(&st, WJB_VALUE, &v);
-	k.val.string.val = "subscribed";
-	k.val.string.len = strlen("subscribed");
-	pushJsonbValue(&st, WJB_KEY, &k);
+	push_key(&st, "subscribed");
 	d = heap_getattr(c->cur, c->a.subscribed, c->desc, &isnull);
 	v.type = isnull ? jbvNull : jbvBool;
 	v.val.boolean = isnull ? false : DatumGetBool(d);
 	pushJsonbValue(&st, WJB_VALUE, &v);
-	push_time_col(&st, "created_at", c, c->a.created_at);
-	push_time_col(&st, "updated_at", c, c->a.updated_at);
+	push_col(&st, "created_at", c, c->a.created_at, true);
+	push_col(&st, "updated_at", c, c->a.updated_at, true);
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }

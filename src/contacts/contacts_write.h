@@ -2,8 +2,9 @@
  * contacts_write.h
  *		Inside the contacts stage: what the contacts triggers
  *		(contacts_trigger.c) share with the in-memory cascade of a contact
- *		write (contacts_cascade.c): the contact columns, the change set of a
- *		write and the automations it fires.
+ *		write (contacts_cascade.c), defined in contacts_write.c: the contact
+ *		columns, the change set of a write, its activity rows and the
+ *		automations it fires; and the two entry points of the cascade.
  */
 #ifndef MEISA_CONTACTS_WRITE_H
 #define MEISA_CONTACTS_WRITE_H
@@ -52,6 +53,10 @@ extern void contact_attrs(TupleDesc desc, ContactAttrs *a);
 extern bool column_changed(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup, int att);
 /* Normalises a text[] of tags; returns NULL when it is already normal. */
 extern ArrayType *normalize_tags(ArrayType *arr);
+/* The jsonb column 'att' of 'tup' as a JsonbValue (JSON null for SQL NULL or no tuple). */
+extern void jsonb_column_value(HeapTuple tup, int att, TupleDesc desc, JsonbValue *out);
+/* Pushes the object key 'key' (a C string). */
+extern void push_key(JsonbParseState **state, const char *key);
 /* True when text datum 'x' is among elems[0..n). */
 extern bool text_in(Datum x, Datum *elems, int n);
 
