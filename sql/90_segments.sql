@@ -202,3 +202,17 @@ VALUES ('sees_before', 'contact_updated',
 SELECT meisa_upsert('{"email": "s7@example.com", "custom_fields": {"plan": "pro"}}') ->> 'changed';
 SELECT tags FROM meisa.contacts WHERE email = 's7@example.com';
 SELECT sc.segment FROM meisa.segment_contacts sc WHERE sc.email = 's7@example.com' ORDER BY 1;
+
+-- ---------------------------------------------------------------- a failing automation
+-- a segment_entered automation that fails is recorded as failed, its
+-- actions rolled back; the write and the membership stay
+INSERT INTO meisa.templates (key, kind, subject, html) VALUES ('crlf_seg', 'marketing', 'Hi {{{custom_fields.s}}}', '<p>x</p>');
+INSERT INTO meisa.segments (name, conditions) VALUES ('has_s', '{"field": "custom_fields.s", "exists": true}');
+INSERT INTO meisa.automations (name, trigger, trigger_filter, actions)
+VALUES ('seg_broken', 'segment_entered', 'has_s', '[{"add_tag": "partial"}, {"send_email": "crlf_seg"}]');
+SELECT meisa_upsert(jsonb_build_object('email', 's8@example.com',
+                    'custom_fields', jsonb_build_object('s', E'x\r\nBcc: evil@example.com'))) ->> 'changed' AS changed;
+SELECT tags, custom_fields ? 's' AS written FROM meisa.contacts WHERE email = 's8@example.com';
+SELECT r.status, r.actions_done, r.error IS NOT NULL AS has_error FROM meisa.automation_runs r
+  JOIN meisa.automations a ON a.id = r.automation_id WHERE a.name = 'seg_broken';
+SELECT sc.segment FROM meisa.segment_contacts sc WHERE sc.email = 's8@example.com' ORDER BY 1;
