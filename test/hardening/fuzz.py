@@ -576,7 +576,8 @@ class Fuzzer:
         if r.random() < 0.3:
             self.run("segment_count", "SELECT meisa.segment_count(%s::jsonb)", (text,))
             return
-        name = r.choice(["fzseg1", "fzseg2", "fzseg%d" % i, g.string(12)])
+        # (a name, unlike a parameter, is also the fresh marker: no NUL byte)
+        name = r.choice(["fzseg1", "fzseg2", "fzseg%d" % i, g.string(12).replace("\x00", "")])
         if r.random() < 0.3:
             self.run("segment", "UPDATE meisa.segments SET conditions = %s::jsonb, enabled = %s WHERE name = %s",
                      (text, r.random() < 0.8, name))
