@@ -152,8 +152,15 @@ extern void automation_fire(MeisaTrigger trigger, int64 contact_id,
 typedef void (*segments_changed_fn) (int64 contact_id, Jsonb *changes,
 									 bool created, const char *event);
 
+/* Whether any segment is enabled (so a write must compute what segments read). */
+typedef bool (*segments_watching_fn) (void);
+
 /* Set by the segments stage when the module loads (segment_maint_init). */
 extern segments_changed_fn segments_changed_hook;
+extern segments_watching_fn segments_watching_hook;
+
+/* True when an enabled segment may need a write's change set (false before the hook is set). */
+extern bool segments_watching(void);
 
 /*
  * Keeps the segments current after a contact write ('changes' its change

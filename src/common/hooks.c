@@ -26,6 +26,14 @@ automation_fire(MeisaTrigger trigger, int64 contact_id, const char *filter,
 }
 
 segments_changed_fn segments_changed_hook = NULL;
+segments_watching_fn segments_watching_hook = NULL;
+
+/* True when an enabled segment may need a write's change set (false before the hook is set). */
+bool
+segments_watching(void)
+{
+	return segments_watching_hook != NULL && segments_watching_hook();
+}
 
 /* Keeps the segments current after a contact write or event (nothing before the hook is set). */
 void

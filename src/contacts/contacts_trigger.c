@@ -250,7 +250,7 @@ meisa_contacts_after(PG_FUNCTION_ARGS)
 	if (cascade_written(id, desc, oldtup, newtup, owner))
 	{
 		/* the automations ran in memory: the segments see the written row */
-		if (write_changes(desc, &a, oldtup, newtup, &wc))
+		if (segments_watching() && write_changes(desc, &a, oldtup, newtup, &wc))
 			segments_note_change(id, wc.changes, !is_update, NULL);
 		return PointerGetDatum(NULL);
 	}

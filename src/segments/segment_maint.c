@@ -451,10 +451,21 @@ segments_run_checks(TimestampTz at)
 	return done;
 }
 
-/* Registers the maintenance hook and the segment cache (module load). */
+/* The segments_watching hook: any segment enabled (loads the cache when stale). */
+static bool
+segments_enabled(void)
+{
+	int			n;
+
+	segment_cache_get(&n);
+	return n > 0;
+}
+
+/* Registers the maintenance hooks and the segment cache (module load). */
 void
 segment_maint_init(void)
 {
 	segment_cache_init();
 	segments_changed_hook = segments_changed;
+	segments_watching_hook = segments_enabled;
 }
