@@ -1,9 +1,8 @@
--- bench/automations_50.sql: meisa and the 50 automations of the write
--- benchmarks: 10 on contact_updated, of which one ("signed in") matches a
+-- bench/automations_50.sql: the 50 automations of the write benchmarks
+-- (meisa installed first): 10 on contact_updated, of which one ("signed in") matches a
 -- change of custom_fields.signin_count and runs add_tag + set_field; 40 on
 -- contact_created, tag_added, tag_removed, custom_event and
 -- sequence_enrolled whose filters or conditions do not match these writes.
-CREATE EXTENSION meisa;
 INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('t', 'marketing', 'Hi', 'Hi');
 INSERT INTO meisa.sequences (name) VALUES ('s');
 INSERT INTO meisa.automations (name, trigger, conditions, actions, position)

@@ -110,34 +110,13 @@ BEGIN
   RETURN jsonb_build_object('id', o.id, 'created', false);
 END $$;
 
-INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('t', 'marketing', 'Hi', 'Hi');
-INSERT INTO meisa.sequences (name) VALUES ('s');
--- 10 on contact_updated: 9 that do not match a sign-in, 1 that does
-INSERT INTO meisa.automations (name, trigger, conditions, actions, position)
-  SELECT 'updated ' || i, 'contact_updated',
-         jsonb_build_object('field', 'custom_fields.f' || i, 'changed_to', jsonb_build_object('gte', i)),
-         '[{"add_tag": "x"}]', i
-    FROM generate_series(1, 9) i;
-INSERT INTO meisa.automations (name, trigger, conditions, actions, position) VALUES
-  ('signed in', 'contact_updated', '{"field": "custom_fields.signin_count", "changed": true}',
-   '[{"add_tag": "active"}, {"set_field": {"custom_fields.stage": "active"}}]', 10);
--- 40 on the other triggers, none matching these writes
-INSERT INTO meisa.automations (name, trigger, trigger_filter, conditions, actions)
-  SELECT 'other ' || i, t.trigger,
-         CASE t.trigger WHEN 'contact_created' THEN NULL WHEN 'sequence_enrolled' THEN 's' ELSE 'f' || i END,
-         CASE WHEN t.trigger IN ('contact_created', 'sequence_enrolled')
-              THEN '{"field": "custom_fields.plan", "eq": "enterprise"}'::jsonb END,
-         CASE WHEN t.trigger = 'custom_event' THEN '[{"send_email": "t"}]'::jsonb ELSE '[{"enroll": "s"}]'::jsonb END
-    FROM generate_series(1, 40) i,
-         LATERAL (SELECT (ARRAY['contact_created', 'tag_added', 'tag_removed', 'custom_event', 'sequence_enrolled'])[1 + i % 5] AS trigger) t;
-SELECT trigger, count(*) FROM meisa.automations GROUP BY 1 ORDER BY 1;
-VACUUM ANALYZE;
 SQL
+# the automations once the pool is seeded (the seed fires nothing)
+psql -d bench -f "$(dirname "$0")/automations_50.sql"
+psql -d bench -c "SELECT trigger, count(*) FROM meisa.automations GROUP BY 1 ORDER BY 1" -c "VACUUM ANALYZE"
 
 # payload(K, CF): one expression shared by every side of a case
-payload() {
-  echo "jsonb_build_object('email', 'c' || $1 || '@example.com', 'external_id', 'u' || $1, 'first_name', 'Ann', 'custom_fields', $2)"
-}
+payload() { bench_payload "$@"; }
 new_p=$(payload "s.k" "jsonb_build_object('plan', 'free', 'signin_count', 0)")
 changed_p=$(payload "s.k" "jsonb_build_object('plan', 'free', 'signin_count', :r::bigint)")
 same_p=$(payload ":k" "jsonb_build_object('plan', 'free')")
@@ -169,15 +148,8 @@ INSERT INTO plain_contacts AS c (email, external_id, first_name, custom_fields)
     "$head" "$p" "$(keys $case bare)" > "$work/bare_$case.sql"
 done
 chmod 644 "$work"/*.sql
-tps() {
-  local out t
-  out=$(as_pg "$bindir/pgbench" -h 127.0.0.1 -p $port -n -M "$protocol" -T "$secs" -c "$clients" -j "$clients" \
-        -f "$work/$1_$2.sql" bench 2>&1) || true
-  t=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
-  [ -n "$t" ] || { echo "pgbench $1 $2 failed:" >&2; echo "$out" | tail -5 >&2; exit 1; }
-  echo "$t"
-}
-max() { echo "if ($1 > $2) $1 else $2" | bc -l; }
+tps() { bench_tps "$work/$1_$2.sql" -M "$protocol"; }
+max() { bench_max "$@"; }
 sides="bare meisa"
 [ "$ref" = 1 ] && sides="bare meisa ref"
 echo "$clients clients, $secs s per run, best of $rounds alternating runs, $protocol protocol"

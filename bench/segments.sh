@@ -36,7 +36,7 @@ bench_cluster 26464 segments
 port=26464
 
 echo "== setup: $pool contacts, 50 automations, 100 segments"
-psql -d bench -v pool="$pool" -f "$here/automations_50.sql"
+psql -d bench -c "CREATE EXTENSION meisa" -f "$here/automations_50.sql"
 psql -d bench -v pool="$pool" <<'SQL'
 CREATE TABLE plain_contacts (LIKE meisa.contacts INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING STORAGE)
   WITH (fillfactor = 80);
@@ -63,9 +63,7 @@ CREATE SEQUENCE walk;
 VACUUM ANALYZE;
 SQL
 
-payload() {
-  echo "jsonb_build_object('email', 'c' || $1 || '@example.com', 'external_id', 'u' || $1, 'first_name', 'Ann', 'custom_fields', $2)"
-}
+payload() { bench_payload "$@"; }
 changed_p=$(payload "s.k" "jsonb_build_object('plan', 'free', 'signin_count', :r::bigint)")
 same_p=$(payload ":k" "jsonb_build_object('plan', 'free')")
 for case in changed unchanged; do
@@ -83,15 +81,8 @@ INSERT INTO plain_contacts AS c (email, external_id, first_name, custom_fields)
     "$head" "$p" "$keys" > "$work/bare_$case.sql"
 done
 chmod 644 "$work"/*.sql
-tps() {
-  local out t
-  out=$(as_pg "$bindir/pgbench" -h 127.0.0.1 -p $port -n -T "$secs" -c "$clients" -j "$clients" \
-        -f "$work/$1_$2.sql" bench 2>&1) || true
-  t=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) .*/\1/p')
-  [ -n "$t" ] || { echo "pgbench $1 $2 failed:" >&2; echo "$out" | tail -5 >&2; exit 1; }
-  echo "$t"
-}
-max() { echo "if ($1 > $2) $1 else $2" | bc -l; }
+tps() { bench_tps "$work/$1_$2.sql"; }
+max() { bench_max "$@"; }
 if [[ $parts == *1* ]]; then
 echo "== 1. meisa_upsert with 50 automations and 100 segments: $clients clients, $secs s per run, best of $rounds"
 printf '%-10s %10s %10s %12s %8s\n' case meisa bare meisa/bare target
