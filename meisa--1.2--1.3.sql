@@ -185,17 +185,6 @@ COMMENT ON FUNCTION meisa.revoke(regrole, text) IS 'takes the privilege set app,
 REVOKE ALL ON FUNCTION meisa.privileges(text), meisa.privilege_held(regrole, text, text, text),
        meisa.grant(regrole, text), meisa.revoke(regrole, text) FROM PUBLIC;
 
-UPDATE pg_catalog.pg_init_privs ip
-   SET initprivs = ARRAY(
-         SELECT i FROM pg_catalog.unnest(ip.initprivs) i
-          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ARRAY[i]) x
-                             JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) x.grantee
-                            WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY['meisa_app', 'meisa_admin', 'meisa_reader'])))
- WHERE ip.privtype OPERATOR(pg_catalog.=) 'e'
-   AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ip.initprivs) x
-                 JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) x.grantee
-                WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY['meisa_app', 'meisa_admin', 'meisa_reader']));
-
 -- (extension scripts run with client_min_messages = warning: a NOTICE
 -- would not reach the DBA)
 DO $notice$
@@ -352,7 +341,9 @@ BEGIN
   END IF;
 END
 $grants$;
--- as above: their grants are this database's, not the extension's
+-- the privileges of the roles 1.2 made (the grants above included) are
+-- this database's, not the extension's: out of pg_init_privs, so pg_dump
+-- writes them out and a restore into a fresh 1.3 install gives them back
 UPDATE pg_catalog.pg_init_privs ip
    SET initprivs = ARRAY(
          SELECT i FROM pg_catalog.unnest(ip.initprivs) i
