@@ -9,6 +9,8 @@
 #include "contacts/contacts.h"
 #include "delivery/delivery.h"
 #include "outbox/outbox.h"
+#include "policy/policy.h"
+#include "broadcasts/broadcasts.h"
 #include "segments/segments.h"
 #include "automations/automations.h"
 
@@ -30,6 +32,8 @@ _PG_init(void)
 	template_init();
 	outbox_init();
 	sequence_init();
+	policy_init();
+	broadcasts_init();
 	automation_init();
 	segment_maint_init();
 	delivery_init();

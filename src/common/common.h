@@ -19,6 +19,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
+#include "datatype/timestamp.h"
 
 /* ---- restore.c */
 
@@ -196,5 +197,22 @@ extern bool automation_in_memory(int64 contact_id, spi_step_fn fire, void *arg,
 								 List **runs);
 /* Writes the runs through automation_runs_write_hook. */
 extern void automation_runs_write(List *runs);
+
+/* ---- hooks.c: queueing due broadcasts, a call up the stages */
+
+/* The broadcasts stage's entry point (see broadcasts_run). */
+typedef int64 (*broadcasts_run_fn) (TimestampTz at);
+
+/* Set by the broadcasts stage when the module loads (broadcasts_init). */
+extern broadcasts_run_fn broadcasts_run_hook;
+
+/*
+ * Queues the next batch of every broadcast due at 'at' (meisa_run_due);
+ * returns the messages queued (0 before the hook is set).
+ */
+extern int64 broadcasts_run(TimestampTz at);
+
+/* True when the last broadcasts_run of this backend left messages to queue. */
+extern bool broadcasts_work_left;
 
 #endif							/* MEISA_COMMON_H */

@@ -8,6 +8,8 @@
  *		in memory (automation_in_memory(), and automation_runs_write() for
  *		the runs it kept), and keeps the segments current
  *		(segments_note_change(), through the hook the segments stage sets).
+ *		meisa_run_due (the outbox) queues due broadcasts through
+ *		broadcasts_run(), the hook of the broadcasts stage above it.
  *		So no lower stage includes a higher one.
  */
 #include "common/common.h"
@@ -59,4 +61,17 @@ automation_runs_write(List *runs)
 {
 	if (runs != NIL && automation_runs_write_hook != NULL)
 		automation_runs_write_hook(runs);
+}
+
+broadcasts_run_fn broadcasts_run_hook = NULL;
+bool		broadcasts_work_left = false;
+
+/* Queues the next batch of every due broadcast through the stage's hook (0 before it is set). */
+int64
+broadcasts_run(TimestampTz at)
+{
+	broadcasts_work_left = false;
+	if (broadcasts_run_hook == NULL)
+		return 0;
+	return broadcasts_run_hook(at);
 }

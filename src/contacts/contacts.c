@@ -47,7 +47,7 @@ PG_FUNCTION_INFO_V1(meisa_contact_data);
 /* Attempts of the read-merge-write loop before giving up. */
 #define UPSERT_MAX_ATTEMPTS 20
 
-#define UPSERT_KEYS "email, external_id, first_name, last_name, custom_fields, tag_names, subscribed"
+#define UPSERT_KEYS "email, external_id, first_name, last_name, custom_fields, tag_names, subscribed, topics"
 
 ContactWriteCapture *contact_write_capture = NULL;
 
@@ -75,6 +75,7 @@ typedef struct UpsertPayload
 	int			ntags;
 	bool		has_subscribed;
 	bool		subscribed;
+	JsonbContainer *topics;		/* {"topic": boolean}, NULL when absent */
 } UpsertPayload;
 
 /* Defines the contact settings. */
@@ -543,9 +544,45 @@ parse_upsert_payload(Jsonb *payload, UpsertPayload *p)
 			p->has_subscribed = true;
 			p->subscribed = v.val.boolean;
 		}
+		else if (KEY_IS("topics"))
+			p->topics = payload_topics(&v);
 		else
 			payload_unknown_key(key, len, UPSERT_KEYS);
 #undef KEY_IS
+	}
+}
+
+/* Sets the contact's topic choices of the payload's "topics" (meisa.topic_set each). */
+static void
+upsert_apply_topics(int64 contact_id, JsonbContainer *topics)
+{
+	static SPIPlanPtr plan = NULL;
+	JsonbIterator *it;
+	JsonbValue	k,
+				v;
+	JsonbIteratorToken tok;
+
+	if (topics == NULL)
+		return;
+	if (plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, TEXTOID, BOOLOID};
+
+		plan = spi_keep_plan("SELECT meisa.topic_set($1, $2, $3)", 3, types);
+	}
+	it = JsonbIteratorInit(topics);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		Datum		values[3];
+
+		if (tok != WJB_KEY)
+			continue;
+		JsonbIteratorNext(&it, &v, true);
+		values[0] = Int64GetDatum(contact_id);
+		values[1] = PointerGetDatum(cstring_to_text_with_len(k.val.string.val, k.val.string.len));
+		values[2] = BoolGetDatum(v.val.boolean);
+		if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "meisa: could not set a topic of the contact");
 	}
 }
 
@@ -854,6 +891,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 	Jsonb	   *result = NULL;
 	int			attempt;
 	bool		lost_insert = false;
+	int64		result_id = 0;
 	MemoryContext spicxt;
 
 	if (PG_ARGISNULL(0))
@@ -898,6 +936,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 				lost_insert = true;
 				continue;		/* lost an insert race: re-read and update */
 			}
+			result_id = id;
 			MemoryContextSwitchTo(callercxt);
 			result = upsert_result(id, true, cap.filled ? cap.changes : NULL);
 			MemoryContextSwitchTo(spicxt);
@@ -948,6 +987,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 		if (!changed)
 		{
 			/* the login case: nothing to write */
+			result_id = row.id;
 			MemoryContextSwitchTo(callercxt);
 			result = upsert_result(row.id, false, NULL);
 			MemoryContextSwitchTo(spicxt);
@@ -956,6 +996,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 		cap.contact_id = row.id;
 		if (!(key_changed ? contact_update_key(args, nulls, &cap) : contact_update(args, nulls, &cap)))
 			continue;			/* the row or a key changed since it was read: re-read */
+		result_id = row.id;
 		MemoryContextSwitchTo(callercxt);
 		result = upsert_result(row.id, false, cap.filled ? cap.changes : NULL);
 		MemoryContextSwitchTo(spicxt);
@@ -965,6 +1006,7 @@ meisa_upsert(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not upsert the contact because of concurrent writes"),
 				 errhint("Retry the call.")));
+	upsert_apply_topics(result_id, p.topics);
 	SPI_finish();
 	PG_RETURN_JSONB_P(result);
 }
@@ -990,12 +1032,8 @@ contact_data_jsonb(int64 contact_id)
 	{
 		Oid			t[1] = {INT8OID};
 
-		plan_data = spi_keep_plan("SELECT pg_catalog.jsonb_build_object("
-								  "'id', id, 'email', email, 'external_id', external_id, "
-								  "'first_name', first_name, 'last_name', last_name, "
-								  "'custom_fields', custom_fields, 'tags', pg_catalog.to_jsonb(tags), "
-								  "'subscribed', subscribed, 'created_at', created_at, "
-								  "'updated_at', updated_at) FROM meisa.contacts WHERE id OPERATOR(pg_catalog.=) $1", 1, t);
+		plan_data = spi_keep_plan("SELECT " CONTACT_DATA_SQL("c") " FROM meisa.contacts c"
+								  " WHERE c.id OPERATOR(pg_catalog.=) $1", 1, t);
 	}
 	if (SPI_execute_plan(plan_data, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: contact data lookup failed");

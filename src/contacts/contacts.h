@@ -45,6 +45,9 @@ extern char *payload_key_for_message(const char *key, int len);
 /* ERROR 22023 for a key the payload does not accept, listing the valid ones. */
 extern void payload_unknown_key(const char *key, int len, const char *valid);
 
+/* The upsert payload's "topics" object, checked (names, boolean values). */
+extern JsonbContainer *payload_topics(JsonbValue *v);
+
 /* A JSON type name for messages ("string", "number", ...). */
 extern const char *payload_type_name(JsonbValue *v);
 
@@ -182,6 +185,14 @@ extern int64 contact_resolve(const char *email, const char *external_id,
  */
 extern Jsonb *contact_data_jsonb(int64 contact_id);
 
+/* The SQL expression of contact_data_jsonb over the meisa.contacts row aliased 'c'. */
+#define CONTACT_DATA_SQL(c) "pg_catalog.jsonb_build_object(" \
+	"'id', " c ".id, 'email', " c ".email, 'external_id', " c ".external_id, " \
+	"'first_name', " c ".first_name, 'last_name', " c ".last_name, " \
+	"'custom_fields', " c ".custom_fields, 'tags', pg_catalog.to_jsonb(" c ".tags), " \
+	"'subscribed', " c ".subscribed, 'created_at', " c ".created_at, " \
+	"'updated_at', " c ".updated_at)"
+
 /* True when a contact has this id (looked up as the owner of meisa.contacts). */
 extern bool contact_exists(int64 contact_id);
 
@@ -222,6 +233,7 @@ typedef struct ContactState
 	bool		subscribed;
 	bool		bounced;
 	bool		complained;
+	char	   *timezone;		/* custom_fields.timezone, NULL when none */
 } ContactState;
 
 /* Loads the contact's delivery state (SPI connected); false when there is no such contact. */

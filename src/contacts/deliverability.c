@@ -10,7 +10,8 @@
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 
-#define STATE_COLUMNS "id, email, subscribed, bounced_at IS NOT NULL, complained_at IS NOT NULL"
+#define STATE_COLUMNS "id, email, subscribed, bounced_at IS NOT NULL, complained_at IS NOT NULL, " \
+	"custom_fields OPERATOR(pg_catalog.->>) 'timezone'"
 
 /* Runs a state lookup plan with one argument; fills 'cs' and returns true when found. */
 static bool
@@ -35,6 +36,7 @@ state_lookup(SPIPlanPtr plan, Datum arg, ContactState *cs)
 	cs->subscribed = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 	cs->bounced = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 	cs->complained = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	cs->timezone = spi_get_text(tup, desc, 6);
 	SPI_freetuptable(SPI_tuptable);
 	return true;
 }

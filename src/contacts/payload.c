@@ -389,3 +389,40 @@ tags_check_count(int ntags, const char *field)
 				 errdetail("The contact would have %d tags; meisa.max_tags allows %d.",
 						   ntags, meisa_max_tags)));
 }
+
+/*
+ * The upsert payload's "topics": an object of topic names and booleans
+ * ({"product-updates": false}); ERROR 22023 naming the field otherwise.
+ * Whether each topic exists is checked when it is set (42704).
+ */
+JsonbContainer *
+payload_topics(JsonbValue *v)
+{
+	JsonbIterator *it;
+	JsonbValue	k,
+				e;
+	JsonbIteratorToken tok;
+
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("field \"topics\" must be an object, not %s", payload_type_name(v))));
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		if (tok != WJB_KEY)
+			continue;
+		JsonbIteratorNext(&it, &e, true);
+		if (k.val.string.len == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("field \"topics\" must not hold an empty topic name")));
+		if (e.type != jbvBool)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("field \"topics.%s\" must be a boolean, not %s",
+							payload_key_for_message(k.val.string.val, k.val.string.len),
+							payload_type_name(&e))));
+	}
+	return v->val.binary.data;
+}

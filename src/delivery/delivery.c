@@ -15,6 +15,7 @@
  */
 #include "contacts/contacts.h"
 #include "delivery/delivery.h"
+#include "policy/policy.h"
 
 #include <math.h>
 
@@ -55,6 +56,7 @@ typedef struct DeliveryMsg
 	char	   *message_id;
 	int32		attempts;
 	TimestampTz created_at;
+	char	   *topic;			/* NULL = none */
 	/* assembled for sending */
 	char	   *data;
 	char	   *envelope_from;
@@ -62,7 +64,7 @@ typedef struct DeliveryMsg
 
 /* The columns every query below returns for a message, in this order. */
 #define MSG_COLUMNS "m.id, m.contact_id, m.to_email, m.from_address, m.reply_to, m.kind, " \
-	"m.subject, m.html, m.text, m.message_id, m.attempts, m.created_at"
+	"m.subject, m.html, m.text, m.message_id, m.attempts, m.created_at, m.topic"
 
 enum
 {
@@ -227,6 +229,7 @@ msg_from_row(DeliveryMsg *m, HeapTuple tup, TupleDesc desc, MemoryContext ctx)
 	m->message_id = spi_get_text(tup, desc, 10);
 	m->attempts = spi_get_int32(tup, desc, 11, 0);
 	m->created_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 12, &isnull));
+	m->topic = spi_get_text(tup, desc, 13);
 	MemoryContextSwitchTo(old);
 }
 
@@ -265,8 +268,9 @@ msg_mime(DeliveryMsg *m)
 	if (m->kind && strcmp(m->kind, "marketing") == 0 && m->contact_id != 0)
 		mm.unsubscribe_url = psprintf("%s%s",
 									  meisa_unsubscribe_base_url ? meisa_unsubscribe_base_url : "",
-									  unsubscribe_token_make(m->contact_id,
-															 (int64) timestamptz_to_time_t(m->created_at)));
+									  unsubscribe_token_make_topic(m->contact_id,
+																   (int64) timestamptz_to_time_t(m->created_at),
+																   topic_id_by_name(m->topic)));
 	mime_parse_mailbox(mm.from, "from_address", &name, &addr);
 	m->envelope_from = addr;
 	return mime_build(&mm);
@@ -402,18 +406,35 @@ backoff_seconds(int attempts)
 	return Min(d, (double) meisa_retry_backoff_max);
 }
 
-/* The suppression reason for a message now, NULL when it may be sent. */
+/*
+ * The suppression reason for a message now, NULL when it may be sent; for
+ * marketing mail inside the contact's meisa.quiet_hours, *quiet_wait is set
+ * to the seconds until they end (0 otherwise).
+ */
 static const char *
-suppression_reason(const DeliveryMsg *m)
+suppression_reason(const DeliveryMsg *m, double *quiet_wait)
 {
 	ContactState cs;
 	bool		found;
+	const char *reason;
 
+	*quiet_wait = 0;
 	if (m->contact_id != 0)
 		found = contact_state_lookup(m->contact_id, &cs);
 	else
 		found = contact_state_by_email(m->to_email, &cs);
-	return found ? contact_suppression_reason(&cs, m->kind) : NULL;
+	if (!found)
+		return NULL;
+	reason = policy_suppression_reason(&cs, m->kind, m->topic);
+	if (reason == NULL && strcmp(m->kind, "marketing") == 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		TimestampTz end = policy_quiet_end(now, policy_contact_zone(cs.timezone));
+
+		if (end > now)
+			*quiet_wait = (double) (end - now) / USECS_PER_SEC;
+	}
+	return reason;
 }
 
 /*
@@ -519,16 +540,24 @@ batch_prepare(Batch *b, DeliveryMsg *m)
 	const char *reason;
 	char	   *err;
 	BuildArg	ba;
+	double		quiet_wait = 0;
 
 	batch_begin(b, "meisa delivery: checking");
 	if (b->nbounces > 0 && m->contact_id != 0 &&
 		bounce_pending(b->bounces, b->nbounces, m->contact_id))
 		reason = "bounced";
 	else
-		reason = suppression_reason(m);
+		reason = suppression_reason(m, &quiet_wait);
 	if (reason)
 	{
 		settle(Q_SUPPRESSED, m, reason, 0);
+		batch_commit(b);
+		return false;
+	}
+	if (quiet_wait > 0)
+	{
+		/* inside the contact's quiet hours: back to the queue until they end */
+		settle(Q_RELEASE, m, NULL, quiet_wait);
 		batch_commit(b);
 		return false;
 	}

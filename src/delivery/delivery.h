@@ -73,8 +73,11 @@ extern void mime_check_header_value(const char *value, const char *field);
 /* Longest line of a message, without its CRLF (RFC 5322 §2.1.1). */
 #define MIME_LINE_LIMIT 998
 
-/* Length of an unsubscribe token: base64url of 33 bytes, no padding (token.c). */
-#define UNSUBSCRIBE_TOKEN_LENGTH 44
+/*
+ * Length of the longest unsubscribe token: base64url of 45 bytes, no
+ * padding (a topic's token; one of all marketing mail has 44, token.c).
+ */
+#define UNSUBSCRIBE_TOKEN_LENGTH 60
 
 /*
  * Longest meisa.unsubscribe_base_url: "List-Unsubscribe: <" + base + token +
@@ -117,11 +120,23 @@ extern char *unsubscribe_url(int64 contact_id);
 /* The contact id a valid unsubscribe token names; ERROR 22023 when invalid or the contact is gone. */
 extern int64 unsubscribe_token_contact(const char *token);
 
+/* unsubscribe_url for a message of a topic (topic id, 0 = none): the token leaves that topic. */
+extern char *unsubscribe_url_topic(int64 contact_id, int64 topic_id);
+/*
+ * The contact id a valid unsubscribe token names and in *topic_id the topic
+ * it leaves (0 = all marketing mail); ERROR 22023 when invalid.
+ */
+extern int64 unsubscribe_token_verify(const char *token, int64 *topic_id);
+
 /* The signed token for a contact issued at 'issued' (seconds since 1970). */
 extern char *unsubscribe_token_make(int64 contact_id, int64 issued);
+/* The same for a message of a topic (0 = none). */
+extern char *unsubscribe_token_make_topic(int64 contact_id, int64 issued, int64 topic_id);
 
 /* The unsubscribe URL of a contact with a token issued at 'issued'; NULL without meisa.secret_file. */
 extern char *unsubscribe_url_at(int64 contact_id, int64 issued);
+/* The same for a message of a topic (0 = none). */
+extern char *unsubscribe_url_topic_at(int64 contact_id, int64 issued, int64 topic_id);
 
 /* ---- smtp.c */
 typedef enum SmtpOutcome

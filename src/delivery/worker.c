@@ -165,7 +165,8 @@ worker_round(MemoryContext round_ctx)
 	}
 	/* no idle connection while sleeping; settings may change before the next round */
 	delivery_session_close(true);
-	if (more)
+	/* a broadcast with more to queue: meisa_run_due again at once */
+	if (more || broadcasts_work_left)
 		return 0;
 
 	/*

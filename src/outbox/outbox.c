@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "access/xact.h"
 
 /* Domain used in Message-IDs when the sender's address has none. */
 #define OUTBOX_DEFAULT_DOMAIN "meisa.local"
@@ -69,7 +70,7 @@ template_lookup(const char *key)
 	{
 		Oid			types[1] = {TEXTOID};
 
-		plan = spi_keep_plan("SELECT key, kind, subject, html, text, \"from\", reply_to"
+		plan = spi_keep_plan("SELECT key, kind, subject, html, text, \"from\", reply_to, topic"
 							 " FROM meisa.templates WHERE key OPERATOR(pg_catalog.=) $1",
 							 1, types);
 	}
@@ -91,6 +92,7 @@ template_lookup(const char *key)
 	t->text = spi_get_text(tup, desc, 5);
 	t->from = spi_get_text(tup, desc, 6);
 	t->reply_to = spi_get_text(tup, desc, 7);
+	t->topic = spi_get_text(tup, desc, 8);
 	SPI_freetuptable(SPI_tuptable);
 	return t;
 }
@@ -152,14 +154,14 @@ push_string_pair(JsonbParseState **state, const char *key, const char *value)
 }
 
 /*
- * Builds the template data: the contact's data keys at top level, "data"
- * ('data', or {} when NULL) and "unsubscribe_url".
+ * Builds the template data: the contact's data keys at top level ('contact',
+ * as contact_data_jsonb gives it), "data" ('data', or {} when NULL) and
+ * "unsubscribe_url" (leaving topic 'topic_id', 0 = all marketing mail).
  */
 static Jsonb *
-template_data(const ContactState *cs, Jsonb *data)
+template_data(const ContactState *cs, Jsonb *contact, Jsonb *data, int64 topic_id)
 {
 	JsonbParseState *state = NULL;
-	Jsonb	   *contact = contact_data_jsonb(cs->id);
 	JsonbValue	k,
 				v;
 	JsonbValue *res;
@@ -219,7 +221,7 @@ template_data(const ContactState *cs, Jsonb *data)
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 
-	push_string_pair(&state, "unsubscribe_url", unsubscribe_url(cs->id));
+	push_string_pair(&state, "unsubscribe_url", unsubscribe_url_topic(cs->id, topic_id));
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
 }
@@ -328,7 +330,89 @@ outbox_idempotent_message(const char *trigger_key, const char *idem,
 	return id;
 }
 
-#define NARGS_INSERT 19
+/*
+ * Renders template 't' for the contact with 'data' and the unsubscribe link
+ * of 'topic_id'; 'contact' is the contact's data (NULL: read it).  Checks
+ * every header value (22023 naming it).
+ */
+void
+outbox_render(const ContactState *cs, const TemplateRow *t, Jsonb *contact,
+			  Jsonb *data, int64 topic_id, RenderedMessage *out)
+{
+	Jsonb	   *tdata;
+	PartialContext pc;
+	RenderErrorContext rec;
+	ErrorContextCallback errcb;
+	char	   *domain;
+
+	if (contact == NULL)
+		contact = contact_data_jsonb(cs->id);
+	tdata = template_data(cs, contact, data, topic_id);
+	pc.cxt = CurrentMemoryContext;
+	rec.key = t->key;
+	rec.part = "subject";
+	errcb.callback = render_error_context;
+	errcb.arg = &rec;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	pc.column = "text";
+	out->subject = mustache_render_jsonb_plain(t->subject, tdata, outbox_partial, &pc);
+	out->html = NULL;
+	out->text = NULL;
+	if (t->html)
+	{
+		rec.part = "html";
+		pc.column = "html";
+		out->html = mustache_render_jsonb(t->html, tdata, outbox_partial, &pc);
+	}
+	if (t->text)
+	{
+		rec.part = "text";
+		pc.column = "text";
+		out->text = mustache_render_jsonb_plain(t->text, tdata, outbox_partial, &pc);
+	}
+
+	rec.part = NULL;
+	out->from = sender_address(t);
+	mime_check_header_value(cs->email, "to");
+	mime_check_header_value(out->from, "from");
+	mime_check_header_value(t->reply_to, "reply_to");
+	mime_check_header_value(out->subject, "subject");
+	error_context_stack = errcb.previous;
+
+	domain = address_domain(out->from);
+	out->domain = domain ? domain : OUTBOX_DEFAULT_DOMAIN;
+	out->random = random_hex();
+}
+
+/* When a message of 'kind' queued for the contact may first be sent, at or after 'at' (quiet hours). */
+TimestampTz
+outbox_first_attempt(const ContactState *cs, const char *kind, TimestampTz at)
+{
+	if (strcmp(kind, "marketing") != 0)
+		return at;
+	return policy_quiet_end(at, policy_contact_zone(cs->timezone));
+}
+
+/*
+ * Why a message of template 't' from 'src' under 'topic' must not be queued
+ * for the contact (NULL = it may): the suppression reasons, then for
+ * marketing mail meisa.frequency_cap.
+ */
+static const char *
+queue_suppression_reason(const ContactState *cs, const TemplateRow *t,
+						 const MessageSource *src, const char *topic)
+{
+	const char *reason = policy_suppression_reason(cs, t->kind, topic);
+
+	if (reason == NULL && strcmp(t->kind, "marketing") == 0 && policy_cap_set() &&
+		policy_cap_reached(cs->id, (src && src->now) ? src->now :
+						   GetCurrentTransactionStartTimestamp(), NULL))
+		reason = "frequency_cap";
+	return reason;
+}
+
+#define NARGS_INSERT 22
 
 /* outbox_queue for a contact whose state the caller already loaded (SPI connected). */
 int64
@@ -345,24 +429,46 @@ outbox_queue_contact(const ContactState *cs, const char *template_key,
 	return outbox_queue_template(cs, t, data, src, suppressed_reason);
 }
 
+/* Prepares the INSERT of a message (kept for the backend's life). */
+static SPIPlanPtr
+insert_plan(void)
+{
+	static SPIPlanPtr plan = NULL;
+
+	if (plan == NULL)
+	{
+		Oid			types[NARGS_INSERT] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+			TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+			INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID,
+		TIMESTAMPTZOID};
+
+		plan = spi_keep_plan(
+							 "INSERT INTO meisa.messages (id, contact_id, to_email, from_address, reply_to,"
+							 " kind, template_key, subject, html, text, status, last_error,"
+							 " automation_id, enrollment_id, sequence_id, step_position,"
+							 " trigger_key, idempotency_key, message_id, topic, broadcast_id,"
+							 " next_attempt_at)"
+							 " SELECT n.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+							 " $14, $15, $16, $17, pg_catalog.concat('<', $18, '.', n.id, '@', $19, '>'),"
+							 " $20, $21, $22"
+							 " FROM (SELECT pg_catalog.nextval('meisa.messages_id_seq'::pg_catalog.regclass) AS id) n"
+							 " ON CONFLICT (trigger_key, idempotency_key) WHERE idempotency_key IS NOT NULL"
+							 " DO NOTHING RETURNING id",
+							 NARGS_INSERT, types);
+	}
+	return plan;
+}
+
 /* outbox_queue with the template row already loaded (SPI connected). */
 int64
 outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 					  Jsonb *data, const MessageSource *src,
 					  char **suppressed_reason)
 {
-	static SPIPlanPtr plan = NULL;
-	const char *template_key = t->key;
-	Jsonb	   *tdata;
-	PartialContext pc;
-	RenderErrorContext rec;
-	ErrorContextCallback errcb;
-	char	   *subject;
-	char	   *html = NULL;
-	char	   *text = NULL;
-	const char *from;
+	RenderedMessage r;
+	const char *topic;
 	const char *reason;
-	char	   *domain;
+	TimestampTz first;
 	Datum		values[NARGS_INSERT];
 	char		nulls[NARGS_INSERT];
 	int64		id = 0;
@@ -375,61 +481,16 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("template \"%s\" is a %s template, not a %s template",
-						template_key, t->kind, src->required_kind)));
+						t->key, t->kind, src->required_kind)));
 
 	/* render: the row keeps exactly what will be sent */
-	tdata = template_data(cs, data);
-	pc.cxt = CurrentMemoryContext;
-	rec.key = template_key;
-	rec.part = "subject";
-	errcb.callback = render_error_context;
-	errcb.arg = &rec;
-	errcb.previous = error_context_stack;
-	error_context_stack = &errcb;
-	pc.column = "text";
-	subject = mustache_render_jsonb_plain(t->subject, tdata, outbox_partial, &pc);
-	if (t->html)
-	{
-		rec.part = "html";
-		pc.column = "html";
-		html = mustache_render_jsonb(t->html, tdata, outbox_partial, &pc);
-	}
-	if (t->text)
-	{
-		rec.part = "text";
-		pc.column = "text";
-		text = mustache_render_jsonb_plain(t->text, tdata, outbox_partial, &pc);
-	}
-
-	rec.part = NULL;
-	from = sender_address(t);
-	mime_check_header_value(cs->email, "to");
-	mime_check_header_value(from, "from");
-	mime_check_header_value(t->reply_to, "reply_to");
-	mime_check_header_value(subject, "subject");
-	error_context_stack = errcb.previous;
-
-	reason = contact_suppression_reason(cs, t->kind);
-	domain = address_domain(from);
-
-	if (plan == NULL)
-	{
-		Oid			types[NARGS_INSERT] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-			TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
-		INT8OID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-
-		plan = spi_keep_plan(
-							 "INSERT INTO meisa.messages (id, contact_id, to_email, from_address, reply_to,"
-							 " kind, template_key, subject, html, text, status, last_error,"
-							 " automation_id, enrollment_id, sequence_id, step_position,"
-							 " trigger_key, idempotency_key, message_id)"
-							 " SELECT n.id, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-							 " $14, $15, $16, $17, pg_catalog.concat('<', $18, '.', n.id, '@', $19, '>')"
-							 " FROM (SELECT pg_catalog.nextval('meisa.messages_id_seq'::pg_catalog.regclass) AS id) n"
-							 " ON CONFLICT (trigger_key, idempotency_key) WHERE idempotency_key IS NOT NULL"
-							 " DO NOTHING RETURNING id",
-							 NARGS_INSERT, types);
-	}
+	topic = strcmp(t->kind, "marketing") != 0 ? NULL :
+		(src && src->topic) ? src->topic : t->topic;
+	outbox_render(cs, t, NULL, data, topic ? topic_id_by_name(topic) : 0, &r);
+	reason = queue_suppression_reason(cs, t, src, topic);
+	first = outbox_first_attempt(cs, t->kind,
+								 Max(GetCurrentTransactionStartTimestamp(),
+									 src ? src->not_before : 0));
 
 	for (i = 0; i < NARGS_INSERT; i++)
 		nulls[i] = ' ';
@@ -437,13 +498,13 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 #define SET_INT8(n, x) do { if ((x) != 0) values[n] = Int64GetDatum(x); else nulls[n] = 'n'; } while (0)
 	values[0] = Int64GetDatum(cs->id);
 	SET_TEXT(1, cs->email);
-	SET_TEXT(2, from);
+	SET_TEXT(2, r.from);
 	SET_TEXT(3, t->reply_to);
 	SET_TEXT(4, t->kind);
 	SET_TEXT(5, t->key);
-	SET_TEXT(6, subject);
-	SET_TEXT(7, html);
-	SET_TEXT(8, text);
+	SET_TEXT(6, r.subject);
+	SET_TEXT(7, r.html);
+	SET_TEXT(8, r.text);
 	SET_TEXT(9, reason ? "suppressed" : "queued");
 	SET_TEXT(10, reason);
 	SET_INT8(11, src ? src->automation_id : 0);
@@ -455,12 +516,15 @@ outbox_queue_template(const ContactState *cs, const TemplateRow *t,
 		nulls[14] = 'n';
 	SET_TEXT(15, src ? src->trigger_key : NULL);
 	SET_TEXT(16, src ? src->idempotency_key : NULL);
-	SET_TEXT(17, random_hex());
-	SET_TEXT(18, domain ? domain : OUTBOX_DEFAULT_DOMAIN);
+	SET_TEXT(17, r.random);
+	SET_TEXT(18, r.domain);
+	SET_TEXT(19, topic);
+	SET_INT8(20, src ? src->broadcast_id : 0);
+	values[21] = TimestampTzGetDatum(first);
 #undef SET_TEXT
 #undef SET_INT8
 
-	if (SPI_execute_plan(plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+	if (SPI_execute_plan(insert_plan(), values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "meisa: could not insert the message");
 	if (SPI_processed == 1)
 	{

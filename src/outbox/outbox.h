@@ -2,13 +2,13 @@
  * outbox.h
  *		The outbox stage: rendering and queueing messages (outbox.c), the
  *		template checks (template_check.c), meisa_trigger_email (trigger_email.c),
- *		sequence enrolment (sequences.c), the send window (sendwindow.c) and
- *		the sequence runner (rundue.c).
+ *		sequence enrolment (sequences.c) and the sequence runner (rundue.c).
  */
 #ifndef MEISA_OUTBOX_H
 #define MEISA_OUTBOX_H
 
 #include "contacts/contacts.h"
+#include "policy/policy.h"
 
 #include "executor/spi.h"
 #include "pgtime.h"
@@ -30,6 +30,10 @@ typedef struct MessageSource
 	int32		step_position;	/* 0 = none */
 	const char *trigger_key;	/* NULL = none */
 	const char *idempotency_key;	/* NULL = none */
+	const char *topic;			/* the sequence's or broadcast's; NULL = the template's */
+	int64		broadcast_id;	/* 0 = none */
+	TimestampTz not_before;		/* earliest send (0 = now) */
+	TimestampTz now;			/* the clock of meisa.frequency_cap (0 = the transaction's start) */
 } MessageSource;
 
 /*
@@ -53,7 +57,31 @@ typedef struct TemplateRow
 	char	   *text;			/* NULL when absent */
 	char	   *from;			/* NULL when absent */
 	char	   *reply_to;		/* NULL when absent */
+	char	   *topic;			/* NULL when none */
 } TemplateRow;
+
+/* A template rendered for a contact: what a meisa.messages row keeps. */
+typedef struct RenderedMessage
+{
+	char	   *subject;
+	char	   *html;			/* NULL when the template has none */
+	char	   *text;			/* NULL when the template has none */
+	const char *from;			/* the sender, NULL = none configured */
+	const char *domain;			/* of the Message-ID */
+	char	   *random;			/* left part of the Message-ID */
+} RenderedMessage;
+
+/*
+ * Renders template 't' for the contact (its data 'contact' as
+ * contact_data_jsonb gives it, or NULL to read it) with 'data' (may be NULL)
+ * and the unsubscribe link of 'topic_id' (0 = all marketing mail); checks
+ * every header value.  ERROR naming the template and part on failure.
+ */
+extern void outbox_render(const ContactState *cs, const TemplateRow *t, Jsonb *contact,
+						  Jsonb *data, int64 topic_id, RenderedMessage *out);
+
+/* When a message of 'kind' queued for the contact may first be sent, at or after 'at' (quiet hours). */
+extern TimestampTz outbox_first_attempt(const ContactState *cs, const char *kind, TimestampTz at);
 
 /* Loads a template by key; NULL when there is none. */
 extern TemplateRow *template_lookup(const char *key);
@@ -91,25 +119,5 @@ extern bool sequence_unenroll(int64 contact_id, const char *sequence_name);
 extern int	meisa_run_due_batch_size;
 /* meisa.sequence_retry_delay (seconds): wait after a failed enrolment run. */
 extern int	meisa_sequence_retry_delay;
-
-/* A send window: ISO days as a bit mask (bit 1 = Monday .. bit 7 = Sunday). */
-typedef struct SendWindow
-{
-	int			days_mask;		/* 0 = every day */
-	int64		start_us;		/* local opening, microseconds after midnight */
-	int64		end_us;			/* local closing (exclusive) */
-} SendWindow;
-
-/*
- * The first instant at or after 'at' inside the window, in time zone 'tz':
- * 'at' itself when the window is open then.
- */
-extern TimestampTz send_window_next(TimestampTz at, pg_tz *tz, const SendWindow *w);
-
-/* The time zone named 'name', or NULL when it is unknown (never throws). */
-extern pg_tz *send_window_zone(const char *name);
-
-/* The zone a contact's custom_fields.timezone names: database names only. */
-extern pg_tz *send_window_contact_zone(const char *name);
 
 #endif							/* MEISA_OUTBOX_H */

@@ -67,6 +67,7 @@ typedef struct RunSequence
 	bool		has_window;
 	SendWindow	window;
 	pg_tz	   *tz;				/* the sequence's time zone */
+	char	   *topic;			/* the sequence's topic, NULL = the templates' */
 	int			nsteps;
 	int			maxsteps;		/* allocated entries of steps */
 	RunStep    *steps;
@@ -111,7 +112,7 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 
 	if (SPI_execute("SELECT id, name, exit_conditions, send_days, send_start, send_end, timezone,"
 					" (SELECT pg_catalog.count(*) FROM meisa.sequence_steps st"
-					"  WHERE st.sequence_id OPERATOR(pg_catalog.=) s.id)"
+					"  WHERE st.sequence_id OPERATOR(pg_catalog.=) s.id), topic"
 					" FROM meisa.sequences s WHERE enabled",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: could not load sequences");
@@ -133,6 +134,7 @@ load_sequences(MemoryContext cxt, ArrayType **enabled_ids)
 		rs = hash_search(htab, &id, HASH_ENTER, &found);
 		ids[i] = Int64GetDatum(id);
 		rs->name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		rs->topic = spi_get_text(tup, desc, 9);
 		d = SPI_getbinval(tup, desc, 3, &isnull);
 		memset(&rs->exit_conditions, 0, sizeof(RunCondition));
 		rs->exit_conditions.json = isnull ? NULL : DatumGetJsonbPCopy(d);
@@ -341,13 +343,27 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 		return;
 	}
 
-	/* 5. queue the step's message */
+	/* 5. queue the step's message; over meisa.frequency_cap, wait instead */
+	if (step->template == NULL)
+		step->template = load_template(step->template_key, runcxt);
+	if (strcmp(step->template->kind, "marketing") == 0 && policy_cap_set())
+	{
+		TimestampTz free_at;
+
+		if (policy_cap_reached(it->contact_id, at, &free_at))
+		{
+			it->has_next = true;
+			it->next_run_at = free_at;
+			it->advanced = false;
+			return;
+		}
+	}
 	memset(&src, 0, sizeof(src));
 	src.enrollment_id = it->id;
 	src.sequence_id = rs->id;
 	src.step_position = step->position;
-	if (step->template == NULL)
-		step->template = load_template(step->template_key, runcxt);
+	src.topic = rs->topic;
+	src.now = at;
 	outbox_queue_template(&it->cs, step->template, NULL, &src, &reason);
 	if (reason)
 	{
@@ -355,7 +371,8 @@ run_one(RunItem *it, RunSequence *rs, TimestampTz at, MemoryContext runcxt)
 		it->status = "exited";
 		it->exit_reason = strcmp(reason, "bounced") == 0 ? "bounced" :
 			strcmp(reason, "complained") == 0 ? "complained" :
-			strcmp(reason, "unsubscribed") == 0 ? "unsubscribed" : "suppressed";
+			strcmp(reason, "unsubscribed") == 0 ? "unsubscribed" :
+			strcmp(reason, "topic_unsubscribed") == 0 ? "topic_unsubscribed" : "suppressed";
 		return;
 	}
 	it->new_step = step->position;
@@ -557,6 +574,7 @@ fetch_batch(Portal portal, RunItem *items, int max)
 		it->cs.bounced = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 		it->cs.complained = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 		it->contact_tz = SPI_getvalue(tup, desc, 9);
+		it->cs.timezone = it->contact_tz;
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return n;
@@ -645,7 +663,8 @@ run_due_enrolments(TimestampTz at)
 
 /*
  * meisa_run_due(at timestamptz default now()) returns int: processes the
- * segment checks due at 'at', then advances the enrolments due at 'at';
+ * segment checks due at 'at', queues the next batch of each due broadcast,
+ * then advances the enrolments due at 'at';
  * every clock test evaluated meanwhile takes 'at' as now.  Returns how many
  * enrolments advanced.
  */
@@ -670,6 +689,7 @@ meisa_run_due(PG_FUNCTION_ARGS)
 	PG_TRY();
 	{
 		segments_run_checks(at);
+		broadcasts_run(at);
 		advanced = run_due_enrolments(at);
 	}
 	PG_FINALLY();

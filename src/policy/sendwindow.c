@@ -1,11 +1,12 @@
 /*
  * sendwindow.c
- *		Send windows of sequences: a step that falls due outside the window
- *		(allowed ISO week days, local opening and closing time) waits for the
- *		next opening, computed in the contact's time zone
- *		(custom_fields.timezone) or the sequence's.
+ *		Local time in a contact's zone: send windows of sequences (a step
+ *		that falls due outside the window, allowed ISO week days and local
+ *		opening and closing time, waits for the next opening, computed in
+ *		the contact's time zone, custom_fields.timezone, or the sequence's),
+ *		the zones themselves, and a wall-clock time turned into an instant.
  */
-#include "outbox/outbox.h"
+#include "policy/policy.h"
 
 #include "datatype/timestamp.h"
 #include "utils/datetime.h"
@@ -67,7 +68,7 @@ send_window_contact_zone(const char *name)
 }
 
 /* The instant at which local wall-clock time 'local' occurs in 'tz'. */
-static TimestampTz
+TimestampTz
 local_to_instant(Timestamp local, pg_tz *tz)
 {
 	struct pg_tm tm;
