@@ -331,6 +331,343 @@ ALTER TABLE meisa.automations ADD CONSTRAINT automations_trigger_check
                                                     'tag_removed', 'custom_event', 'sequence_enrolled',
                                                     'segment_entered', 'segment_exited']));
 
+-- nothing of the segments for PUBLIC (a role holding a privilege set gets
+-- the new objects with meisa.grant(role, set) again)
+REVOKE ALL ON meisa.segments, meisa.segment_members, meisa.segment_checks, meisa.segment_changes,
+              meisa.segment_stats, meisa.segment_contacts FROM PUBLIC;
+REVOKE ALL ON SEQUENCE meisa.segments_id_seq, meisa.segment_changes_id_seq FROM PUBLIC;
+REVOKE ALL ON FUNCTION meisa.segments_validate(), meisa.segments_changed(),
+              meisa.condition_number(text), meisa.condition_time(text),
+              meisa.segment_count(jsonb), meisa.segment_preview(jsonb, integer),
+              meisa.segment_mismatches() FROM PUBLIC;
+
+-- a contact's memberships, checks and segment changes go with it
+CREATE OR REPLACE FUNCTION meisa.contacts_deleted() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, meisa, pg_temp
+    AS $$
+BEGIN
+    DELETE FROM meisa.activity a WHERE a.contact_id = OLD.id;
+    DELETE FROM meisa.segment_members m WHERE m.contact_id = OLD.id;
+    DELETE FROM meisa.segment_checks k WHERE k.contact_id = OLD.id;
+    DELETE FROM meisa.segment_changes x WHERE x.contact_id = OLD.id;
+    RETURN NULL;
+END
+$$;
+
+-- ==========================================================================
+-- restore: pg_restore -j loads every row
+-- ==========================================================================
+-- (the same block as in meisa--1.3.sql)
+-- (1.3) Parallel restore.  The foreign keys between these tables belong to
+-- the extension: CREATE EXTENSION creates them before any data is loaded,
+-- and pg_restore -j loads the tables' data in any order (pg_dump orders an
+-- extension's table data by foreign key only in the archive's entry order,
+-- not in the dependencies a parallel restore schedules by), so
+-- meisa.events could load before meisa.contacts and fail on its foreign
+-- key.  On every table with a foreign key, a statement of a restore-mode
+-- session (check_function_bodies off, superuser: pg_dump's scripts and
+-- pg_restore) runs with session_replication_role = replica: no foreign key
+-- check and no row trigger fires for the dumped rows; the end trigger
+-- (ENABLE REPLICA: it fires in replica mode) switches back after the
+-- statement.  Any other write is checked as usual; meisa.check_invariants()
+-- reports a row whose referenced row is missing.
+CREATE FUNCTION meisa.restore_load() RETURNS trigger
+    LANGUAGE C AS 'MODULE_PATHNAME', 'meisa_restore_load';
+CREATE TRIGGER events_restore_load BEFORE INSERT ON meisa.events
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER events_restore_load_end AFTER INSERT ON meisa.events
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.events ENABLE REPLICA TRIGGER events_restore_load_end;
+CREATE TRIGGER sequence_steps_restore_load BEFORE INSERT ON meisa.sequence_steps
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER sequence_steps_restore_load_end AFTER INSERT ON meisa.sequence_steps
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.sequence_steps ENABLE REPLICA TRIGGER sequence_steps_restore_load_end;
+CREATE TRIGGER enrollments_restore_load BEFORE INSERT ON meisa.enrollments
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER enrollments_restore_load_end AFTER INSERT ON meisa.enrollments
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.enrollments ENABLE REPLICA TRIGGER enrollments_restore_load_end;
+CREATE TRIGGER messages_restore_load BEFORE INSERT ON meisa.messages
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER messages_restore_load_end AFTER INSERT ON meisa.messages
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.messages ENABLE REPLICA TRIGGER messages_restore_load_end;
+CREATE TRIGGER automation_runs_restore_load BEFORE INSERT ON meisa.automation_runs
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER automation_runs_restore_load_end AFTER INSERT ON meisa.automation_runs
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.automation_runs ENABLE REPLICA TRIGGER automation_runs_restore_load_end;
+CREATE TRIGGER notifications_restore_load BEFORE INSERT ON meisa.notifications
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER notifications_restore_load_end AFTER INSERT ON meisa.notifications
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.notifications ENABLE REPLICA TRIGGER notifications_restore_load_end;
+REVOKE ALL ON FUNCTION meisa.restore_load() FROM PUBLIC;
+
+-- meisa.check_invariants() also reports a row whose referenced row is
+-- missing (one invariant per foreign key; same text as meisa--1.3.sql).
+CREATE OR REPLACE FUNCTION meisa.check_invariants()
+RETURNS TABLE (invariant text, violations bigint, example text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, meisa, pg_temp
+AS $fn$
+  SELECT 'one contact per email', count(*), min(e)
+    FROM (SELECT lower(btrim(c.email)) AS e FROM meisa.contacts c
+           GROUP BY 1 HAVING count(*) > 1) x
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'one contact per external_id', count(*), min(e)
+    FROM (SELECT c.external_id AS e FROM meisa.contacts c
+           WHERE c.external_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) x
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'emails stored trimmed and lower-case', count(*), min(c.email)
+    FROM meisa.contacts c WHERE c.email <> lower(btrim(c.email))
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'one active enrolment per contact and sequence', count(*), min(k)
+    FROM (SELECT e.contact_id || '/' || e.sequence_id AS k FROM meisa.enrollments e
+           WHERE e.status = 'active' GROUP BY e.contact_id, e.sequence_id HAVING count(*) > 1) x
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'enrolment step not beyond the last step', count(*), min(e.id::text)
+    FROM meisa.enrollments e
+   WHERE e.current_step > (SELECT coalesce(max(s.position), 0) FROM meisa.sequence_steps s
+                            WHERE s.sequence_id = e.sequence_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'each enrolment step queued at most once', count(*), min(k)
+    FROM (SELECT m.enrollment_id || '/' || m.step_position AS k FROM meisa.messages m
+           WHERE m.enrollment_id IS NOT NULL AND m.step_position IS NOT NULL
+           GROUP BY m.enrollment_id, m.step_position HAVING count(*) > 1) x
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'message in sending holds a lease', count(*), min(m.id::text)
+    FROM meisa.messages m WHERE m.status = 'sending' AND m.lease_until IS NULL
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'sent message has a send time', count(*), min(m.id::text)
+    FROM meisa.messages m WHERE m.status = 'sent' AND m.sent_at IS NULL
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'message ids unique', count(*), min(k)
+    FROM (SELECT m.message_id AS k FROM meisa.messages m GROUP BY 1 HAVING count(*) > 1) x
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'event ids unique', count(*), min(k)
+    FROM (SELECT v.event_id AS k FROM meisa.events v WHERE v.event_id IS NOT NULL
+           GROUP BY 1 HAVING count(*) > 1) x
+  HAVING count(*) > 0
+  -- (1.3) every foreign key holds: a restore loads rows unchecked (restore.c)
+  UNION ALL
+  SELECT 'events.contact_id names a contact (events_contact_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.events x
+   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'sequence_steps.sequence_id names a sequence (sequence_steps_sequence_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.sequence_steps x
+   WHERE x.sequence_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.sequences p WHERE p.id = x.sequence_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'sequence_steps.template names a template (sequence_steps_template_fkey)', count(*), min(x.id::text)
+    FROM meisa.sequence_steps x
+   WHERE x.template IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.templates p WHERE p.key = x.template)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'enrollments.contact_id names a contact (enrollments_contact_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.enrollments x
+   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'enrollments.sequence_id names a sequence (enrollments_sequence_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.enrollments x
+   WHERE x.sequence_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.sequences p WHERE p.id = x.sequence_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'messages.contact_id names a contact (messages_contact_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.messages x
+   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'automation_runs.automation_id names an automation (automation_runs_automation_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.automation_runs x
+   WHERE x.automation_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.automations p WHERE p.id = x.automation_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'automation_runs.contact_id names a contact (automation_runs_contact_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.automation_runs x
+   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'notifications.contact_id names a contact (notifications_contact_id_fkey)', count(*), min(x.id::text)
+    FROM meisa.notifications x
+   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
+  HAVING count(*) > 0
+  UNION ALL
+  -- (1.3) topics and broadcasts
+  SELECT 'templates.topic names a topic (templates_topic_fkey)', count(*), min(x.key::text)
+    FROM meisa.templates x
+   WHERE x.topic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.name = x.topic)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'sequences.topic names a topic (sequences_topic_fkey)', count(*), min(x.id::text)
+    FROM meisa.sequences x
+   WHERE x.topic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.name = x.topic)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'topic_subscriptions.topic_id names a topic (topic_subscriptions_topic_id_fkey)', count(*), min(x.contact_id::text)
+    FROM meisa.topic_subscriptions x
+   WHERE x.topic_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.id = x.topic_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'broadcasts.template names a template (broadcasts_template_fkey)', count(*), min(x.id::text)
+    FROM meisa.broadcasts x
+   WHERE x.template IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.templates p WHERE p.key = x.template)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'broadcasts.segment names a segment (broadcasts_segment_fkey)', count(*), min(x.id::text)
+    FROM meisa.broadcasts x
+   WHERE x.segment IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.segments p WHERE p.name = x.segment)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'broadcasts.topic names a topic (broadcasts_topic_fkey)', count(*), min(x.id::text)
+    FROM meisa.broadcasts x
+   WHERE x.topic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.name = x.topic)
+  HAVING count(*) > 0
+  UNION ALL
+  -- (1.3) segments: members are exactly the contacts their rule holds for
+  SELECT 'segment members are the contacts its rule holds for', count(*), min(x.segment || '/' || x.contact_id)
+    FROM meisa.segment_mismatches() x
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'segment_members.segment_id names an enabled segment', count(*), min(x.segment_id || '/' || x.contact_id)
+    FROM meisa.segment_members x
+   WHERE NOT EXISTS (SELECT 1 FROM meisa.segments p WHERE p.id = x.segment_id AND p.enabled)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'segment_checks.contact_id names a contact', count(*), min(x.segment_id || '/' || x.contact_id)
+    FROM meisa.segment_checks x
+   WHERE NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
+  HAVING count(*) > 0
+$fn$;
+
+-- ==========================================================================
+-- contact activity: a creation is derived, not stored
+-- ==========================================================================
+-- 1.3 writes no 'created' row in meisa.activity: a new contact is one row,
+-- and meisa.contact_activity derives its 'created' entry (and the tags it
+-- was created with) from the contact: created_at, and each field as the
+-- first change recorded for it found it, else as it is now.  The 'created'
+-- rows 1.2 stored go; the view shows the same entries in their place.
+DELETE FROM meisa.activity WHERE kind OPERATOR(pg_catalog.=) 'created';
+CREATE OR REPLACE VIEW meisa.contact_activity WITH (security_barrier = true) AS
+SELECT u.contact_id, u.at, u.kind, u.detail
+  FROM (
+SELECT c.id AS contact_id, c.created_at AS at, 'created'::pg_catalog.text AS kind,
+       (SELECT pg_catalog.jsonb_object_agg(i.key,
+                 CASE WHEN i.key OPERATOR(pg_catalog.=) 'tags'
+                      THEN pg_catalog.jsonb_build_object('old', NULL, 'new', i.v, 'added', i.v, 'removed', '[]'::pg_catalog.jsonb)
+                      ELSE pg_catalog.jsonb_build_object('old', NULL, 'new', i.v) END)
+          FROM (SELECT coalesce(f.key, n.key) AS key,
+                       CASE WHEN f.key IS NULL THEN n.value ELSE f.value OPERATOR(pg_catalog.->) 'old' END AS v
+                  FROM (SELECT e.key, e.value
+                          FROM pg_catalog.jsonb_each(pg_catalog.jsonb_build_object(
+                                 'email', c.email, 'external_id', c.external_id,
+                                 'first_name', c.first_name, 'last_name', c.last_name,
+                                 'subscribed', c.subscribed, 'unsubscribe_reason', c.unsubscribe_reason,
+                                 'bounced_at', c.bounced_at, 'complained_at', c.complained_at,
+                                 'tags', pg_catalog.to_jsonb(c.tags))) e
+                        UNION ALL
+                        SELECT pg_catalog.concat('custom_fields.', e.key), e.value
+                          FROM pg_catalog.jsonb_each(c.custom_fields) e) n
+                  FULL JOIN (SELECT DISTINCT ON (d.key) d.key, d.value
+                               FROM meisa.activity a
+                              CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
+                              WHERE a.contact_id OPERATOR(pg_catalog.=) c.id
+                                AND a.kind OPERATOR(pg_catalog.=) 'updated'
+                              ORDER BY d.key, a.id) f ON f.key OPERATOR(pg_catalog.=) n.key) i
+         WHERE i.v IS NOT NULL AND pg_catalog.jsonb_typeof(i.v) OPERATOR(pg_catalog.<>) 'null'
+           AND i.v OPERATOR(pg_catalog.<>) '[]'::pg_catalog.jsonb) AS detail
+  FROM meisa.contacts c
+UNION ALL
+SELECT c.id, c.created_at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
+  FROM meisa.contacts c
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(coalesce(
+         (SELECT a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'old'
+            FROM meisa.activity a
+           WHERE a.contact_id OPERATOR(pg_catalog.=) c.id AND a.kind OPERATOR(pg_catalog.=) 'updated'
+             AND a.detail OPERATOR(pg_catalog.?) 'tags'
+           ORDER BY a.id LIMIT 1),
+         pg_catalog.to_jsonb(c.tags), '[]'::pg_catalog.jsonb)) t(tag)
+UNION ALL
+SELECT a.contact_id, a.at, 'field_changed',
+       pg_catalog.jsonb_build_object('field', d.key, 'old', d.value OPERATOR(pg_catalog.->) 'old', 'new', d.value OPERATOR(pg_catalog.->) 'new')
+  FROM meisa.activity a
+ CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
+ WHERE a.kind OPERATOR(pg_catalog.<>) 'created' AND d.key OPERATOR(pg_catalog.<>) 'tags'
+   AND pg_catalog.jsonb_typeof(d.value) OPERATOR(pg_catalog.=) 'object'
+   AND (d.value OPERATOR(pg_catalog.?) 'old' OR d.value OPERATOR(pg_catalog.?) 'new')
+UNION ALL
+SELECT a.contact_id, a.at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
+  FROM meisa.activity a
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
+         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added') OPERATOR(pg_catalog.=) 'array'
+              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added' ELSE '[]'::pg_catalog.jsonb END) t(tag)
+UNION ALL
+SELECT a.contact_id, a.at, 'tag_removed', pg_catalog.jsonb_build_object('tag', t.tag)
+  FROM meisa.activity a
+ CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
+         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed') OPERATOR(pg_catalog.=) 'array'
+              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed' ELSE '[]'::pg_catalog.jsonb END) t(tag)
+UNION ALL
+SELECT e.contact_id, e.occurred_at, 'event',
+       pg_catalog.jsonb_build_object('event', e.id, 'name', e.name,
+                                     'properties', e.properties, 'event_id', e.event_id)
+  FROM meisa.events e
+UNION ALL
+SELECT en.contact_id, en.created_at, 'enrolled',
+       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name)
+  FROM meisa.enrollments en
+  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
+UNION ALL
+SELECT en.contact_id, en.updated_at, en.status,
+       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name,
+                                     'reason', en.exit_reason)
+  FROM meisa.enrollments en
+  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
+ WHERE en.status OPERATOR(pg_catalog.<>) 'active'
+UNION ALL
+SELECT m.contact_id, m.created_at, 'message',
+       pg_catalog.jsonb_build_object('message', m.id, 'template_key', m.template_key,
+                                     'kind', m.kind, 'subject', m.subject,
+                                     'status', m.status, 'automation', m.automation_id)
+  FROM meisa.messages m
+ WHERE m.contact_id IS NOT NULL
+UNION ALL
+SELECT r.contact_id, r.at, 'automation_run',
+       pg_catalog.jsonb_build_object('automation', r.automation_id, 'name', au.name,
+                                     'trigger', r.trigger, 'status', r.status,
+                                     'error', r.error, 'actions_done', r.actions_done,
+                                     'depth', r.depth)
+  FROM meisa.automation_runs r
+  JOIN meisa.automations au ON au.id OPERATOR(pg_catalog.=) r.automation_id
+ WHERE r.contact_id IS NOT NULL
+UNION ALL
+SELECT n.contact_id, n.at, 'notification',
+       pg_catalog.jsonb_build_object('notification', n.id, 'channel', n.channel,
+                                     'message', n.message)
+  FROM meisa.notifications n
+ WHERE n.contact_id IS NOT NULL
+UNION ALL
+SELECT x.contact_id, x.at, 'segment_' OPERATOR(pg_catalog.||) x.change,
+       pg_catalog.jsonb_build_object('segment', s.name)
+  FROM meisa.segment_changes x
+  JOIN meisa.segments s ON s.id OPERATOR(pg_catalog.=) x.segment_id
+       ) u;
+
 -- ==========================================================================
 -- (1.3) topics, broadcasts and sending policy
 -- ==========================================================================
@@ -401,7 +738,18 @@ SELECT pg_catalog.pg_extension_config_dump('meisa.broadcasts', '');
 SELECT pg_catalog.pg_extension_config_dump('meisa.topics_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('meisa.broadcasts_id_seq', '');
 
--- parallel restore: as for the other tables with foreign keys
+-- parallel restore: as for the other tables with foreign keys (templates
+-- and sequences have one now, to their topic)
+CREATE TRIGGER templates_restore_load BEFORE INSERT ON meisa.templates
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER templates_restore_load_end AFTER INSERT ON meisa.templates
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.templates ENABLE REPLICA TRIGGER templates_restore_load_end;
+CREATE TRIGGER sequences_restore_load BEFORE INSERT ON meisa.sequences
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER sequences_restore_load_end AFTER INSERT ON meisa.sequences
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.sequences ENABLE REPLICA TRIGGER sequences_restore_load_end;
 CREATE TRIGGER topic_subscriptions_restore_load BEFORE INSERT ON meisa.topic_subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
 CREATE TRIGGER topic_subscriptions_restore_load_end AFTER INSERT ON meisa.topic_subscriptions
@@ -739,19 +1087,15 @@ REVOKE ALL ON FUNCTION meisa.topic_owner_check(), meisa.broadcasts_check(),
               @extschema@.meisa_cancel_broadcast(text) FROM PUBLIC;
 -- ---- end of (1.3) topics, broadcasts and sending policy
 
--- nothing of the segments for PUBLIC (a role holding a privilege set gets
--- the new objects with meisa.grant(role, set) again)
-REVOKE ALL ON meisa.segments, meisa.segment_members, meisa.segment_checks, meisa.segment_changes,
-              meisa.segment_stats, meisa.segment_contacts FROM PUBLIC;
-REVOKE ALL ON SEQUENCE meisa.segments_id_seq, meisa.segment_changes_id_seq FROM PUBLIC;
-REVOKE ALL ON FUNCTION meisa.segments_validate(), meisa.segments_changed(),
-              meisa.condition_number(text), meisa.condition_time(text),
-              meisa.segment_count(jsonb), meisa.segment_preview(jsonb, integer),
-              meisa.segment_mismatches() FROM PUBLIC;
-
+-- ==========================================================================
+-- grants of the roles 1.2 made
+-- ==========================================================================
 -- the roles 1.2 created get the new objects of their set
 DO $grants$
 BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'meisa_app') THEN
+    PERFORM meisa.grant('meisa_app', 'app');
+  END IF;
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'meisa_admin') THEN
     PERFORM meisa.grant('meisa_admin', 'admin');
   END IF;
@@ -773,299 +1117,3 @@ UPDATE pg_catalog.pg_init_privs ip
    AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(ip.initprivs) x
                  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) x.grantee
                 WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY['meisa_app', 'meisa_admin', 'meisa_reader']));
-
--- a contact's memberships, checks and segment changes go with it
-CREATE OR REPLACE FUNCTION meisa.contacts_deleted() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, meisa, pg_temp
-    AS $$
-BEGIN
-    DELETE FROM meisa.activity a WHERE a.contact_id = OLD.id;
-    DELETE FROM meisa.segment_members m WHERE m.contact_id = OLD.id;
-    DELETE FROM meisa.segment_checks k WHERE k.contact_id = OLD.id;
-    DELETE FROM meisa.segment_changes x WHERE x.contact_id = OLD.id;
-    RETURN NULL;
-END
-$$;
-
--- ==========================================================================
--- restore: pg_restore -j loads every row
--- ==========================================================================
--- (the same block as in meisa--1.3.sql)
--- (1.3) Parallel restore.  The foreign keys between these tables belong to
--- the extension: CREATE EXTENSION creates them before any data is loaded,
--- and pg_restore -j loads the tables' data in any order (pg_dump orders an
--- extension's table data by foreign key only in the archive's entry order,
--- not in the dependencies a parallel restore schedules by), so
--- meisa.events could load before meisa.contacts and fail on its foreign
--- key.  On every table with a foreign key, a statement of a restore-mode
--- session (check_function_bodies off, superuser: pg_dump's scripts and
--- pg_restore) runs with session_replication_role = replica: no foreign key
--- check and no row trigger fires for the dumped rows; the end trigger
--- (ENABLE REPLICA: it fires in replica mode) switches back after the
--- statement.  Any other write is checked as usual; meisa.check_invariants()
--- reports a row whose referenced row is missing.
-CREATE FUNCTION meisa.restore_load() RETURNS trigger
-    LANGUAGE C AS 'MODULE_PATHNAME', 'meisa_restore_load';
-CREATE TRIGGER events_restore_load BEFORE INSERT ON meisa.events
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-CREATE TRIGGER events_restore_load_end AFTER INSERT ON meisa.events
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-ALTER TABLE meisa.events ENABLE REPLICA TRIGGER events_restore_load_end;
-CREATE TRIGGER sequence_steps_restore_load BEFORE INSERT ON meisa.sequence_steps
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-CREATE TRIGGER sequence_steps_restore_load_end AFTER INSERT ON meisa.sequence_steps
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-ALTER TABLE meisa.sequence_steps ENABLE REPLICA TRIGGER sequence_steps_restore_load_end;
-CREATE TRIGGER enrollments_restore_load BEFORE INSERT ON meisa.enrollments
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-CREATE TRIGGER enrollments_restore_load_end AFTER INSERT ON meisa.enrollments
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-ALTER TABLE meisa.enrollments ENABLE REPLICA TRIGGER enrollments_restore_load_end;
-CREATE TRIGGER messages_restore_load BEFORE INSERT ON meisa.messages
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-CREATE TRIGGER messages_restore_load_end AFTER INSERT ON meisa.messages
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-ALTER TABLE meisa.messages ENABLE REPLICA TRIGGER messages_restore_load_end;
-CREATE TRIGGER automation_runs_restore_load BEFORE INSERT ON meisa.automation_runs
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-CREATE TRIGGER automation_runs_restore_load_end AFTER INSERT ON meisa.automation_runs
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-ALTER TABLE meisa.automation_runs ENABLE REPLICA TRIGGER automation_runs_restore_load_end;
-CREATE TRIGGER notifications_restore_load BEFORE INSERT ON meisa.notifications
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-CREATE TRIGGER notifications_restore_load_end AFTER INSERT ON meisa.notifications
-    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
-ALTER TABLE meisa.notifications ENABLE REPLICA TRIGGER notifications_restore_load_end;
-REVOKE ALL ON FUNCTION meisa.restore_load() FROM PUBLIC;
-
--- meisa.check_invariants() also reports a row whose referenced row is
--- missing (one invariant per foreign key; same text as meisa--1.3.sql).
-CREATE OR REPLACE FUNCTION meisa.check_invariants()
-RETURNS TABLE (invariant text, violations bigint, example text)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, meisa, pg_temp
-AS $fn$
-  SELECT 'one contact per email', count(*), min(e)
-    FROM (SELECT lower(btrim(c.email)) AS e FROM meisa.contacts c
-           GROUP BY 1 HAVING count(*) > 1) x
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'one contact per external_id', count(*), min(e)
-    FROM (SELECT c.external_id AS e FROM meisa.contacts c
-           WHERE c.external_id IS NOT NULL GROUP BY 1 HAVING count(*) > 1) x
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'emails stored trimmed and lower-case', count(*), min(c.email)
-    FROM meisa.contacts c WHERE c.email <> lower(btrim(c.email))
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'one active enrolment per contact and sequence', count(*), min(k)
-    FROM (SELECT e.contact_id || '/' || e.sequence_id AS k FROM meisa.enrollments e
-           WHERE e.status = 'active' GROUP BY e.contact_id, e.sequence_id HAVING count(*) > 1) x
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'enrolment step not beyond the last step', count(*), min(e.id::text)
-    FROM meisa.enrollments e
-   WHERE e.current_step > (SELECT coalesce(max(s.position), 0) FROM meisa.sequence_steps s
-                            WHERE s.sequence_id = e.sequence_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'each enrolment step queued at most once', count(*), min(k)
-    FROM (SELECT m.enrollment_id || '/' || m.step_position AS k FROM meisa.messages m
-           WHERE m.enrollment_id IS NOT NULL AND m.step_position IS NOT NULL
-           GROUP BY m.enrollment_id, m.step_position HAVING count(*) > 1) x
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'message in sending holds a lease', count(*), min(m.id::text)
-    FROM meisa.messages m WHERE m.status = 'sending' AND m.lease_until IS NULL
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'sent message has a send time', count(*), min(m.id::text)
-    FROM meisa.messages m WHERE m.status = 'sent' AND m.sent_at IS NULL
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'message ids unique', count(*), min(k)
-    FROM (SELECT m.message_id AS k FROM meisa.messages m GROUP BY 1 HAVING count(*) > 1) x
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'event ids unique', count(*), min(k)
-    FROM (SELECT v.event_id AS k FROM meisa.events v WHERE v.event_id IS NOT NULL
-           GROUP BY 1 HAVING count(*) > 1) x
-  HAVING count(*) > 0
-  -- (1.3) every foreign key holds: a restore loads rows unchecked (restore.c)
-  UNION ALL
-  SELECT 'events.contact_id names a contact (events_contact_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.events x
-   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'sequence_steps.sequence_id names a sequence (sequence_steps_sequence_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.sequence_steps x
-   WHERE x.sequence_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.sequences p WHERE p.id = x.sequence_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'sequence_steps.template names a template (sequence_steps_template_fkey)', count(*), min(x.id::text)
-    FROM meisa.sequence_steps x
-   WHERE x.template IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.templates p WHERE p.key = x.template)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'enrollments.contact_id names a contact (enrollments_contact_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.enrollments x
-   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'enrollments.sequence_id names a sequence (enrollments_sequence_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.enrollments x
-   WHERE x.sequence_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.sequences p WHERE p.id = x.sequence_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'messages.contact_id names a contact (messages_contact_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.messages x
-   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'automation_runs.automation_id names an automation (automation_runs_automation_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.automation_runs x
-   WHERE x.automation_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.automations p WHERE p.id = x.automation_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'automation_runs.contact_id names a contact (automation_runs_contact_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.automation_runs x
-   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'notifications.contact_id names a contact (notifications_contact_id_fkey)', count(*), min(x.id::text)
-    FROM meisa.notifications x
-   WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
-  HAVING count(*) > 0
-  UNION ALL
-  -- (1.3) segments: members are exactly the contacts their rule holds for
-  SELECT 'segment members are the contacts its rule holds for', count(*), min(x.segment || '/' || x.contact_id)
-    FROM meisa.segment_mismatches() x
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'segment_members.segment_id names an enabled segment', count(*), min(x.segment_id || '/' || x.contact_id)
-    FROM meisa.segment_members x
-   WHERE NOT EXISTS (SELECT 1 FROM meisa.segments p WHERE p.id = x.segment_id AND p.enabled)
-  HAVING count(*) > 0
-  UNION ALL
-  SELECT 'segment_checks.contact_id names a contact', count(*), min(x.segment_id || '/' || x.contact_id)
-    FROM meisa.segment_checks x
-   WHERE NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
-  HAVING count(*) > 0
-$fn$;
-
--- ==========================================================================
--- contact activity: a creation is derived, not stored
--- ==========================================================================
--- 1.3 writes no 'created' row in meisa.activity: a new contact is one row,
--- and meisa.contact_activity derives its 'created' entry (and the tags it
--- was created with) from the contact: created_at, and each field as the
--- first change recorded for it found it, else as it is now.  The 'created'
--- rows 1.2 stored go; the view shows the same entries in their place.
-DELETE FROM meisa.activity WHERE kind OPERATOR(pg_catalog.=) 'created';
-CREATE OR REPLACE VIEW meisa.contact_activity WITH (security_barrier = true) AS
-SELECT u.contact_id, u.at, u.kind, u.detail
-  FROM (
-SELECT c.id AS contact_id, c.created_at AS at, 'created'::pg_catalog.text AS kind,
-       (SELECT pg_catalog.jsonb_object_agg(i.key,
-                 CASE WHEN i.key OPERATOR(pg_catalog.=) 'tags'
-                      THEN pg_catalog.jsonb_build_object('old', NULL, 'new', i.v, 'added', i.v, 'removed', '[]'::pg_catalog.jsonb)
-                      ELSE pg_catalog.jsonb_build_object('old', NULL, 'new', i.v) END)
-          FROM (SELECT coalesce(f.key, n.key) AS key,
-                       CASE WHEN f.key IS NULL THEN n.value ELSE f.value OPERATOR(pg_catalog.->) 'old' END AS v
-                  FROM (SELECT e.key, e.value
-                          FROM pg_catalog.jsonb_each(pg_catalog.jsonb_build_object(
-                                 'email', c.email, 'external_id', c.external_id,
-                                 'first_name', c.first_name, 'last_name', c.last_name,
-                                 'subscribed', c.subscribed, 'unsubscribe_reason', c.unsubscribe_reason,
-                                 'bounced_at', c.bounced_at, 'complained_at', c.complained_at,
-                                 'tags', pg_catalog.to_jsonb(c.tags))) e
-                        UNION ALL
-                        SELECT pg_catalog.concat('custom_fields.', e.key), e.value
-                          FROM pg_catalog.jsonb_each(c.custom_fields) e) n
-                  FULL JOIN (SELECT DISTINCT ON (d.key) d.key, d.value
-                               FROM meisa.activity a
-                              CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
-                              WHERE a.contact_id OPERATOR(pg_catalog.=) c.id
-                                AND a.kind OPERATOR(pg_catalog.=) 'updated'
-                              ORDER BY d.key, a.id) f ON f.key OPERATOR(pg_catalog.=) n.key) i
-         WHERE i.v IS NOT NULL AND pg_catalog.jsonb_typeof(i.v) OPERATOR(pg_catalog.<>) 'null'
-           AND i.v OPERATOR(pg_catalog.<>) '[]'::pg_catalog.jsonb) AS detail
-  FROM meisa.contacts c
-UNION ALL
-SELECT c.id, c.created_at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
-  FROM meisa.contacts c
- CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(coalesce(
-         (SELECT a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'old'
-            FROM meisa.activity a
-           WHERE a.contact_id OPERATOR(pg_catalog.=) c.id AND a.kind OPERATOR(pg_catalog.=) 'updated'
-             AND a.detail OPERATOR(pg_catalog.?) 'tags'
-           ORDER BY a.id LIMIT 1),
-         pg_catalog.to_jsonb(c.tags), '[]'::pg_catalog.jsonb)) t(tag)
-UNION ALL
-SELECT a.contact_id, a.at, 'field_changed',
-       pg_catalog.jsonb_build_object('field', d.key, 'old', d.value OPERATOR(pg_catalog.->) 'old', 'new', d.value OPERATOR(pg_catalog.->) 'new')
-  FROM meisa.activity a
- CROSS JOIN LATERAL pg_catalog.jsonb_each(a.detail) d
- WHERE a.kind OPERATOR(pg_catalog.<>) 'created' AND d.key OPERATOR(pg_catalog.<>) 'tags'
-   AND pg_catalog.jsonb_typeof(d.value) OPERATOR(pg_catalog.=) 'object'
-   AND (d.value OPERATOR(pg_catalog.?) 'old' OR d.value OPERATOR(pg_catalog.?) 'new')
-UNION ALL
-SELECT a.contact_id, a.at, 'tag_added', pg_catalog.jsonb_build_object('tag', t.tag)
-  FROM meisa.activity a
- CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
-         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added') OPERATOR(pg_catalog.=) 'array'
-              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'added' ELSE '[]'::pg_catalog.jsonb END) t(tag)
-UNION ALL
-SELECT a.contact_id, a.at, 'tag_removed', pg_catalog.jsonb_build_object('tag', t.tag)
-  FROM meisa.activity a
- CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(
-         CASE WHEN pg_catalog.jsonb_typeof(a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed') OPERATOR(pg_catalog.=) 'array'
-              THEN a.detail OPERATOR(pg_catalog.->) 'tags' OPERATOR(pg_catalog.->) 'removed' ELSE '[]'::pg_catalog.jsonb END) t(tag)
-UNION ALL
-SELECT e.contact_id, e.occurred_at, 'event',
-       pg_catalog.jsonb_build_object('event', e.id, 'name', e.name,
-                                     'properties', e.properties, 'event_id', e.event_id)
-  FROM meisa.events e
-UNION ALL
-SELECT en.contact_id, en.created_at, 'enrolled',
-       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name)
-  FROM meisa.enrollments en
-  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
-UNION ALL
-SELECT en.contact_id, en.updated_at, en.status,
-       pg_catalog.jsonb_build_object('enrollment', en.id, 'sequence', s.name,
-                                     'reason', en.exit_reason)
-  FROM meisa.enrollments en
-  JOIN meisa.sequences s ON s.id OPERATOR(pg_catalog.=) en.sequence_id
- WHERE en.status OPERATOR(pg_catalog.<>) 'active'
-UNION ALL
-SELECT m.contact_id, m.created_at, 'message',
-       pg_catalog.jsonb_build_object('message', m.id, 'template_key', m.template_key,
-                                     'kind', m.kind, 'subject', m.subject,
-                                     'status', m.status, 'automation', m.automation_id)
-  FROM meisa.messages m
- WHERE m.contact_id IS NOT NULL
-UNION ALL
-SELECT r.contact_id, r.at, 'automation_run',
-       pg_catalog.jsonb_build_object('automation', r.automation_id, 'name', au.name,
-                                     'trigger', r.trigger, 'status', r.status,
-                                     'error', r.error, 'actions_done', r.actions_done,
-                                     'depth', r.depth)
-  FROM meisa.automation_runs r
-  JOIN meisa.automations au ON au.id OPERATOR(pg_catalog.=) r.automation_id
- WHERE r.contact_id IS NOT NULL
-UNION ALL
-SELECT n.contact_id, n.at, 'notification',
-       pg_catalog.jsonb_build_object('notification', n.id, 'channel', n.channel,
-                                     'message', n.message)
-  FROM meisa.notifications n
- WHERE n.contact_id IS NOT NULL
-UNION ALL
-SELECT x.contact_id, x.at, 'segment_' OPERATOR(pg_catalog.||) x.change,
-       pg_catalog.jsonb_build_object('segment', s.name)
-  FROM meisa.segment_changes x
-  JOIN meisa.segments s ON s.id OPERATOR(pg_catalog.=) x.segment_id
-       ) u;

@@ -1084,7 +1084,18 @@ SELECT pg_catalog.pg_extension_config_dump('meisa.broadcasts', '');
 SELECT pg_catalog.pg_extension_config_dump('meisa.topics_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('meisa.broadcasts_id_seq', '');
 
--- parallel restore: as for the other tables with foreign keys
+-- parallel restore: as for the other tables with foreign keys (templates
+-- and sequences have one now, to their topic)
+CREATE TRIGGER templates_restore_load BEFORE INSERT ON meisa.templates
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER templates_restore_load_end AFTER INSERT ON meisa.templates
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.templates ENABLE REPLICA TRIGGER templates_restore_load_end;
+CREATE TRIGGER sequences_restore_load BEFORE INSERT ON meisa.sequences
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+CREATE TRIGGER sequences_restore_load_end AFTER INSERT ON meisa.sequences
+    FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
+ALTER TABLE meisa.sequences ENABLE REPLICA TRIGGER sequences_restore_load_end;
 CREATE TRIGGER topic_subscriptions_restore_load BEFORE INSERT ON meisa.topic_subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION meisa.restore_load();
 CREATE TRIGGER topic_subscriptions_restore_load_end AFTER INSERT ON meisa.topic_subscriptions
@@ -1531,6 +1542,37 @@ AS $fn$
   SELECT 'notifications.contact_id names a contact (notifications_contact_id_fkey)', count(*), min(x.id::text)
     FROM meisa.notifications x
    WHERE x.contact_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.contacts p WHERE p.id = x.contact_id)
+  HAVING count(*) > 0
+  UNION ALL
+  -- (1.3) topics and broadcasts
+  SELECT 'templates.topic names a topic (templates_topic_fkey)', count(*), min(x.key::text)
+    FROM meisa.templates x
+   WHERE x.topic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.name = x.topic)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'sequences.topic names a topic (sequences_topic_fkey)', count(*), min(x.id::text)
+    FROM meisa.sequences x
+   WHERE x.topic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.name = x.topic)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'topic_subscriptions.topic_id names a topic (topic_subscriptions_topic_id_fkey)', count(*), min(x.contact_id::text)
+    FROM meisa.topic_subscriptions x
+   WHERE x.topic_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.id = x.topic_id)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'broadcasts.template names a template (broadcasts_template_fkey)', count(*), min(x.id::text)
+    FROM meisa.broadcasts x
+   WHERE x.template IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.templates p WHERE p.key = x.template)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'broadcasts.segment names a segment (broadcasts_segment_fkey)', count(*), min(x.id::text)
+    FROM meisa.broadcasts x
+   WHERE x.segment IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.segments p WHERE p.name = x.segment)
+  HAVING count(*) > 0
+  UNION ALL
+  SELECT 'broadcasts.topic names a topic (broadcasts_topic_fkey)', count(*), min(x.id::text)
+    FROM meisa.broadcasts x
+   WHERE x.topic IS NOT NULL AND NOT EXISTS (SELECT 1 FROM meisa.topics p WHERE p.name = x.topic)
   HAVING count(*) > 0
   UNION ALL
   -- (1.3) segments: members are exactly the contacts their rule holds for

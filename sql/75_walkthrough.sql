@@ -34,7 +34,7 @@ INSERT INTO meisa.sequence_steps (sequence_id, position, delay, template)
 SELECT meisa_upsert('{"email": "walk@example.com"}') ->> 'created' AS created;
 SELECT meisa_enroll('walk@example.com', 'etc') IS NOT NULL AS enrolled;
 -- 10:00 UTC is 05:00 in Etc/GMT+5 (UTC-5): waits for 09:00 local = 14:00 UTC
-SELECT meisa_run_due('2026-12-07 10:00+00');
+SELECT meisa_run_due('2036-12-07 10:00+00');
 SELECT status, current_step, next_run_at FROM meisa.enrollments;
 
 -- 2. -------------------------------------------------------------------
@@ -52,7 +52,7 @@ INSERT INTO meisa.templates (key, kind, subject, text) VALUES ('t1', 'transactio
 SELECT meisa_trigger_email(trigger_key => 't1', payload => '{"email": "named@example.com", "data_variables": {"x": 1}}') > 0 AS queued;
 SELECT meisa_enroll(email => 'named@example.com', sequence => 'utc') IS NOT NULL AS enrolled,
        meisa_unenroll(email => 'named@example.com', sequence => 'utc') AS unenrolled;
-SELECT meisa_run_due(at => '2026-12-07 10:00+00');
+SELECT meisa_run_due(at => '2036-12-07 10:00+00');
 SELECT meisa_run_due();
 SET meisa.smtp_url = '';
 SELECT meisa_deliver(max => 5);

@@ -115,10 +115,12 @@ static Broadcast *
 lock_due(TimestampTz at, int *n)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		arg = TimestampTzGetDatum(at);
+	Datum		arg;
 	Broadcast  *bs;
 	int			k = 0;
 
+	/* a local-time broadcast is read up to two days early (the widest zones) */
+	arg = TimestampTzGetDatum(at < END_TIMESTAMP - 2 * USECS_PER_DAY ? at + 2 * USECS_PER_DAY : at);
 	if (plan == NULL)
 	{
 		Oid			types[1] = {TIMESTAMPTZOID};
@@ -131,7 +133,7 @@ lock_due(TimestampTz at, int *n)
 							 " LEFT JOIN meisa.templates tp ON tp.key OPERATOR(pg_catalog.=) b.template"
 							 " LEFT JOIN meisa.topics t ON t.name OPERATOR(pg_catalog.=) coalesce(b.topic, tp.topic)"
 							 " WHERE b.status OPERATOR(pg_catalog.=) ANY (ARRAY['scheduled', 'sending'])"
-							 " AND b.send_at OPERATOR(pg_catalog.<=) ($1 OPERATOR(pg_catalog.+) '2 days'::pg_catalog.interval)"
+							 " AND b.send_at OPERATOR(pg_catalog.<=) $1"
 							 " ORDER BY b.id FOR UPDATE OF b SKIP LOCKED", 1, types);
 	}
 	if (SPI_execute_plan(plan, &arg, NULL, false, 0) != SPI_OK_SELECT)
