@@ -154,12 +154,13 @@ push_string_pair(JsonbParseState **state, const char *key, const char *value)
 }
 
 /*
- * Builds the template data: the contact's data keys at top level ('contact',
- * as contact_data_jsonb gives it), "data" ('data', or {} when NULL) and
+ * The top frame of the template data: "data" ('data', or {} when NULL) and
  * "unsubscribe_url" (leaving topic 'topic_id', 0 = all marketing mail).
+ * The contact's data is the frame below it (template_contact_frame), so its
+ * keys are seen at top level and these two always win over its own.
  */
 static Jsonb *
-template_data(const ContactState *cs, Jsonb *contact, Jsonb *data, int64 topic_id)
+template_top_frame(const ContactState *cs, Jsonb *data, int64 topic_id)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue	k,
@@ -167,34 +168,6 @@ template_data(const ContactState *cs, Jsonb *contact, Jsonb *data, int64 topic_i
 	JsonbValue *res;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	if (contact != NULL && JB_ROOT_IS_OBJECT(contact))
-	{
-		JsonbIterator *it = JsonbIteratorInit(&contact->root);
-		JsonbIteratorToken tok;
-
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok == WJB_KEY)
-			{
-				/* the keys below are always ours */
-				if ((v.val.string.len == 4 && memcmp(v.val.string.val, "data", 4) == 0) ||
-					(v.val.string.len == 15 && memcmp(v.val.string.val, "unsubscribe_url", 15) == 0))
-				{
-					tok = JsonbIteratorNext(&it, &v, true);
-					continue;
-				}
-				pushJsonbValue(&state, WJB_KEY, &v);
-			}
-			else if (tok == WJB_VALUE)
-				pushJsonbValue(&state, WJB_VALUE, &v);
-		}
-	}
-	else
-	{
-		/* without the contact's data, the address is still known */
-		push_string_pair(&state, "email", cs->email);
-	}
-
 	k.type = jbvString;
 	k.val.string.len = 4;
 	k.val.string.val = "data";
@@ -220,10 +193,22 @@ template_data(const ContactState *cs, Jsonb *contact, Jsonb *data, int64 topic_i
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
-
 	push_string_pair(&state, "unsubscribe_url", unsubscribe_url_topic(cs->id, topic_id));
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);
+}
+
+/* The bottom frame of the template data: the contact's data, else just its address. */
+static Jsonb *
+template_contact_frame(const ContactState *cs, Jsonb *contact)
+{
+	JsonbParseState *state = NULL;
+
+	if (contact != NULL && JB_ROOT_IS_OBJECT(contact))
+		return contact;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_string_pair(&state, "email", cs->email);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 }
 
 /* The lower-cased domain of an address ("Name <a@b.io>" or "a@b.io"), or NULL. */
@@ -339,7 +324,7 @@ void
 outbox_render(const ContactState *cs, const TemplateRow *t, Jsonb *contact,
 			  Jsonb *data, int64 topic_id, RenderedMessage *out)
 {
-	Jsonb	   *tdata;
+	Jsonb	   *frames[2];
 	PartialContext pc;
 	RenderErrorContext rec;
 	ErrorContextCallback errcb;
@@ -347,7 +332,8 @@ outbox_render(const ContactState *cs, const TemplateRow *t, Jsonb *contact,
 
 	if (contact == NULL)
 		contact = contact_data_jsonb(cs->id);
-	tdata = template_data(cs, contact, data, topic_id);
+	frames[0] = template_contact_frame(cs, contact);
+	frames[1] = template_top_frame(cs, data, topic_id);
 	pc.cxt = CurrentMemoryContext;
 	rec.key = t->key;
 	rec.part = "subject";
@@ -356,20 +342,20 @@ outbox_render(const ContactState *cs, const TemplateRow *t, Jsonb *contact,
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 	pc.column = "text";
-	out->subject = mustache_render_jsonb_plain(t->subject, tdata, outbox_partial, &pc);
+	out->subject = mustache_render_text_frames(t->subject, frames, 2, outbox_partial, &pc, false);
 	out->html = NULL;
 	out->text = NULL;
 	if (t->html)
 	{
 		rec.part = "html";
 		pc.column = "html";
-		out->html = mustache_render_jsonb(t->html, tdata, outbox_partial, &pc);
+		out->html = mustache_render_text_frames(t->html, frames, 2, outbox_partial, &pc, true);
 	}
 	if (t->text)
 	{
 		rec.part = "text";
 		pc.column = "text";
-		out->text = mustache_render_jsonb_plain(t->text, tdata, outbox_partial, &pc);
+		out->text = mustache_render_text_frames(t->text, frames, 2, outbox_partial, &pc, false);
 	}
 
 	rec.part = NULL;

@@ -93,6 +93,19 @@ mustache_render_jsonb_plain(const char *tmpl, Jsonb *data,
 	return mustache_render(t, data, partial, arg, false);
 }
 
+/* Compiles template text (cached) and renders it over a stack of frames. */
+char *
+mustache_render_text_frames(const char *tmpl, Jsonb **frames, int nframes,
+							mustache_partial_fn partial, void *arg, bool escape_html)
+{
+	MustacheTemplate *t;
+
+	if (tmpl == NULL)
+		return NULL;
+	t = mustache_compile_cached(tmpl, strlen(tmpl), "\"template\"");
+	return mustache_render_frames(t, frames, nframes, partial, arg, escape_html);
+}
+
 /* ---- SQL functions */
 
 /* Partial lookup for meisa.render: a key of the partials object. */

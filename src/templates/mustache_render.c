@@ -430,6 +430,18 @@ char *
 mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 				mustache_partial_fn partial, void *arg, bool escape_html)
 {
+	return mustache_render_frames(tmpl, &data, 1, partial, arg, escape_html);
+}
+
+/*
+ * Renders a compiled template over a context stack of 'nframes' documents,
+ * frames[nframes - 1] on top (a name is looked up from the top down, as in
+ * a section); NULL frames are left out.
+ */
+char *
+mustache_render_frames(MustacheTemplate *tmpl, Jsonb **frames, int nframes,
+					   mustache_partial_fn partial, void *arg, bool escape_html)
+{
 	RenderState st;
 
 	memset(&st, 0, sizeof(st));
@@ -443,10 +455,13 @@ mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 	st.partial = partial;
 	st.arg = arg;
 	st.escape_html = escape_html;
-	if (data != NULL)
+	for (int i = 0; i < nframes; i++)
 	{
+		Jsonb	   *data = frames[i];
 		JsonbValue	root;
 
+		if (data == NULL)
+			continue;
 		if (JB_ROOT_IS_SCALAR(data))
 			JsonbExtractScalar(&data->root, &root);
 		else

@@ -87,6 +87,19 @@ extern char *mustache_render(MustacheTemplate *tmpl, Jsonb *data,
 							 bool escape_html);
 
 /*
+ * mustache_render over a context stack of documents, frames[nframes - 1]
+ * on top: a name is looked up from the top down (NULL frames left out).
+ */
+extern char *mustache_render_frames(MustacheTemplate *tmpl, Jsonb **frames, int nframes,
+									mustache_partial_fn partial, void *arg,
+									bool escape_html);
+
+/* Compiles template text (cached) and renders it with mustache_render_frames; NULL text: NULL. */
+extern char *mustache_render_text_frames(const char *tmpl, Jsonb **frames, int nframes,
+										 mustache_partial_fn partial, void *arg,
+										 bool escape_html);
+
+/*
  * mustache_render_jsonb for plain text (a subject line, the text/plain
  * part): like it, but {{name}} is not HTML-escaped.
  */
