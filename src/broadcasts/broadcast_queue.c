@@ -187,10 +187,13 @@ broadcast_start(Broadcast *b)
 	b->scheduled = false;
 }
 
-/* The columns of a recipient, read by recipient_from_row; "c" is the contact. */
-#define RECIPIENT_COLUMNS "c.id, c.email, c.subscribed, c.bounced_at IS NOT NULL," \
-	" c.complained_at IS NOT NULL, c.custom_fields OPERATOR(pg_catalog.->>) 'timezone', " \
-	CONTACT_DATA_SQL("c") ", ts.subscribed"
+/*
+ * The columns of a recipient: the whole contact (its template data is
+ * built from the row, contact_data_of_rows), its zone and its choice of the
+ * broadcast's topic, read by name in recipients_from_rows.
+ */
+#define RECIPIENT_COLUMNS "c.*, c.custom_fields OPERATOR(pg_catalog.->>) 'timezone' AS contact_tz," \
+	" ts.subscribed AS topic_subscribed"
 
 /*
  * Fetches the next batch of b's audience after its cursor (at most 'max',
@@ -242,25 +245,52 @@ fetch_audience(const Broadcast *b, int max)
 		elog(ERROR, "meisa: could not read the audience of broadcast \"%s\"", b->name);
 }
 
-/* Copies row 'i' of the audience into rc (in the current memory context). */
-static void
-recipient_from_row(const Broadcast *b, Recipient *rc, int i)
+/* The attribute number of column 'name' of the audience query. */
+static int
+audience_column(TupleDesc desc, const char *name)
 {
-	HeapTuple	tup = SPI_tuptable->vals[i];
-	TupleDesc	desc = SPI_tuptable->tupdesc;
-	bool		isnull;
-	Datum		d;
+	int			n = SPI_fnumber(desc, name);
 
-	memset(rc, 0, sizeof(Recipient));
-	rc->cs.id = spi_get_int64(tup, desc, 1, 0);
-	rc->cs.email = spi_get_text(tup, desc, 2);
-	rc->cs.subscribed = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-	rc->cs.bounced = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-	rc->cs.complained = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	rc->cs.timezone = spi_get_text(tup, desc, 6);
-	rc->contact = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 7, &isnull));
-	d = SPI_getbinval(tup, desc, 8, &isnull);
-	rc->topic_left = b->topic != NULL && !(isnull ? b->topic_default : DatumGetBool(d));
+	if (n <= 0)
+		elog(ERROR, "meisa: audience column \"%s\" is missing", name);
+	return n;
+}
+
+/* Copies the n rows of the audience into rs (in the current memory context). */
+static void
+recipients_from_rows(const Broadcast *b, Recipient *rs, int n)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	Jsonb	  **data = palloc(sizeof(Jsonb *) * Max(n, 1));
+	int			c_id = audience_column(desc, "id");
+	int			c_email = audience_column(desc, "email");
+	int			c_sub = audience_column(desc, "subscribed");
+	int			c_bounced = audience_column(desc, "bounced_at");
+	int			c_complained = audience_column(desc, "complained_at");
+	int			c_tz = audience_column(desc, "contact_tz");
+	int			c_topic = audience_column(desc, "topic_subscribed");
+
+	contact_data_of_rows(SPI_tuptable, n, data);
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		Recipient  *rc = &rs[i];
+		bool		isnull;
+		Datum		d;
+
+		memset(rc, 0, sizeof(Recipient));
+		rc->cs.id = spi_get_int64(tup, desc, c_id, 0);
+		rc->cs.email = spi_get_text(tup, desc, c_email);
+		rc->cs.subscribed = DatumGetBool(SPI_getbinval(tup, desc, c_sub, &isnull));
+		(void) SPI_getbinval(tup, desc, c_bounced, &isnull);
+		rc->cs.bounced = !isnull;
+		(void) SPI_getbinval(tup, desc, c_complained, &isnull);
+		rc->cs.complained = !isnull;
+		rc->cs.timezone = spi_get_text(tup, desc, c_tz);
+		rc->contact = data[i];
+		d = SPI_getbinval(tup, desc, c_topic, &isnull);
+		rc->topic_left = b->topic != NULL && !(isnull ? b->topic_default : DatumGetBool(d));
+	}
 }
 
 /* Renders the messages of recipients [from, to) that are not suppressed (a spi_run_step step). */
@@ -471,8 +501,7 @@ broadcast_batch(Broadcast *b, TimestampTz at, MemoryContext batchcxt)
 	n = (int) SPI_processed;
 	old = MemoryContextSwitchTo(batchcxt);
 	rs = palloc(sizeof(Recipient) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		recipient_from_row(b, &rs[i], i);
+	recipients_from_rows(b, rs, n);
 	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
 

@@ -1021,7 +1021,7 @@ contact_data_jsonb(int64 contact_id)
 {
 	Datum		arg = Int64GetDatum(contact_id);
 	Jsonb	   *result = contact_cascade_data(contact_id);
-	bool		isnull;
+	MemoryContext callercxt = CurrentMemoryContext;
 
 	/* a contact whose write's automations run in memory: the row in memory */
 	if (result != NULL)
@@ -1032,17 +1032,17 @@ contact_data_jsonb(int64 contact_id)
 	{
 		Oid			t[1] = {INT8OID};
 
-		plan_data = spi_keep_plan("SELECT " CONTACT_DATA_SQL("c") " FROM meisa.contacts c"
-								  " WHERE c.id OPERATOR(pg_catalog.=) $1", 1, t);
+		plan_data = spi_keep_plan("SELECT c.* FROM meisa.contacts c WHERE c.id OPERATOR(pg_catalog.=) $1",
+								  1, t);
 	}
 	if (SPI_execute_plan(plan_data, &arg, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "meisa: contact data lookup failed");
 	if (SPI_processed > 0)
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(callercxt);
 
-		if (!isnull)
-			result = DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
+		contact_data_of_rows(SPI_tuptable, 1, &result);
+		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
 	return result;

@@ -185,13 +185,12 @@ extern int64 contact_resolve(const char *email, const char *external_id,
  */
 extern Jsonb *contact_data_jsonb(int64 contact_id);
 
-/* The SQL expression of contact_data_jsonb over the meisa.contacts row aliased 'c'. */
-#define CONTACT_DATA_SQL(c) "pg_catalog.jsonb_build_object(" \
-	"'id', " c ".id, 'email', " c ".email, 'external_id', " c ".external_id, " \
-	"'first_name', " c ".first_name, 'last_name', " c ".last_name, " \
-	"'custom_fields', " c ".custom_fields, 'tags', pg_catalog.to_jsonb(" c ".tags), " \
-	"'subscribed', " c ".subscribed, 'created_at', " c ".created_at, " \
-	"'updated_at', " c ".updated_at)"
+/*
+ * contact_data_jsonb of each of the first n rows of an SPI result that
+ * holds every column of meisa.contacts by name (SELECT c.* ...): out[i]
+ * for row i, in the current memory context.
+ */
+extern void contact_data_of_rows(SPITupleTable *tt, uint64 n, Jsonb **out);
 
 /* True when a contact has this id (looked up as the owner of meisa.contacts). */
 extern bool contact_exists(int64 contact_id);

@@ -394,104 +394,13 @@ contact_cascade_edit(int64 contact_id, ContactEdit kind, const char *tag,
 	write_fire(contact_id, true, &wc);
 }
 
-/*
- * Pushes key 'k' with a text column's value, or (time) a timestamptz
- * column's as to_jsonb writes it; JSON null for SQL NULL.
- */
-static void
-push_col(JsonbParseState **st, const char *k, Cascade *c, int att, bool time)
-{
-	JsonbValue	v;
-	bool		isnull;
-	Datum		d = heap_getattr(c->cur, att, c->desc, &isnull);
-	char		buf[MAXDATELEN + 1];
-
-	push_key(st, k);
-	v.type = jbvString;
-	if (isnull)
-		v.type = jbvNull;
-	else if (time)
-	{
-		v.val.string.val = pstrdup(JsonEncodeDateTime(buf, d, TIMESTAMPTZOID, NULL));
-		v.val.string.len = strlen(v.val.string.val);
-	}
-	else
-	{
-		text	   *t = DatumGetTextPP(d);
-
-		v.val.string.val = VARDATA_ANY(t);
-		v.val.string.len = VARSIZE_ANY_EXHDR(t);
-	}
-	pushJsonbValue(st, WJB_VALUE, &v);
-}
-
-/* Pushes a tags array value as to_jsonb writes it. */
-static void
-push_tags(JsonbParseState **st, Datum d)
-{
-	Datum	   *elems;
-	bool	   *enulls;
-	int			n;
-	JsonbValue	v;
-
-	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, &enulls, &n);
-	pushJsonbValue(st, WJB_BEGIN_ARRAY, NULL);
-	for (int i = 0; i < n; i++)
-	{
-		if (enulls[i])
-			v.type = jbvNull;
-		else
-		{
-			text	   *t = DatumGetTextPP(elems[i]);
-
-			v.type = jbvString;
-			v.val.string.val = VARDATA_ANY(t);
-			v.val.string.len = VARSIZE_ANY_EXHDR(t);
-		}
-		pushJsonbValue(st, WJB_ELEM, &v);
-	}
-	pushJsonbValue(st, WJB_END_ARRAY, NULL);
-}
-
 /* The contact data (as contact_data_jsonb) of a contact whose cascade runs in memory, else NULL. */
 Jsonb *
 contact_cascade_data(int64 contact_id)
 {
 	Cascade    *c = running;
-	JsonbParseState *st = NULL;
-	JsonbValue	v;
-	bool		isnull;
-	Datum		d;
 
 	if (c == NULL || c->id != contact_id)
 		return NULL;
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	push_key(&st, "id");
-	v.type = jbvNumeric;
-	v.val.numeric = int64_to_numeric(contact_id);
-	pushJsonbValue(&st, WJB_VALUE, &v);
-	push_col(&st, "email", c, c->a.email, false);
-	push_col(&st, "external_id", c, c->a.external_id, false);
-	push_col(&st, "first_name", c, c->a.first_name, false);
-	push_col(&st, "last_name", c, c->a.last_name, false);
-	push_key(&st, "custom_fields");
-	jsonb_column_value(c->cur, c->a.custom_fields, c->desc, &v);
-	pushJsonbValue(&st, WJB_VALUE, &v);
-	push_key(&st, "tags");
-	d = heap_getattr(c->cur, c->a.tags, c->desc, &isnull);
-	if (isnull)
-		v.type = jbvNull;
-	else
-		push_tags(&st, d);
-	if (isnull)
-		pushJsonbValue(&st, WJB_VALUE, &v);
-	push_key(&st, "subscribed");
-	d = heap_getattr(c->cur, c->a.subscribed, c->desc, &isnull);
-	v.type = isnull ? jbvNull : jbvBool;
-	v.val.boolean = isnull ? false : DatumGetBool(d);
-	pushJsonbValue(&st, WJB_VALUE, &v);
-	push_col(&st, "created_at", c, c->a.created_at, true);
-	push_col(&st, "updated_at", c, c->a.updated_at, true);
-	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+	return contact_data_tuple(c->cur, c->desc, &c->a);
 }

@@ -57,6 +57,8 @@ extern ArrayType *normalize_tags(ArrayType *arr);
 extern void jsonb_column_value(HeapTuple tup, int att, TupleDesc desc, JsonbValue *out);
 /* Pushes the object key 'key' (a C string). */
 extern void push_key(JsonbParseState **state, const char *key);
+/* The contact data (as contact_data_jsonb) of a meisa.contacts tuple (contact_data.c). */
+extern Jsonb *contact_data_tuple(HeapTuple tup, TupleDesc desc, const ContactAttrs *a);
 /* True when text datum 'x' is among elems[0..n). */
 extern bool text_in(Datum x, Datum *elems, int n);
 
