@@ -1142,7 +1142,10 @@ BEGIN
         RETURN OLD;
     END IF;
     SELECT t.kind INTO k FROM meisa.templates t WHERE t.key = NEW.template;
-    IF k IS DISTINCT FROM 'marketing' THEN
+    IF k IS NULL THEN
+        RAISE EXCEPTION 'invalid value for field "template": template "%" does not exist', NEW.template
+            USING ERRCODE = 'undefined_object';
+    ELSIF k <> 'marketing' THEN
         RAISE EXCEPTION 'invalid value for field "template": template "%" is a % template, not a marketing template',
             NEW.template, k
             USING ERRCODE = 'invalid_parameter_value';

@@ -324,7 +324,8 @@ policy_cap_reached(int64 contact_id, TimestampTz at, TimestampTz *free_at)
  * The first instant at or after 'at' outside meisa.quiet_hours in 'tz'.
  * Quiet hours may cross midnight ('21:00-08:00'); the end is found as a
  * wall-clock time, so a DST change inside them moves the instant, not the
- * local end (an end in a gap comes at the first instant after it).
+ * local end (an end in the hour skipped by a change to summer time is read
+ * as standard time, as PostgreSQL reads such a local time: 02:30 is 03:30).
  */
 TimestampTz
 policy_quiet_end(TimestampTz at, pg_tz *tz)

@@ -77,7 +77,7 @@ extern TimestampTz policy_quiet_end(TimestampTz at, pg_tz *tz);
 
 /* ---- topics.c */
 
-/* The id of the topic named 'name', 0 when there is none (SPI connected). */
+/* The id of the topic named 'name', 0 when there is none. */
 extern int64 topic_id_by_name(const char *name);
 
 /* The name of topic 'id' (palloc'd), NULL when there is none. */

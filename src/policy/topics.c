@@ -12,30 +12,22 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
-/* The id of the topic named 'name', 0 when there is none (SPI connected). */
+/* The id of the topic named 'name', 0 when there is none (in an SPI connection of its own). */
 int64
 topic_id_by_name(const char *name)
 {
 	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
 	Datum		arg;
-	int64		id = 0;
+	bool		found;
+	Datum		id;
 
 	if (name == NULL)
 		return 0;
-	if (plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		plan = spi_keep_plan("SELECT id FROM meisa.topics WHERE name OPERATOR(pg_catalog.=) $1",
-							 1, types);
-	}
 	arg = CStringGetTextDatum(name);
-	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "meisa: topic lookup failed");
-	if (SPI_processed > 0)
-		id = spi_get_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, 0);
-	SPI_freetuptable(SPI_tuptable);
-	return id;
+	id = spi_first_value(&plan, "SELECT id FROM meisa.topics WHERE name OPERATOR(pg_catalog.=) $1",
+						 1, types, &arg, &found);
+	return found ? DatumGetInt64(id) : 0;
 }
 
 /* The name of topic 'id' (palloc'd in the caller's context), NULL when there is none. */
