@@ -256,10 +256,14 @@ audience_column(TupleDesc desc, const char *name)
 	return n;
 }
 
-/* Copies the n rows of the audience into rs (in the current memory context). */
+/*
+ * Copies the n rows of the audience into rs (in the current memory
+ * context), with the contact data template 't' may read.
+ */
 static void
-recipients_from_rows(const Broadcast *b, Recipient *rs, int n)
+recipients_from_rows(const Broadcast *b, const TemplateRow *t, Recipient *rs, int n)
 {
+	const char *texts[3] = {t->subject, t->html, t->text};
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	Jsonb	  **data = palloc(sizeof(Jsonb *) * Max(n, 1));
 	int			c_id = audience_column(desc, "id");
@@ -270,7 +274,7 @@ recipients_from_rows(const Broadcast *b, Recipient *rs, int n)
 	int			c_tz = audience_column(desc, "contact_tz");
 	int			c_topic = audience_column(desc, "topic_subscribed");
 
-	contact_data_of_rows(SPI_tuptable, n, data);
+	contact_data_of_rows(SPI_tuptable, n, contact_data_key_mask(texts, 3), data);
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -501,7 +505,7 @@ broadcast_batch(Broadcast *b, TimestampTz at, MemoryContext batchcxt)
 	n = (int) SPI_processed;
 	old = MemoryContextSwitchTo(batchcxt);
 	rs = palloc(sizeof(Recipient) * Max(n, 1));
-	recipients_from_rows(b, rs, n);
+	recipients_from_rows(b, t, rs, n);
 	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
 

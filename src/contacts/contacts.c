@@ -1041,7 +1041,7 @@ contact_data_jsonb(int64 contact_id)
 	{
 		MemoryContext old = MemoryContextSwitchTo(callercxt);
 
-		contact_data_of_rows(SPI_tuptable, 1, &result);
+		contact_data_of_rows(SPI_tuptable, 1, CONTACT_DATA_ALL_KEYS, &result);
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();

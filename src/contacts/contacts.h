@@ -185,12 +185,21 @@ extern int64 contact_resolve(const char *email, const char *external_id,
  */
 extern Jsonb *contact_data_jsonb(int64 contact_id);
 
+/* Every key of the contact data (a mask of contact_data_key_mask). */
+#define CONTACT_DATA_ALL_KEYS 0x3FFu
+
 /*
- * contact_data_jsonb of each of the first n rows of an SPI result that
- * holds every column of meisa.contacts by name (SELECT c.* ...): out[i]
- * for row i, in the current memory context.
+ * The keys of the contact data that template texts may read (a key that
+ * appears nowhere in them cannot be; a partial or "{{." takes every key).
  */
-extern void contact_data_of_rows(SPITupleTable *tt, uint64 n, Jsonb **out);
+extern uint32 contact_data_key_mask(const char *const *texts, int n);
+
+/*
+ * contact_data_jsonb, with the keys of 'mask', of each of the first n rows
+ * of an SPI result that holds every column of meisa.contacts by name
+ * (SELECT c.* ...): out[i] for row i, in the current memory context.
+ */
+extern void contact_data_of_rows(SPITupleTable *tt, uint64 n, uint32 mask, Jsonb **out);
 
 /* True when a contact has this id (looked up as the owner of meisa.contacts). */
 extern bool contact_exists(int64 contact_id);

@@ -59,6 +59,9 @@ extern void jsonb_column_value(HeapTuple tup, int att, TupleDesc desc, JsonbValu
 extern void push_key(JsonbParseState **state, const char *key);
 /* The contact data (as contact_data_jsonb) of a meisa.contacts tuple (contact_data.c). */
 extern Jsonb *contact_data_tuple(HeapTuple tup, TupleDesc desc, const ContactAttrs *a);
+/* contact_data_tuple with only the keys of 'mask' (contact_data_key_mask). */
+extern Jsonb *contact_data_tuple_keys(HeapTuple tup, TupleDesc desc, const ContactAttrs *a,
+									  uint32 mask);
 /* True when text datum 'x' is among elems[0..n). */
 extern bool text_in(Datum x, Datum *elems, int n);
 

@@ -375,7 +375,7 @@ outbox_render(const ContactState *cs, const TemplateRow *t, Jsonb *contact,
 TimestampTz
 outbox_first_attempt(const ContactState *cs, const char *kind, TimestampTz at)
 {
-	if (strcmp(kind, "marketing") != 0)
+	if (strcmp(kind, "marketing") != 0 || !policy_quiet_set())
 		return at;
 	return policy_quiet_end(at, policy_contact_zone(cs->timezone));
 }

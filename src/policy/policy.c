@@ -269,6 +269,13 @@ policy_default_local(TimestampTz at)
 	return local;
 }
 
+/* True when meisa.quiet_hours is set. */
+bool
+policy_quiet_set(void)
+{
+	return quiet.set;
+}
+
 /* True when meisa.frequency_cap is set. */
 bool
 policy_cap_set(void)

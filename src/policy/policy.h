@@ -59,6 +59,9 @@ extern pg_tz *policy_contact_zone(const char *contact_tz);
 /* The wall-clock time of 'at' in meisa.default_timezone. */
 extern Timestamp policy_default_local(TimestampTz at);
 
+/* True when meisa.quiet_hours is set. */
+extern bool policy_quiet_set(void);
+
 /* True when meisa.frequency_cap is set. */
 extern bool policy_cap_set(void);
 
