@@ -12,10 +12,12 @@ INSERT INTO meisa.topics (name, description) VALUES
   ('product-updates', 'What we shipped'), ('tips', 'How to get more out of it');
 INSERT INTO meisa.topics (name, description, default_subscribed) VALUES ('beta', 'Opt in only', false);
 -- names: letters, digits, space, "_", ".", "-", at most 100 characters
+\set VERBOSITY terse
 INSERT INTO meisa.topics (name) VALUES ('');
 INSERT INTO meisa.topics (name) VALUES ('bad/name');
 INSERT INTO meisa.topics (name) VALUES (repeat('x', 101));
 INSERT INTO meisa.topics (name) VALUES ('tips');
+\set VERBOSITY default
 
 SELECT meisa_upsert(format('{"email": "t%s@example.com", "first_name": "T%s"}', i, i)::jsonb) ->> 'created'
   FROM generate_series(1, 6) i;
