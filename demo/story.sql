@@ -51,6 +51,17 @@ INSERT INTO meisa.automations (name, trigger, trigger_filter, actions, position)
   ('nudge the stuck', 'segment_entered', 'not activated after 3 days',
    '[{"send_email": "nudge"}, {"add_tag": "nudged"}]', 4);
 
+-- a topic of marketing mail, its announcement template, and the segment of
+-- paying customers the announcement goes to
+INSERT INTO meisa.topics (name, description) VALUES ('product-updates', 'What we shipped');
+INSERT INTO meisa.templates (key, kind, subject, html, text, topic) VALUES
+  ('reports-launch', 'marketing', 'New: scheduled reports, {{first_name}}',
+   '<p>Hi {{first_name}}, reports can now be sent on a schedule.</p><p><a href="{{{unsubscribe_url}}}">No more product updates</a></p>',
+   E'Hi {{first_name}}, reports can now be sent on a schedule.\n\nNo more product updates: {{{unsubscribe_url}}}',
+   'product-updates');
+INSERT INTO meisa.segments (name, conditions) VALUES
+  ('paying customers', '{"field": "custom_fields.plan", "in": ["standard", "pro"]}');
+
 \echo
 \echo '--- 1. Jane signs up (the app calls meisa_upsert in its own transaction)'
 SELECT meisa_upsert('{"email": "Jane@Example.com", "external_id": "usr_1", "first_name": "Jane",
@@ -82,7 +93,17 @@ SELECT c.email, k.check_at - (c.custom_fields ->> 'signup_date')::timestamptz AS
 SELECT meisa_run_due(now() + interval '4 days') AS steps_queued;
 SELECT segment, email FROM meisa.segment_contacts;
 
-\echo '--- 8. The worker delivers over SMTP (waiting for the queue to drain)'
+\echo '--- 8. The growth team announces a feature to the paying customers (a broadcast);'
+\echo '       Lee, also on Pro, left the product-updates topic and gets no copy'
+SELECT meisa_upsert('{"email": "lee@example.com", "first_name": "Lee", "custom_fields": {"plan": "pro"},
+                      "topics": {"product-updates": false}}') AS result;
+INSERT INTO meisa.broadcasts (name, template, segment) VALUES ('reports launch', 'reports-launch', 'paying customers');
+SELECT meisa_schedule_broadcast('reports launch') AS scheduled;
+SELECT meisa_run_due() AS steps_queued;   -- queues the broadcast, batch by batch
+SELECT m.to_email, m.status, m.last_error FROM meisa.messages m
+  JOIN meisa.broadcasts b ON b.id = m.broadcast_id ORDER BY m.id;
+
+\echo '--- 9. The worker delivers over SMTP (waiting for the queue to drain)'
 DO $$
 BEGIN
   FOR i IN 1..60 LOOP
@@ -92,7 +113,10 @@ BEGIN
 END $$;
 SELECT id, kind, template_key, to_email, status, subject FROM meisa.messages ORDER BY id;
 
-\echo '--- 9. Jane completes onboarding, then unsubscribes from marketing mail'
+\echo 'the broadcast (meisa.broadcast_stats):'
+SELECT broadcast, status, audience, sent, suppressed FROM meisa.broadcast_stats;
+
+\echo '--- 10. Jane completes onboarding, then unsubscribes from marketing mail'
 SELECT meisa_upsert('{"external_id": "usr_1", "custom_fields": {"onboarding_completed": true}}') AS result;
 SELECT meisa_unsubscribe('jane@example.com');
 \echo 'what the app polls (meisa.unsubscribed_emails):'
