@@ -256,17 +256,7 @@ policy_contact_zone(const char *contact_tz)
 Timestamp
 policy_default_local(TimestampTz at)
 {
-	struct pg_tm tm;
-	fsec_t		fsec;
-	int			tzoff;
-	Timestamp	local;
-
-	if (timestamp2tm(at, &tzoff, &tm, &fsec, NULL, policy_contact_zone(NULL)) != 0 ||
-		tm2timestamp(&tm, fsec, NULL, &local) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	return local;
+	return local_time_of(at, policy_contact_zone(NULL));
 }
 
 /* True when meisa.quiet_hours is set. */
@@ -337,25 +327,13 @@ policy_cap_reached(int64 contact_id, TimestampTz at, TimestampTz *free_at)
 TimestampTz
 policy_quiet_end(TimestampTz at, pg_tz *tz)
 {
-	struct pg_tm tm;
-	fsec_t		fsec;
-	int			tzoff;
-	Timestamp	local;
 	int64		day,
 				tod;
 	bool		inside;
 
 	if (!quiet.set)
 		return at;
-	if (timestamp2tm(at, &tzoff, &tm, &fsec, NULL, tz) != 0 ||
-		tm2timestamp(&tm, fsec, NULL, &local) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	day = local / USECS_PER_DAY;
-	if (local < 0 && local % USECS_PER_DAY != 0)
-		day--;
-	tod = local - day * USECS_PER_DAY;
+	local_day_and_time(at, tz, &day, &tod);
 	if (quiet.start_us < quiet.end_us)
 		inside = tod >= quiet.start_us && tod < quiet.end_us;
 	else

@@ -42,7 +42,13 @@ extern pg_tz *send_window_zone(const char *name);
 /* The zone a contact's custom_fields.timezone names: database names only. */
 extern pg_tz *send_window_contact_zone(const char *name);
 
-/* The instant at which local wall-clock time 'local' occurs in 'tz' (a gap moves forward). */
+/* The wall-clock time of 'at' in 'tz', as a timestamp without zone. */
+extern Timestamp local_time_of(TimestampTz at, pg_tz *tz);
+
+/* The local day (days since 2000-01-01) and time of day (microseconds) of 'at' in 'tz'. */
+extern void local_day_and_time(TimestampTz at, pg_tz *tz, int64 *day, int64 *tod);
+
+/* The instant at which local wall-clock time 'local' occurs in 'tz' (a skipped time is read as standard time). */
 extern TimestampTz local_to_instant(Timestamp local, pg_tz *tz);
 
 /* ---- policy.c */

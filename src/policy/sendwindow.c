@@ -88,27 +88,44 @@ local_to_instant(Timestamp local, pg_tz *tz)
 	return result;
 }
 
-/* The first instant at or after 'at' inside the window, in time zone 'tz'. */
-TimestampTz
-send_window_next(TimestampTz at, pg_tz *tz, const SendWindow *w)
+/* The wall-clock time of 'at' in 'tz', as a timestamp without zone. */
+Timestamp
+local_time_of(TimestampTz at, pg_tz *tz)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 	int			tzoff;
 	Timestamp	local;
-	int64		day;
-	int64		tod;
-	int			d;
 
 	if (timestamp2tm(at, &tzoff, &tm, &fsec, NULL, tz) != 0 ||
 		tm2timestamp(&tm, fsec, NULL, &local) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
-	day = local / USECS_PER_DAY;
+	return local;
+}
+
+/* The local day (days since 2000-01-01) and time of day (microseconds) of 'at' in 'tz'. */
+void
+local_day_and_time(TimestampTz at, pg_tz *tz, int64 *day, int64 *tod)
+{
+	Timestamp	local = local_time_of(at, tz);
+
+	*day = local / USECS_PER_DAY;
 	if (local < 0 && local % USECS_PER_DAY != 0)
-		day--;
-	tod = local - day * USECS_PER_DAY;
+		(*day)--;
+	*tod = local - *day * USECS_PER_DAY;
+}
+
+/* The first instant at or after 'at' inside the window, in time zone 'tz'. */
+TimestampTz
+send_window_next(TimestampTz at, pg_tz *tz, const SendWindow *w)
+{
+	int64		day;
+	int64		tod;
+	int			d;
+
+	local_day_and_time(at, tz, &day, &tod);
 
 	for (d = 0; d <= 7; d++)
 	{

@@ -49,6 +49,12 @@ SELECT count(stress.track(g, 50 + g, g)) FROM generate_series(1, 200) g;
 SELECT count(stress.tag(g, 1, true)) FROM generate_series(1, 50) g;
 SELECT count(stress.mail(g, 1)) FROM generate_series(1, 100) g;
 SELECT count(stress.subscription(g, true)) FROM generate_series(1, 10) g;
+-- topics, choices and a broadcast to a segment (queued by meisa_run_due)
+INSERT INTO meisa.topics (name) VALUES ('dump-news');
+INSERT INTO meisa.templates (key, kind, subject, text, topic) VALUES ('dump_news', 'marketing', 'News {{first_name}}', 'n', 'dump-news');
+SELECT count(meisa_set_topic(email, 'dump-news', false)) FROM (SELECT email FROM meisa.contacts ORDER BY id LIMIT 20) c;
+INSERT INTO meisa.broadcasts (name, template, segment) VALUES ('dump_b', 'dump_news', 'dump_paying');
+SELECT meisa_schedule_broadcast('dump_b');
 SELECT meisa_run_due() IS NOT NULL;
 SELECT count(*) FROM stress.errors;
 SQL

@@ -18,10 +18,10 @@
 #	Errors elsewhere are listed as a note.  pg_regress's result is reported
 #	(timing can change outputs under valgrind) but is not the verdict.
 #	Without --quick: every sql/*.sql test, then every isolation spec
-#	(pg_isolation_regress --use-existing).  --quick: a subset of 8 tests
+#	(pg_isolation_regress --use-existing).  --quick: a subset of 9 tests
 #	(00_install, which creates the roles the others grant to, 12_upsert
 #	14_trigger 30_render 43_run_due 53_automation_actions 60_mime
-#	90_segments), no specs.  --tests "..." runs the named tests only (no specs
+#	90_segments 93_broadcasts), no specs.  --tests "..." runs the named tests only (no specs
 #	unless ISOLATION="spec ..." is set).  Memcheck sees malloc-level errors
 #	and uninitialised values only: the server is not built with USE_VALGRIND,
 #	so palloc chunks inside a memory context are invisible to it.  Ports
@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$TESTS" ]; then
   if [ "$QUICK" = 1 ]; then
-    TESTS="00_install 12_upsert 14_trigger 30_render 43_run_due 53_automation_actions 60_mime 90_segments"
+    TESTS="00_install 12_upsert 14_trigger 30_render 43_run_due 53_automation_actions 60_mime 90_segments 93_broadcasts"
   else
     TESTS=$(cd "$TOP/sql" && ls *.sql | sed 's/\.sql$//' | sort | tr '\n' ' ')
   fi
