@@ -12,7 +12,11 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
-/* The id of the topic named 'name', 0 when there is none (in an SPI connection of its own). */
+/*
+ * The id of the topic named 'name', 0 when there is none.  In an SPI
+ * connection of its own, so the caller's memory context is kept (the
+ * delivery builds a message's text right after this lookup).
+ */
 int64
 topic_id_by_name(const char *name)
 {
@@ -69,6 +73,7 @@ bool
 topic_left(int64 contact_id, const char *topic)
 {
 	static SPIPlanPtr plan = NULL;
+	MemoryContext callercxt = CurrentMemoryContext;
 	Datum		values[2];
 	bool		left = false;
 
@@ -96,6 +101,7 @@ topic_left(int64 contact_id, const char *topic)
 		left = !isnull && !DatumGetBool(d);
 	}
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(callercxt);	/* SPI left its own current */
 	return left;
 }
 
