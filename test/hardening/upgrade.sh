@@ -175,7 +175,7 @@ plant p_schema app || verdict "probes planted (p_schema)" false
 out=$(run p_schema create-1.3 -c "CREATE EXTENSION meisa SCHEMA app" -c "SELECT extnamespace::regnamespace::text || ' ' || extversion FROM pg_extension WHERE extname = 'meisa'")
 verdict "CREATE EXTENSION meisa SCHEMA app with the probes planted in app" "$([ "$out" = "app 1.3" ] && echo true || echo false)" "$out"
 n=$(q $C p_schema -c "SELECT count(*) FROM pg_proc WHERE pronamespace = 'app'::regnamespace AND proname LIKE 'meisa\_%'" 2>&1)
-verdict "SCHEMA app: the 13 API functions are in app" "$([ "$n" = 13 ] && echo true || echo false)" "$n"
+verdict "SCHEMA app: the 17 API functions are in app" "$([ "$n" = 17 ] && echo true || echo false)" "$n"
 use_views p_schema use-1.3
 out=$(hits p_schema)
 verdict "fresh 1.3 into app: no planted function or operator ran" "$([ -z "$out" ] && echo true || echo false)" "$out"
