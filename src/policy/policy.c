@@ -285,6 +285,7 @@ bool
 policy_cap_reached(int64 contact_id, TimestampTz at, TimestampTz *free_at)
 {
 	static SPIPlanPtr plan = NULL;
+	MemoryContext callercxt = CurrentMemoryContext;
 	Datum		values[3];
 	bool		reached;
 
@@ -317,6 +318,7 @@ policy_cap_reached(int64 contact_id, TimestampTz at, TimestampTz *free_at)
 			*free_at = at + USECS_PER_SEC;
 	}
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(callercxt);	/* SPI left its own current */
 	return reached;
 }
 

@@ -12,11 +12,17 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
-/* The id of the topic named 'name', 0 when there is none (SPI connected). */
+/*
+ * The id of the topic named 'name', 0 when there is none (SPI connected).
+ * The caller's memory context is kept: SPI_execute_plan leaves the SPI
+ * procedure context current, and the delivery's message text built after
+ * this lookup would otherwise live there and be freed by SPI_finish.
+ */
 int64
 topic_id_by_name(const char *name)
 {
 	static SPIPlanPtr plan = NULL;
+	MemoryContext callercxt = CurrentMemoryContext;
 	Datum		arg;
 	int64		id = 0;
 
@@ -35,6 +41,7 @@ topic_id_by_name(const char *name)
 	if (SPI_processed > 0)
 		id = spi_get_int64(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, 0);
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(callercxt);
 	return id;
 }
 
@@ -77,6 +84,7 @@ bool
 topic_left(int64 contact_id, const char *topic)
 {
 	static SPIPlanPtr plan = NULL;
+	MemoryContext callercxt = CurrentMemoryContext;
 	Datum		values[2];
 	bool		left = false;
 
@@ -104,6 +112,7 @@ topic_left(int64 contact_id, const char *topic)
 		left = !isnull && !DatumGetBool(d);
 	}
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(callercxt);	/* SPI left its own current */
 	return left;
 }
 
