@@ -152,7 +152,7 @@ crash() {
     wait $lp 2>/dev/null
     wait_ready || { verdict "crash $i ($kind): server recovers" false; return 1; }
   fi
-  echo "   crash $i: kill -9 of the $kind ${delay}0 ms after backend $victim was seen running meisa_run_due, $queued messages queued, status $before"
+  echo "   crash $i: kill -9 of the $kind $((delay * 10)) ms after backend $victim was seen running meisa_run_due, $queued messages queued, status $before"
   verdict "crash $i ($kind): the server recovered (log: redo)" \
     "$(tail -n +$((loglines + 1)) "$DIR/server.log" | grep -qE "database system was (not properly shut down|interrupted)|redo (starts|done)" && echo true || echo false)"
   local out

@@ -5,7 +5,8 @@ of the mail that arrived.
 Starts the SMTP sink of the delivery tests (test/delivery/smtp_sink.py, on
 aiosmtpd; port 26493) and a private cluster with meisa preloaded
 (127.0.0.1:26492, the delivery tests' settings: meisa.smtp_url to the sink,
-meisa.secret_file, meisa.unsubscribe_base_url).  Topics 'product-updates'
+meisa.secret_file, meisa.unsubscribe_base_url; meisa.broadcast_batch_size
+2, so that the worker queues each broadcast in several batches).  Topics 'product-updates'
 and 'tips', marketing templates of each and one without a topic, a segment
 of five contacts (two more outside it).  The worker queues each broadcast
 (meisa_run_due) and delivers it; the checks read what the sink received:
@@ -53,7 +54,8 @@ def check(name, ok, detail=""):
         print(f"FAILED {name} {detail}")
 
 
-pg = Cluster(BINDIR, BASE, PG_PORT, SMTP_PORT)
+# batches of 2: the worker queues each broadcast of five in three calls
+pg = Cluster(BINDIR, BASE, PG_PORT, SMTP_PORT, extra_conf="meisa.broadcast_batch_size = 2")
 sink = Sink(SMTP_PORT, BASE)
 
 
@@ -165,6 +167,8 @@ def test_first_broadcast():
           all(v == "product-updates" for v in names.values()), names)
     stats = pg.rows("SELECT status, audience, queued, sent, failed, suppressed FROM meisa.broadcast_stats "
                     "WHERE broadcast = 'pu1'")
+    batches = pg.psql(f"SELECT count(DISTINCT created_at) FROM meisa.messages WHERE broadcast_id = {bid}")
+    check("pu1: the worker queued it in 3 transactions (batches of 2)", batches == "3", batches)
     check("pu1: meisa.broadcast_stats: sent, audience 5, 5 sent", stats == [["sent", "5", "0", "5", "0", "0"]], stats)
     return toks
 
