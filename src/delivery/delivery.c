@@ -130,8 +130,8 @@ static const char *const query_sql[Q_COUNT] = {
 	/* Q_SENT_MANY: $1 ids, $2 their attempts (the leases we hold): Q_SENT for many */
 	"UPDATE meisa.messages m SET status = 'sent', sent_at = pg_catalog.now(), lease_until = NULL, "
 	"last_error = NULL, updated_at = pg_catalog.now() "
-	"FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.int4[])) AS u(id, attempts) "
-	"WHERE m.id = u.id AND m.status = 'sending' AND m.attempts = u.attempts"
+	"WHERE m.id = ANY ($1) AND m.status = 'sending' "
+	"AND m.attempts = ($2)[pg_catalog.array_position($1, m.id)]"
 };
 
 static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 5, 3, 3, 3, 2, 0, 2};
