@@ -507,7 +507,7 @@ typedef struct Batch
 } Batch;
 
 /* Settle a batch's finished messages once this many are done ... */
-#define SETTLE_EVERY 64
+#define SETTLE_EVERY 256
 /* ... or the oldest of them has waited this long (ms). */
 #define SETTLE_AFTER_MS 200
 
