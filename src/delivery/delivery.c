@@ -500,6 +500,7 @@ typedef struct Batch
 	int			live;			/* sessions not dead */
 	int			running;		/* sends in progress */
 	bool		session_dead;	/* a session failed: the connections are closed after the batch */
+	bool		connfailed;		/* a session failure was counted as an attempt */
 	bool		stop;			/* interrupted: start nothing more */
 	TimestampTz lease_end;		/* when the claim's leases run out */
 	long		margin_ms;		/* stop sending this long before lease_end */
@@ -676,10 +677,23 @@ batch_outcome(Batch *b, int i, int slot, const SmtpResult *r)
 			}
 			break;
 		case SMTP_CONNFAIL:
-			/* this session sits out the batch; the others go on */
-			b->release_delay = backoff_seconds(m->attempts);
-			batch_done(b, i, Q_RETRY, r->error, b->release_delay);
-			report_smtp_problem(r->error);
+
+			/*
+			 * This session sits out the batch; the others go on.  The first
+			 * session failure of a batch counts as the message's attempt,
+			 * as with one session; a message a later one hits (the server
+			 * down for every session at once) goes back to the queue with
+			 * the same delay, not attempted, as do those never started.
+			 */
+			if (b->connfailed)
+				batch_done(b, i, Q_RELEASE, NULL, b->release_delay);
+			else
+			{
+				b->release_delay = backoff_seconds(m->attempts);
+				batch_done(b, i, Q_RETRY, r->error, b->release_delay);
+				report_smtp_problem(r->error);
+			}
+			b->connfailed = true;
 			b->slot_dead[slot] = true;
 			b->live--;
 			b->session_dead = true;
