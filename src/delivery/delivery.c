@@ -3,12 +3,14 @@
  *		The delivery cycle: claim, send, settle.  A batch of due messages is
  *		claimed in one short transaction (status 'sending', attempts + 1, a
  *		lease until now + meisa.lease_time, FOR UPDATE SKIP LOCKED so several
- *		workers or nodes never take the same row) and committed; each message
- *		is then checked against suppression again, assembled (mime.c), sent
- *		outside any transaction over one SMTP connection (smtp.c), and settled
- *		in a new transaction: sent, retried later with exponential backoff,
- *		failed, or suppressed.  A 5xx to RCPT TO marks the contact bounced
- *		(in meisa_deliver after the batch, in contact id order).
+ *		workers or nodes never take the same row) and committed; the batch
+ *		is then checked against suppression again and assembled (mime.c) in
+ *		one transaction, sent outside any transaction over
+ *		meisa.smtp_connections SMTP sessions at once (smtp_multi.c), and
+ *		settled in batched transactions as the messages finish: sent, retried
+ *		later with exponential backoff, failed, or suppressed.  A 5xx to RCPT
+ *		TO marks the contact bounced (the worker in the settling transaction,
+ *		meisa_deliver after the batch; in contact id order).
  *		Rows whose lease expired (a crash between claim and settle) are queued
  *		again and resent with the same Message-ID: at least once, never lost.
  *		meisa_deliver() runs the same cycle inside the caller's transaction.
