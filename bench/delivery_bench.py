@@ -70,7 +70,8 @@ def baseline(size):
     return N / dt
 
 
-def latency():
+def latency(pg=pg, sink=sink, M=M):
+    """Commit-to-receipt latency of M messages (pg's worker into sink); returns (median, p99) ms."""
     sink.clear()
     api = pg.psql("SELECT to_regprocedure('meisa_trigger_email(text,jsonb)') IS NOT NULL") == "t"
     if api:
@@ -90,7 +91,7 @@ def latency():
                          "RETURNING 'I', id;")
         lines.append("SELECT 'T', extract(epoch FROM clock_timestamp());")
         lines.append("SELECT pg_sleep(0.01);")
-    r = subprocess.run([os.path.join(BINDIR, "psql"), "-h", BASE, "-p", "26450", "-U", "postgres",
+    r = subprocess.run([os.path.join(pg.bindir, "psql"), "-h", pg.base, "-p", str(pg.port), "-U", "postgres",
                         "-d", "meisa_test", "-XAtq", "-F", " ", "-v", "ON_ERROR_STOP=1"],
                        input="\n".join(lines), capture_output=True, text=True, check=True)
     commit = {}

@@ -100,5 +100,10 @@ SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'meisa.%'
                 'meisa.unsubscribe_base_url', 'meisa.worker_naptime', 'meisa.max_send_rate', 'meisa.batch_size',
                 'meisa.lease_time', 'meisa.retry_backoff_base', 'meisa.retry_backoff_max',
                 'meisa.retry_give_up_after', 'meisa.smtp_connect_timeout', 'meisa.smtp_timeout',
-                'meisa.smtp_ca_file')
+                'meisa.smtp_ca_file', 'meisa.smtp_connections')
  ORDER BY name;
+-- meisa.smtp_connections: 1 to 64, set in the server configuration (reload)
+SELECT min_val, max_val, boot_val FROM pg_settings WHERE name = 'meisa.smtp_connections';
+SET meisa.smtp_connections = 2;
+ALTER SYSTEM SET meisa.smtp_connections = 0;
+ALTER SYSTEM SET meisa.smtp_connections = 65;

@@ -3,12 +3,14 @@
  *		The delivery cycle: claim, send, settle.  A batch of due messages is
  *		claimed in one short transaction (status 'sending', attempts + 1, a
  *		lease until now + meisa.lease_time, FOR UPDATE SKIP LOCKED so several
- *		workers or nodes never take the same row) and committed; each message
- *		is then checked against suppression again, assembled (mime.c), sent
- *		outside any transaction over one SMTP connection (smtp.c), and settled
- *		in a new transaction: sent, retried later with exponential backoff,
- *		failed, or suppressed.  A 5xx to RCPT TO marks the contact bounced
- *		(in meisa_deliver after the batch, in contact id order).
+ *		workers or nodes never take the same row) and committed; the batch
+ *		is then checked against suppression again and assembled (mime.c) in
+ *		one transaction, sent outside any transaction over
+ *		meisa.smtp_connections SMTP sessions at once (smtp_multi.c), and
+ *		settled in batched transactions as the messages finish: sent, retried
+ *		later with exponential backoff, failed, or suppressed.  A 5xx to RCPT
+ *		TO marks the contact bounced (the worker in the settling transaction,
+ *		meisa_deliver after the batch; in contact id order).
  *		Rows whose lease expired (a crash between claim and settle) are queued
  *		again and resent with the same Message-ID: at least once, never lost.
  *		meisa_deliver() runs the same cycle inside the caller's transaction.
@@ -32,6 +34,8 @@
 #include "storage/pmsignal.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -78,6 +82,7 @@ enum
 	Q_RELEASE,
 	Q_NEXT_DUE,
 	Q_NEXT_RUN,
+	Q_SENT_MANY,
 	Q_COUNT
 };
 
@@ -125,10 +130,15 @@ static const char *const query_sql[Q_COUNT] = {
 	"(SELECT min(y.lease_until) FROM meisa.messages y WHERE y.status = 'sending'))",
 	/* Q_NEXT_RUN: the next enrolment step due in the future (past ones wait for the naptime) */
 	"SELECT min(e.next_run_at) FROM meisa.enrollments e WHERE e.status = 'active' "
-	"AND e.next_run_at > pg_catalog.now()"
+	"AND e.next_run_at > pg_catalog.now()",
+	/* Q_SENT_MANY: $1 ids, $2 their attempts (the leases we hold): Q_SENT for many */
+	"UPDATE meisa.messages m SET status = 'sent', sent_at = pg_catalog.now(), lease_until = NULL, "
+	"last_error = NULL, updated_at = pg_catalog.now() "
+	"WHERE m.id = ANY ($1) AND m.status = 'sending' "
+	"AND m.attempts = ($2)[pg_catalog.array_position($1, m.id)]"
 };
 
-static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 5, 3, 3, 3, 2, 0};
+static const int query_nargs[Q_COUNT] = {0, 4, 1, 2, 5, 3, 3, 3, 2, 0, 2};
 static const Oid query_types[Q_COUNT][5] = {
 	{0},
 	{INT4OID, BOOLOID, BOOLOID, FLOAT8OID},
@@ -140,12 +150,13 @@ static const Oid query_types[Q_COUNT][5] = {
 	{INT8OID, INT4OID, FLOAT8OID},
 	{BOOLOID, BOOLOID},
 	{0},
+	{INT8ARRAYOID, INT4ARRAYOID},
 };
 
 static SPIPlanPtr plans[Q_COUNT];
 
-/* The worker's SMTP session, kept open across the batches of a round. */
-static SmtpSession *worker_session = NULL;
+/* The worker's SMTP sessions, kept open across the batches of a round. */
+static SmtpMulti *worker_multi = NULL;
 
 /* When the next message may be sent under meisa.max_send_rate (across batches). */
 static TimestampTz rate_next_send = 0;
@@ -473,22 +484,56 @@ report_smtp_problem(const char *what)
 			(errmsg("meisa: SMTP server unavailable, messages stay queued: %s", what)));
 }
 
+/* What became of a message of the batch until it is settled. */
+typedef enum SendState
+{
+	SEND_WAITING,				/* checked and assembled, not started */
+	SEND_RUNNING,				/* on a session */
+	SEND_DONE,					/* outcome known, to be settled */
+	SEND_SETTLED				/* settled (or never to be sent) */
+} SendState;
+
+/* A message's send: its state and, once done, how it is settled. */
+typedef struct MsgSend
+{
+	SendState	state;
+	int			q;				/* the settle query */
+	char	   *text;			/* its error or reason */
+	double		delay;			/* its delay */
+} MsgSend;
+
 /* A batch being delivered (in its own memory context, batch_ctx). */
 typedef struct Batch
 {
 	bool		own_transactions;	/* the worker: one transaction per step */
 	MemoryContext ctx;
 	DeliveryMsg *msgs;			/* the claimed messages */
+	MsgSend    *send;			/* what became of each */
 	int			n;
 	int			sent;
-	BounceArg  *bounces;		/* rejected recipients not marked yet */
+	int			next;			/* the first message not started yet */
+	int			ndone;			/* messages done, not settled yet */
+	TimestampTz first_done;		/* when the oldest of them was done */
+	BounceArg  *bounces;		/* the batch's rejected recipients */
 	int			nbounces;
-	SmtpSession *session;
-	bool		session_dead;
+	int			bounces_marked; /* bounces[0 .. bounces_marked) are marked */
+	SmtpMulti  *mm;				/* the SMTP sessions */
+	int		   *slot_msg;		/* the message each session sends, -1 = none */
+	bool	   *slot_dead;		/* the session failed: unused for the rest of the batch */
+	int			live;			/* sessions not dead */
+	int			running;		/* sends in progress */
+	bool		session_dead;	/* a session failed: the connections are closed after the batch */
+	bool		connfailed;		/* a session failure was counted as an attempt */
+	bool		stop;			/* interrupted: start nothing more */
 	TimestampTz lease_end;		/* when the claim's leases run out */
 	long		margin_ms;		/* stop sending this long before lease_end */
 	double		release_delay;	/* delay of the messages not attempted */
 } Batch;
+
+/* Settle a batch's finished messages once this many are done ... */
+#define SETTLE_EVERY 256
+/* ... or the oldest of them has waited this long (ms). */
+#define SETTLE_AFTER_MS 200
 
 /* Starts a step's transaction (the worker only). */
 static void
@@ -523,6 +568,7 @@ batch_claim(Batch *b, int max)
 	b->msgs = MemoryContextAllocZero(b->ctx, sizeof(DeliveryMsg) * Max(b->n, 1));
 	for (int i = 0; i < b->n; i++)
 		msg_from_row(&b->msgs[i], SPI_tuptable->vals[i], SPI_tuptable->tupdesc, b->ctx);
+	b->send = MemoryContextAllocZero(b->ctx, sizeof(MsgSend) * Max(b->n, 1));
 	b->bounces = MemoryContextAlloc(b->ctx, sizeof(BounceArg) * Max(b->n, 1));
 	batch_commit(b);
 	MemoryContextSwitchTo(b->ctx);
@@ -532,7 +578,8 @@ batch_claim(Batch *b, int max)
 
 /*
  * Checks suppression again and assembles message m; false when it was
- * settled instead (suppressed, or failed as an invalid message).
+ * settled instead (suppressed, or failed as an invalid message).  Runs in
+ * the batch's checking transaction (batch_prepare_all).
  */
 static bool
 batch_prepare(Batch *b, DeliveryMsg *m)
@@ -542,7 +589,6 @@ batch_prepare(Batch *b, DeliveryMsg *m)
 	BuildArg	ba;
 	double		quiet_wait = 0;
 
-	batch_begin(b, "meisa delivery: checking");
 	if (b->nbounces > 0 && m->contact_id != 0 &&
 		bounce_pending(b->bounces, b->nbounces, m->contact_id))
 		reason = "bounced";
@@ -551,7 +597,6 @@ batch_prepare(Batch *b, DeliveryMsg *m)
 	if (reason)
 	{
 		settle(Q_SUPPRESSED, m, reason, 0);
-		batch_commit(b);
 		return false;
 	}
 	if (quiet_wait > 0)
@@ -569,63 +614,88 @@ batch_prepare(Batch *b, DeliveryMsg *m)
 		char	   *e = MemoryContextStrdup(b->ctx, err);
 
 		settle(Q_FAILED, m, psprintf("invalid message: %s", e), 0);
-		batch_commit(b);
 		return false;
 	}
-	batch_commit(b);
 	return true;
 }
 
-/* Waits for meisa.max_send_rate; false when a cancel or SIGTERM came meanwhile. */
-static bool
+/* Checks and assembles every claimed message, in one transaction. */
+static void
+batch_prepare_all(Batch *b)
+{
+	batch_begin(b, "meisa delivery: checking");
+	for (int i = 0; i < b->n; i++)
+		b->send[i].state = batch_prepare(b, &b->msgs[i]) ? SEND_WAITING : SEND_SETTLED;
+	batch_commit(b);
+}
+
+/*
+ * 0 when a message may start now under meisa.max_send_rate (a global cap:
+ * one schedule for every session, across batches), else the ms to wait.
+ */
+static long
 batch_pace(void)
 {
 	TimestampTz now;
 
 	if (meisa_max_send_rate <= 0)
-		return true;
+		return 0;
 	now = GetCurrentTimestamp();
-	while (rate_next_send > now && !ProcDiePending && !QueryCancelPending)
-	{
-		long		secs;
-		int			usecs;
-
-		TimestampDifference(now, rate_next_send, &secs, &usecs);
-		pg_usleep(Min(secs * 1000000L + usecs, 100000L));
-		now = GetCurrentTimestamp();
-	}
-	if (ProcDiePending || QueryCancelPending)
-		return false;
+	if (rate_next_send > now)
+		return Max((long) ((rate_next_send - now + 999) / 1000), 1L);
 	rate_next_send = Max(now, rate_next_send) +
 		(TimestampTz) (1000000.0 / meisa_max_send_rate);
-	return true;
+	return 0;
 }
 
-/* Settles message m after the SMTP outcome 'r'; false when the batch must stop. */
+/* True when the batch must start no more message (the rest is released). */
 static bool
-batch_settle(Batch *b, DeliveryMsg *m, const SmtpResult *r)
+batch_stopping(Batch *b)
 {
-	bool		go_on = true;
+	return b->stop || b->live == 0 || ProcDiePending || QueryCancelPending ||
+		(am_delivery_worker && !PostmasterIsAlive()) ||
+		GetCurrentTimestamp() > TimestampTzPlusMilliseconds(b->lease_end, -b->margin_ms);
+}
 
-	batch_begin(b, "meisa delivery: settling");
+/* Message i is done: it is settled with query q (text, delay) in the next settling. */
+static void
+batch_done(Batch *b, int i, int q, const char *text, double delay)
+{
+	MsgSend    *ms = &b->send[i];
+
+	ms->state = SEND_DONE;
+	ms->q = q;
+	ms->text = text ? MemoryContextStrdup(b->ctx, text) : NULL;
+	ms->delay = delay;
+	if (b->ndone++ == 0)
+		b->first_done = GetCurrentTimestamp();
+}
+
+/* Records the SMTP outcome 'r' of message i sent on session 'slot'. */
+static void
+batch_outcome(Batch *b, int i, int slot, const SmtpResult *r)
+{
+	DeliveryMsg *m = &b->msgs[i];
+
+	if (m->data)
+		pfree(m->data);
+	m->data = NULL;
 	switch (r->outcome)
 	{
 		case SMTP_SENT:
-			settle(Q_SENT, m, NULL, 0);
+			batch_done(b, i, Q_SENT, NULL, 0);
 			b->sent++;
 			break;
 		case SMTP_TEMPFAIL:
-			settle(Q_RETRY, m, r->error, backoff_seconds(m->attempts));
+			batch_done(b, i, Q_RETRY, r->error, backoff_seconds(m->attempts));
 			break;
 		case SMTP_PERMFAIL:
-			settle(Q_FAILED, m, r->error, 0);
+			batch_done(b, i, Q_FAILED, r->error, 0);
 			if (r->rcpt_rejected && m->contact_id != 0)
 			{
 				/*
-				 * The worker settles each message in a transaction of its
-				 * own and marks the contact at once.  In the caller's
-				 * transaction (meisa_deliver) the contacts stay locked until
-				 * it ends, so they are marked after the batch, in contact id
+				 * The worker marks the contact in the next settling
+				 * transaction; meisa_deliver after the batch, in contact id
 				 * order: marked in the order of the batch, two meisa_deliver
 				 * calls whose batches held messages to the same two rejected
 				 * contacts locked them in opposite orders and deadlocked.  A
@@ -635,73 +705,246 @@ batch_settle(Batch *b, DeliveryMsg *m, const SmtpResult *r)
 				b->bounces[b->nbounces].contact_id = m->contact_id;
 				b->bounces[b->nbounces].detail = MemoryContextStrdup(b->ctx, r->error);
 				b->nbounces++;
-				if (b->own_transactions)
-				{
-					apply_bounces(b->bounces, b->nbounces);
-					b->nbounces = 0;
-				}
 			}
 			break;
 		case SMTP_CONNFAIL:
-			b->release_delay = backoff_seconds(m->attempts);
-			settle(Q_RETRY, m, r->error, b->release_delay);
-			report_smtp_problem(r->error);
+
+			/*
+			 * This session sits out the batch; the others go on.  The first
+			 * session failure of a batch counts as the message's attempt,
+			 * as with one session; a message a later one hits (the server
+			 * down for every session at once) goes back to the queue with
+			 * the same delay, not attempted, as do those never started.
+			 */
+			if (b->connfailed)
+				batch_done(b, i, Q_RELEASE, NULL, b->release_delay);
+			else
+			{
+				b->release_delay = backoff_seconds(m->attempts);
+				batch_done(b, i, Q_RETRY, r->error, b->release_delay);
+				report_smtp_problem(r->error);
+			}
+			b->connfailed = true;
+			b->slot_dead[slot] = true;
+			b->live--;
 			b->session_dead = true;
-			go_on = false;
 			break;
 		case SMTP_INTERRUPTED:
-			settle(Q_RELEASE, m, NULL, 0);
+			batch_done(b, i, Q_RELEASE, NULL, 0);
 			b->session_dead = true;
-			go_on = false;
+			b->stop = true;
 			break;
 	}
-	batch_commit(b);
-	return go_on;
+}
+
+/* Settles the messages sent since the last time in one UPDATE. */
+static void
+settle_sent(Batch *b)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * b->n);
+	Datum	   *att = palloc(sizeof(Datum) * b->n);
+	Datum		v[2];
+	int			k = 0;
+
+	for (int i = 0; i < b->n; i++)
+		if (b->send[i].state == SEND_DONE && b->send[i].q == Q_SENT)
+		{
+			ids[k] = Int64GetDatum(b->msgs[i].id);
+			att[k] = Int32GetDatum(b->msgs[i].attempts);
+			k++;
+		}
+	if (k > 0)
+	{
+		v[0] = PointerGetDatum(construct_array(ids, k, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		v[1] = PointerGetDatum(construct_array(att, k, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		run_query(Q_SENT_MANY, v, NULL, false, 0);
+		if (SPI_processed < (uint64) k)
+			elog(DEBUG1, "meisa: %d sent messages were no longer ours to settle", k - (int) SPI_processed);
+	}
+	pfree(ids);
+	pfree(att);
 }
 
 /*
- * Sends the claimed messages one after the other; returns the index of the
- * first message not attempted (b->n when all were).
+ * Settles every message done since the last time, in one transaction of
+ * the worker: the sent ones in one UPDATE, the others one by one; the
+ * worker marks the new bounces in it too.
  */
-static int
-batch_send(Batch *b)
+static void
+batch_settle(Batch *b)
 {
+	bool		mark = b->own_transactions && b->nbounces > b->bounces_marked;
+
+	if (b->ndone == 0 && !mark)
+		return;
+	batch_begin(b, "meisa delivery: settling");
+	settle_sent(b);
 	for (int i = 0; i < b->n; i++)
 	{
+		MsgSend    *ms = &b->send[i];
+
+		if (ms->state != SEND_DONE)
+			continue;
+		if (ms->q != Q_SENT)
+			settle(ms->q, &b->msgs[i], ms->text, ms->delay);
+		ms->state = SEND_SETTLED;
+	}
+	b->ndone = 0;
+	if (mark)
+	{
+		apply_bounces(b->bounces + b->bounces_marked, b->nbounces - b->bounces_marked);
+		b->bounces_marked = b->nbounces;
+	}
+	batch_commit(b);
+	if (b->own_transactions)
+		pgstat_report_activity(STATE_RUNNING, "meisa delivery: sending");
+}
+
+/*
+ * Starts the next waiting message on the idle session 'slot'; returns 0
+ * when one started or none is left, else the ms to wait for
+ * meisa.max_send_rate.
+ */
+static long
+batch_start(Batch *b, int slot)
+{
+	while (b->next < b->n)
+	{
+		int			i = b->next;
 		DeliveryMsg *m = &b->msgs[i];
 		SmtpResult	r;
+		long		wait;
 
-		if (ProcDiePending || QueryCancelPending ||
-			(am_delivery_worker && !PostmasterIsAlive()) ||
-			GetCurrentTimestamp() > TimestampTzPlusMilliseconds(b->lease_end, -b->margin_ms))
-			return i;
-
-		/* suppression again, then assemble */
-		if (!batch_prepare(b, m))
+		if (b->send[i].state != SEND_WAITING)
+		{
+			b->next++;
 			continue;
-
-		/* keep meisa.max_send_rate */
-		if (!batch_pace())
-			return i;
-
-		/* send, outside any transaction in the worker */
-		pgstat_report_activity(STATE_RUNNING, "meisa delivery: sending");
-		smtp_send(b->session, m->envelope_from, m->to_email, m->data, strlen(m->data), &r);
-		pgstat_report_activity(STATE_IDLE, NULL);
-		pfree(m->data);
-		m->data = NULL;
-
-		if (!batch_settle(b, m, &r))
-			return i + 1;
+		}
+		/* a recipient rejected earlier in the batch */
+		if (b->nbounces > 0 && m->contact_id != 0 &&
+			bounce_pending(b->bounces, b->nbounces, m->contact_id))
+		{
+			batch_done(b, i, Q_SUPPRESSED, "bounced", 0);
+			b->next++;
+			continue;
+		}
+		if ((wait = batch_pace()) > 0)
+			return wait;
+		b->next++;
+		if (!smtp_multi_start(b->mm, slot, m->envelope_from, m->to_email,
+							  m->data, strlen(m->data), &r))
+		{
+			batch_outcome(b, i, slot, &r);
+			return 0;
+		}
+		b->send[i].state = SEND_RUNNING;
+		b->slot_msg[slot] = i;
+		b->running++;
+		return 0;
 	}
-	return b->n;
+	return 0;
+}
+
+/* Starts messages on the idle sessions; returns the ms to wait for the rate (0 = none). */
+static long
+batch_fill(Batch *b)
+{
+	int			nslots = smtp_multi_sessions(b->mm);
+
+	for (int slot = 0; slot < nslots && b->next < b->n; slot++)
+	{
+		long		wait;
+
+		if (smtp_multi_busy(b->mm, slot) || b->slot_dead[slot] || batch_stopping(b))
+			continue;
+		if ((wait = batch_start(b, slot)) > 0)
+			return wait;
+	}
+	return 0;
+}
+
+/* Collects the finished sends of the sessions. */
+static void
+batch_collect(Batch *b)
+{
+	int			slot;
+	SmtpResult	r;
+
+	smtp_multi_interrupt(b->mm);
+	while (smtp_multi_done(b->mm, &slot, &r))
+	{
+		int			i = b->slot_msg[slot];
+
+		b->slot_msg[slot] = -1;
+		b->running--;
+		if (i >= 0)
+			batch_outcome(b, i, slot, &r);
+	}
+}
+
+/*
+ * Sends the claimed messages over the sessions, each kept busy while
+ * messages wait, outside any transaction in the worker; settles them in
+ * batches as they finish.  Messages not attempted stay SEND_WAITING.
+ */
+static void
+batch_send(Batch *b)
+{
+	int			nslots = smtp_multi_sessions(b->mm);
+
+	b->slot_msg = palloc(sizeof(int) * nslots);
+	b->slot_dead = palloc0(sizeof(bool) * nslots);
+	for (int s = 0; s < nslots; s++)
+		b->slot_msg[s] = -1;
+	b->live = nslots;
+	pgstat_report_activity(STATE_RUNNING, "meisa delivery: sending");
+	for (;;)
+	{
+		long		wait = batch_stopping(b) ? 0 : batch_fill(b);
+
+		if (b->running == 0)
+		{
+			if (b->next >= b->n || batch_stopping(b))
+				break;
+			if (wait > 0)
+				pg_usleep(Min(wait, 100L) * 1000L);
+			continue;
+		}
+		smtp_multi_run(b->mm, wait > 0 ? Min(wait, 100L) : 100L);
+		batch_collect(b);
+		if (b->ndone >= SETTLE_EVERY ||
+			(b->ndone > 0 && TimestampDifferenceExceeds(b->first_done, GetCurrentTimestamp(), SETTLE_AFTER_MS)))
+			batch_settle(b);
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* The SMTP sessions of the batch: the worker's (kept across batches), or new ones. */
+static SmtpMulti *
+batch_sessions(Batch *b)
+{
+	MemoryContext sctx;
+	SmtpMulti  *mm;
+
+	if (b->own_transactions && worker_multi &&
+		smtp_multi_sessions(worker_multi) == meisa_smtp_connections)
+		return worker_multi;
+	if (b->own_transactions)
+		delivery_session_close(true);
+	sctx = MemoryContextSwitchTo(b->own_transactions ? TopMemoryContext : b->ctx);
+	mm = smtp_multi_open(b->own_transactions ? meisa_smtp_connections
+						 : Min(meisa_smtp_connections, Max(b->n, 1)));
+	MemoryContextSwitchTo(sctx);
+	if (b->own_transactions)
+		worker_multi = mm;
+	return mm;
 }
 
 /*
  * Delivers up to 'max' due messages.  With own_transactions (the worker, no
- * transaction open), claims, sends and settles in separate transactions;
- * otherwise everything runs in the caller's transaction.  Returns the number
- * of messages sent.
+ * transaction open), claims, checks, sends and settles in separate
+ * transactions; otherwise everything runs in the caller's transaction.
+ * Returns the number of messages sent.
  */
 int
 delivery_run_batch(int max, bool own_transactions, bool *more)
@@ -729,51 +972,42 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 
 	/*
 	 * From here every claimed message is settled or released before a
-	 * cancel or SIGTERM is honoured: they are checked for between messages
-	 * and abort a transfer in progress (smtp.c), and nothing is left
+	 * cancel or SIGTERM is honoured: they are checked for between polls and
+	 * abort the transfers in progress (smtp_multi.c), and nothing is left
 	 * 'sending' by a clean exit.
 	 */
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
-		int			stop_at;	/* first message not attempted */
-
-		/* the worker keeps its session for the next batch of the round */
-		if (own_transactions && worker_session)
-			b->session = worker_session;
-		else
-		{
-			MemoryContext sctx = MemoryContextSwitchTo(own_transactions ? TopMemoryContext : batch_ctx);
-
-			b->session = smtp_session_open();
-			MemoryContextSwitchTo(sctx);
-			if (own_transactions)
-				worker_session = b->session;
-		}
+		/* suppression again and assembly, for the whole batch */
+		batch_prepare_all(b);
 
 		/* send and settle */
-		stop_at = batch_send(b);
-
-		/* meisa_deliver: the batch's bounces, in contact id order */
-		if (b->nbounces > 0)
-			apply_bounces(b->bounces, b->nbounces);
-		b->nbounces = 0;
+		if (b->n > 0)
+		{
+			b->mm = batch_sessions(b);
+			batch_send(b);
+		}
 
 		/* messages not attempted go back to the queue */
-		if (stop_at < b->n)
-		{
-			batch_begin(b, "meisa delivery: releasing");
-			for (int i = stop_at; i < b->n; i++)
-				settle(Q_RELEASE, &b->msgs[i], NULL, b->release_delay);
-			batch_commit(b);
-			*more = false;
-		}
+		for (int i = 0; i < b->n; i++)
+			if (b->send[i].state == SEND_WAITING)
+			{
+				batch_done(b, i, Q_RELEASE, NULL, b->release_delay);
+				*more = false;
+			}
+		batch_settle(b);
+
+		/* meisa_deliver: the batch's bounces, in contact id order */
+		if (b->nbounces > b->bounces_marked)
+			apply_bounces(b->bounces + b->bounces_marked, b->nbounces - b->bounces_marked);
+		b->bounces_marked = b->nbounces;
 	}
 	PG_CATCH();
 	{
-		/* error cleanup: drop the connection, no QUIT */
-		if (b->session && b->session != worker_session)
-			smtp_session_close(b->session, false);
+		/* error cleanup: drop the connections, no QUIT */
+		if (b->mm && b->mm != worker_multi)
+			smtp_multi_close(b->mm, false);
 		delivery_session_close(false);
 		PG_RE_THROW();
 	}
@@ -782,13 +1016,13 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 
 	/*
 	 * The close comes after the settling transaction committed and with
-	 * interrupts allowed: a dead connection (already shut down by
-	 * smtp_send) goes at once; meisa_deliver's QUIT waits at most
-	 * meisa.smtp_connect_timeout, inside the caller's transaction.  The
-	 * worker reconnects for its next batch after a failure.
+	 * interrupts allowed: a dead connection (already shut down) goes at
+	 * once; meisa_deliver's QUITs wait at most meisa.smtp_connect_timeout,
+	 * inside the caller's transaction.  The worker reconnects for its next
+	 * batch after a failure.
 	 */
 	if (!own_transactions)
-		smtp_session_close(b->session, true);
+		smtp_multi_close(b->mm, true);
 	else if (b->session_dead)
 		delivery_session_close(true);
 
@@ -799,17 +1033,17 @@ delivery_run_batch(int max, bool own_transactions, bool *more)
 }
 
 /*
- * Closes the worker's SMTP session (end of a round, errors, failures);
- * quit as for smtp_session_close.
+ * Closes the worker's SMTP sessions (end of a round, errors, failures);
+ * quit as for smtp_multi_close.
  */
 void
 delivery_session_close(bool quit)
 {
-	SmtpSession *s = worker_session;
+	SmtpMulti  *mm = worker_multi;
 
-	worker_session = NULL;
-	if (s)
-		smtp_session_close(s, quit);
+	worker_multi = NULL;
+	if (mm)
+		smtp_multi_close(mm, quit);
 }
 
 /*

@@ -2,7 +2,8 @@
  * delivery.h
  *		The delivery stage: the background worker's loop (worker.c), its
  *		settings (settings.c) and waking it (wake.c), message assembly
- *		(mime.c), the SMTP client (smtp.c), the claim/send/settle cycle
+ *		(mime.c), the SMTP client (smtp.c: one session; smtp_multi.c:
+ *		several at once), the claim/send/settle cycle
  *		(delivery.c), unsubscribe tokens (token.c) and the secrets read from
  *		files (secret.c).
  */
@@ -49,6 +50,7 @@ extern int	meisa_retry_backoff_max;	/* s */
 extern int	meisa_retry_give_up_after;	/* s */
 extern int	meisa_smtp_connect_timeout; /* s */
 extern int	meisa_smtp_timeout;			/* s */
+extern int	meisa_smtp_connections;		/* SMTP sessions the worker keeps busy at once */
 
 /* ---- secret.c: secrets read from the files the settings name */
 
@@ -156,23 +158,39 @@ typedef struct SmtpResult
 	char		error[512];		/* human-readable reason */
 } SmtpResult;
 
-typedef struct SmtpSession SmtpSession;
+/* ---- smtp_multi.c: several SMTP sessions at once (smtp.c is one session) */
 
-/* Opens a session object for meisa.smtp_url (the connection opens on first send). */
-extern SmtpSession *smtp_session_open(void);
+typedef struct SmtpMulti SmtpMulti;
+
+/* A driver of 'sessions' SMTP sessions for meisa.smtp_url (connections open on first use). */
+extern SmtpMulti *smtp_multi_open(int sessions);
+/* The number of sessions of the driver. */
+extern int	smtp_multi_sessions(const SmtpMulti *mm);
+/* True while a send runs on the session or waits to be collected. */
+extern bool smtp_multi_busy(const SmtpMulti *mm, int slot);
 /*
- * Sends one message; the connection is kept for the next send, but after a
- * session failure or an interruption it is dead (its sockets shut down).
+ * Starts sending a message on the idle session 'slot'; false (r says why,
+ * a session failure) when it could not start.  data must stay valid until
+ * the send is collected.
  */
-extern void smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
-					  const char *data, size_t len, SmtpResult *result);
+extern bool smtp_multi_start(SmtpMulti *mm, int slot, const char *from_addr, const char *to_addr,
+							 const char *data, size_t len, SmtpResult *r);
+/* Runs the transfers; waits up to timeout_ms unless one finished. */
+extern void smtp_multi_run(SmtpMulti *mm, long timeout_ms);
 /*
- * Closes the connection and frees the session: with quit, a healthy
- * connection says QUIT (answer awaited meisa.smtp_connect_timeout at most);
- * a dead one, one with a cancel or SIGTERM pending, or any without quit is
+ * On a pending cancel or SIGTERM, aborts the sends not handed over and the
+ * handed-over ones unanswered for a second; they are collected as interrupted.
+ */
+extern void smtp_multi_interrupt(SmtpMulti *mm);
+/* Collects one finished send: true with its session in *slot and its outcome in r. */
+extern bool smtp_multi_done(SmtpMulti *mm, int *slot, SmtpResult *r);
+/*
+ * Closes the connections and frees the driver: with quit, healthy
+ * connections say QUIT (answers awaited meisa.smtp_connect_timeout at most
+ * in all); with a cancel or SIGTERM pending, or without quit, they are
  * dropped at once.
  */
-extern void smtp_session_close(SmtpSession *s, bool quit);
+extern void smtp_multi_close(SmtpMulti *mm, bool quit);
 
 /* ---- delivery.c */
 
@@ -185,8 +203,8 @@ extern void smtp_session_close(SmtpSession *s, bool quit);
 extern int	delivery_run_batch(int max, bool own_transactions, bool *more);
 
 /*
- * Closes the worker's SMTP session (kept open across the batches of a
- * round); quit as for smtp_session_close.  Never call it inside a
+ * Closes the worker's SMTP sessions (kept open across the batches of a
+ * round); quit as for smtp_multi_close.  Never call it inside a
  * transaction: a server that does not answer QUIT holds it up to
  * meisa.smtp_connect_timeout.
  */

@@ -437,6 +437,7 @@ append_date(StringInfo buf, TimestampTz ts)
 static void
 append_qp(StringInfo buf, const char *s)
 {
+	static const char hex_upper[] = "0123456789ABCDEF";
 	const unsigned char *p = (const unsigned char *) s;
 	int			col = 0;
 
@@ -468,10 +469,14 @@ append_qp(StringInfo buf, const char *s)
 		if (col == 0 && (c == '.' || (c == 'F' && strncmp((const char *) p, "From ", 5) == 0)))
 			encode = true, plen = 3;
 		if (encode)
-			snprintf(piece, sizeof(piece), "=%02X", c);
+		{
+			piece[0] = '=';
+			piece[1] = hex_upper[c >> 4];
+			piece[2] = hex_upper[c & 0x0F];
+			appendBinaryStringInfo(buf, piece, 3);
+		}
 		else
-			piece[0] = c, piece[1] = '\0';
-		appendStringInfoString(buf, piece);
+			appendStringInfoCharMacro(buf, (char) c);
 		col += plen;
 		p++;
 	}

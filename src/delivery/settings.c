@@ -27,6 +27,7 @@ int			meisa_retry_backoff_max = 3600;
 int			meisa_retry_give_up_after = 3 * 86400;
 int			meisa_smtp_connect_timeout = 10;
 int			meisa_smtp_timeout = 60;
+int			meisa_smtp_connections = 4;
 
 /* Accepts only smtp:// and smtps:// URLs (or empty = no delivery). */
 static bool
@@ -180,4 +181,9 @@ delivery_settings_init(void)
 							"Timeout for sending one message.",
 							NULL, &meisa_smtp_timeout, 60, 1, 3600,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("meisa.smtp_connections",
+							"SMTP sessions a delivery batch keeps busy at once.",
+							"Each is a connection to meisa.smtp_url, kept open across messages and batches.",
+							&meisa_smtp_connections, 4, 1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 }

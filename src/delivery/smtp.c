@@ -1,75 +1,53 @@
 /*
  * smtp.c
- *		The SMTP client, on libcurl.  A session holds one easy handle, so
- *		libcurl keeps the connection open between messages of a batch and
- *		closes it (QUIT) when the session ends.  smtp:// upgrades with
- *		STARTTLS when the server offers it, smtps:// is TLS from the start;
- *		only these two protocols are allowed.  Each send is classified by the
- *		SMTP reply and the command it answered (seen through libcurl's debug
- *		callback): 2xx after DATA is sent, 4xx is a temporary failure, 5xx to
- *		RCPT TO is a rejected recipient, 5xx to DATA a rejected message; a
- *		failure anywhere else (connect, TLS, EHLO, AUTH, MAIL FROM) is a
- *		session failure that leaves the message for later.
+ *		One SMTP session on libcurl: an easy handle set up for meisa.smtp_url,
+ *		the envelope of one send, and the classification of its outcome.  The
+ *		multi-session driver (smtp_multi.c) runs several sessions at once in
+ *		one libcurl multi handle, whose connection cache keeps the connections
+ *		open between messages and batches.  smtp:// upgrades with STARTTLS
+ *		when the server offers it, smtps:// is TLS from the start; only these
+ *		two protocols are allowed.  Each send is classified by the SMTP reply
+ *		and the command it answered (seen through libcurl's debug callback):
+ *		2xx after DATA is sent, 4xx is a temporary failure, 5xx to RCPT TO is
+ *		a rejected recipient, 5xx to DATA a rejected message; a failure
+ *		anywhere else (connect, TLS, EHLO, AUTH, MAIL FROM) is a session
+ *		failure that leaves the message for later.
  *
  *		A server that stops answering must not hold the caller: libcurl
- *		keeps a connection whose send timed out and, when the handle is
- *		cleaned up, sends QUIT and waits up to 120 s for the answer
- *		(CURLOPT_TIMEOUT does not apply there).  So the session opens its
- *		sockets itself (CURLOPT_OPENSOCKETFUNCTION) and, after a failed or
- *		interrupted send, shuts them down: libcurl finds the connection
- *		dead and closes it without a QUIT.  A healthy session's QUIT is
- *		waited for at most meisa.smtp_connect_timeout (a SIGALRM timeout
- *		shuts the sockets down), and not at all once a cancel or SIGTERM is
- *		pending.
+ *		sends QUIT to every cached connection when the multi handle is
+ *		cleaned up and waits up to meisa.smtp_timeout for each answer.  So
+ *		the sessions open their sockets themselves (CURLOPT_OPENSOCKETFUNCTION,
+ *		into a registry shared by the sessions of a driver) and, after a
+ *		failed or interrupted send, shut that send's socket down: libcurl
+ *		finds the connection dead and closes it without a QUIT.  The QUITs of
+ *		a healthy close are waited for at most meisa.smtp_connect_timeout in
+ *		all (a SIGALRM timeout shuts the sockets down), and not at all once a
+ *		cancel or SIGTERM is pending.
  */
-#include "delivery/delivery.h"
+#include "delivery/smtp_session.h"
 
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "delivery/curl_prelude.h"
 #include "miscadmin.h"
+#include "utils/memutils.h"
 #include "utils/timeout.h"
 
-/* Sockets a session can have open at once (happy eyeballs opens two). */
-#define SMTP_MAX_SOCKETS 8
 /* How long a message already handed over waits for its answer after a cancel or SIGTERM. */
 #define SMTP_ANSWER_GRACE_MS 1000
 /* How often the close watchdog looks at the clock and for a pending SIGTERM. */
 #define SMTP_WATCHDOG_MS 100
 
-struct SmtpSession
-{
-	CURL	   *curl;
-	/* per-send state */
-	const char *data;
-	size_t		len;
-	size_t		pos;
-	char		last_cmd[8];	/* verb of the last command sent */
-	int			last_code;		/* last reply code received */
-	char		last_reply[256];	/* first line of that reply */
-	char		fail_cmd[8];	/* command of the first 4xx/5xx reply */
-	int			fail_code;		/* first 4xx/5xx reply code, 0 = none */
-	char		fail_reply[256];	/* first line of that reply */
-	char		errbuf[CURL_ERROR_SIZE];
-	TimestampTz interrupted_at; /* first cancel/SIGTERM seen after the hand-over, 0 = none */
-	bool		broken;			/* the last send failed: the connection is dead */
-	volatile sig_atomic_t sockets[SMTP_MAX_SOCKETS];	/* open sockets, -1 = free */
-};
-
 static bool curl_ready = false;
 
-static void smtp_session_break(SmtpSession *s);
-
-/* The close watchdog: the session being closed and the ticks it has left. */
+/* The close watchdog: the sockets being closed and the ticks it has left. */
 static TimeoutId smtp_watchdog_id;
 static bool smtp_watchdog_registered = false;
-static SmtpSession *volatile smtp_closing = NULL;
+static SmtpSockets *volatile smtp_closing = NULL;
 static volatile sig_atomic_t smtp_closing_ticks = 0;
 
 /* Initialises libcurl once per process. */
-static void
+void
 smtp_global_init(void)
 {
 	if (curl_ready)
@@ -139,12 +117,12 @@ smtp_debug(CURL *handle pg_attribute_unused(), curl_infotype type, char *data, s
 }
 
 /*
- * libcurl progress callback (called at least once a second, and at once
- * when a signal arrives): aborts the transfer on cancel or shutdown.  Once
- * the message is completely handed over the server may be accepting it, so
- * its answer is awaited SMTP_ANSWER_GRACE_MS longer, which a working server
- * needs, and a hanging one cannot stretch; without an answer the message is
- * sent again later (at least once).
+ * libcurl progress callback: aborts the transfer on cancel or shutdown.
+ * Once the message is completely handed over the server may be accepting
+ * it, so its answer is awaited SMTP_ANSWER_GRACE_MS longer, which a working
+ * server needs, and a hanging one cannot stretch; without an answer the
+ * message is sent again later (at least once).  The driver (smtp_multi.c)
+ * applies the same rule between its polls.
  */
 static int
 smtp_progress(void *arg, curl_off_t dltotal pg_attribute_unused(), curl_off_t dlnow pg_attribute_unused(),
@@ -163,24 +141,24 @@ smtp_progress(void *arg, curl_off_t dltotal pg_attribute_unused(), curl_off_t dl
 	return TimestampDifferenceExceeds(s->interrupted_at, now, SMTP_ANSWER_GRACE_MS) ? 1 : 0;
 }
 
-/* libcurl open-socket callback: opens the socket and remembers it. */
+/* libcurl open-socket callback: opens the socket and registers it. */
 static curl_socket_t
 smtp_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 {
-	SmtpSession *s = (SmtpSession *) arg;
+	SmtpSockets *socks = (SmtpSockets *) arg;
 	int			i;
 	int			fd;
 
 	if (purpose != CURLSOCKTYPE_IPCXN)
 		return CURL_SOCKET_BAD;
-	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
-		if (s->sockets[i] < 0)
+	for (i = 0; i < socks->nslots; i++)
+		if (socks->fd[i] < 0)
 			break;
-	if (i == SMTP_MAX_SOCKETS)
+	if (i == socks->nslots)
 		return CURL_SOCKET_BAD;
 	fd = socket(addr->family, addr->socktype, addr->protocol);
 	if (fd >= 0)
-		s->sockets[i] = fd;
+		socks->fd[i] = fd;
 	return fd;
 }
 
@@ -188,28 +166,38 @@ smtp_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 static int
 smtp_close_socket(void *arg, curl_socket_t fd)
 {
-	SmtpSession *s = (SmtpSession *) arg;
+	SmtpSockets *socks = (SmtpSockets *) arg;
 	int			i;
 
-	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
-		if (s->sockets[i] == fd)
-			s->sockets[i] = -1;
+	for (i = 0; i < socks->nslots; i++)
+		if (socks->fd[i] == fd)
+			socks->fd[i] = -1;
 	return close(fd);
 }
 
-/*
- * Shuts down every open socket of the session (async-signal-safe): libcurl
- * then sees the connection closed, so a QUIT fails at once instead of
- * waiting for an answer, and the connection is never reused.
- */
-static void
-smtp_shutdown_sockets(SmtpSession *s)
+/* A registry for nslots sockets, all free (in CurrentMemoryContext). */
+SmtpSockets *
+smtp_sockets_new(int nslots)
 {
-	int			i;
+	SmtpSockets *socks = palloc0(offsetof(SmtpSockets, fd) + sizeof(sig_atomic_t) * nslots);
 
-	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
+	socks->nslots = nslots;
+	for (int i = 0; i < nslots; i++)
+		socks->fd[i] = -1;
+	return socks;
+}
+
+/*
+ * Shuts down every open socket of the registry (async-signal-safe): libcurl
+ * then sees the connections closed, so a QUIT fails at once instead of
+ * waiting for an answer, and no connection is reused.
+ */
+void
+smtp_sockets_shutdown(SmtpSockets *socks)
+{
+	for (int i = 0; i < socks->nslots; i++)
 	{
-		int			fd = s->sockets[i];
+		int			fd = socks->fd[i];
 
 		if (fd >= 0)
 			(void) shutdown(fd, SHUT_RDWR);
@@ -220,17 +208,17 @@ smtp_shutdown_sockets(SmtpSession *s)
 static void
 smtp_watchdog(void)
 {
-	SmtpSession *s = smtp_closing;
+	SmtpSockets *socks = smtp_closing;
 
-	if (s == NULL)
+	if (socks == NULL)
 		return;
 	if (ProcDiePending || QueryCancelPending || --smtp_closing_ticks <= 0)
-		smtp_shutdown_sockets(s);
+		smtp_sockets_shutdown(socks);
 }
 
-/* Starts the watchdog that bounds the close of s by meisa.smtp_connect_timeout. */
-static void
-smtp_watchdog_start(SmtpSession *s)
+/* Starts the watchdog that ends a wait for QUIT answers after meisa.smtp_connect_timeout. */
+void
+smtp_watchdog_start(SmtpSockets *socks)
 {
 	if (!smtp_watchdog_registered)
 	{
@@ -238,18 +226,19 @@ smtp_watchdog_start(SmtpSession *s)
 		smtp_watchdog_registered = true;
 	}
 	smtp_closing_ticks = Max(meisa_smtp_connect_timeout * 1000 / SMTP_WATCHDOG_MS, 1);
-	smtp_closing = s;
+	smtp_closing = socks;
 	enable_timeout_every(smtp_watchdog_id,
 						 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SMTP_WATCHDOG_MS),
 						 SMTP_WATCHDOG_MS);
 }
 
 /* Stops the close watchdog. */
-static void
+void
 smtp_watchdog_stop(void)
 {
 	smtp_closing = NULL;
-	disable_timeout(smtp_watchdog_id, false);
+	if (smtp_watchdog_registered)
+		disable_timeout(smtp_watchdog_id, false);
 }
 
 /* Fails with the libcurl error of a setopt call that did not take. */
@@ -262,13 +251,57 @@ smtp_check(CURLcode rc, const char *what)
 				 errmsg("could not set libcurl option %s: %s", what, curl_easy_strerror(rc))));
 }
 
-/* Opens a session object for meisa.smtp_url (the connection opens on first send). */
+/* Sets the options of a session's easy handle for meisa.smtp_url. */
+static void
+smtp_session_setopts(SmtpSession *s)
+{
+	CURL	   *c = s->curl;
+
+	smtp_check(curl_easy_setopt(c, CURLOPT_URL, meisa_smtp_url), "CURLOPT_URL");
+#if MEISA_CURL_HAS_PROTOCOLS_STR
+	smtp_check(curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps"), "CURLOPT_PROTOCOLS_STR");
+	smtp_check(curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "smtp,smtps"), "CURLOPT_REDIR_PROTOCOLS_STR");
+#else
+	smtp_check(curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long) (CURLPROTO_SMTP | CURLPROTO_SMTPS)), "CURLOPT_PROTOCOLS");
+	smtp_check(curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_SMTP | CURLPROTO_SMTPS)), "CURLOPT_REDIR_PROTOCOLS");
+#endif
+	smtp_check(curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY), "CURLOPT_USE_SSL");
+	if (meisa_smtp_ca_file && meisa_smtp_ca_file[0] != '\0')
+		smtp_check(curl_easy_setopt(c, CURLOPT_CAINFO, meisa_smtp_ca_file), "CURLOPT_CAINFO");
+	if (meisa_smtp_user && meisa_smtp_user[0] != '\0')
+	{
+		smtp_check(curl_easy_setopt(c, CURLOPT_USERNAME, meisa_smtp_user), "CURLOPT_USERNAME");
+		smtp_check(curl_easy_setopt(c, CURLOPT_PASSWORD, secret_smtp_password()), "CURLOPT_PASSWORD");
+	}
+	smtp_check(curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long) meisa_smtp_connect_timeout), "CURLOPT_CONNECTTIMEOUT");
+	smtp_check(curl_easy_setopt(c, CURLOPT_TIMEOUT, (long) meisa_smtp_timeout), "CURLOPT_TIMEOUT");
+	/* each answer, also to the QUIT libcurl sends after a refused command */
+	smtp_check(curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT, (long) meisa_smtp_timeout),
+			   "CURLOPT_SERVER_RESPONSE_TIMEOUT");
+	smtp_check(curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, smtp_open_socket), "CURLOPT_OPENSOCKETFUNCTION");
+	smtp_check(curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, s->socks), "CURLOPT_OPENSOCKETDATA");
+	smtp_check(curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, smtp_close_socket), "CURLOPT_CLOSESOCKETFUNCTION");
+	smtp_check(curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s->socks), "CURLOPT_CLOSESOCKETDATA");
+	smtp_check(curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L), "CURLOPT_NOSIGNAL");
+	smtp_check(curl_easy_setopt(c, CURLOPT_UPLOAD, 1L), "CURLOPT_UPLOAD");
+	smtp_check(curl_easy_setopt(c, CURLOPT_READFUNCTION, smtp_read), "CURLOPT_READFUNCTION");
+	smtp_check(curl_easy_setopt(c, CURLOPT_READDATA, s), "CURLOPT_READDATA");
+	smtp_check(curl_easy_setopt(c, CURLOPT_VERBOSE, 1L), "CURLOPT_VERBOSE");
+	smtp_check(curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, smtp_debug), "CURLOPT_DEBUGFUNCTION");
+	smtp_check(curl_easy_setopt(c, CURLOPT_DEBUGDATA, s), "CURLOPT_DEBUGDATA");
+	smtp_check(curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L), "CURLOPT_NOPROGRESS");
+	smtp_check(curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, smtp_progress), "CURLOPT_XFERINFOFUNCTION");
+	smtp_check(curl_easy_setopt(c, CURLOPT_XFERINFODATA, s), "CURLOPT_XFERINFODATA");
+	smtp_check(curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf), "CURLOPT_ERRORBUFFER");
+	smtp_check(curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L), "CURLOPT_TCP_KEEPALIVE");
+}
+
+/* A session for meisa.smtp_url registering its sockets in socks (no connection yet). */
 SmtpSession *
-smtp_session_open(void)
+smtp_session_new(SmtpSockets *socks)
 {
 	SmtpSession *s;
 	CURL	   *c;
-	int			i;
 
 	smtp_global_init();
 	c = curl_easy_init();
@@ -278,48 +311,10 @@ smtp_session_open(void)
 				 errmsg("could not create a libcurl handle")));
 	s = palloc0(sizeof(SmtpSession));
 	s->curl = c;
-	for (i = 0; i < SMTP_MAX_SOCKETS; i++)
-		s->sockets[i] = -1;
-
+	s->socks = socks;
 	PG_TRY();
 	{
-		smtp_check(curl_easy_setopt(c, CURLOPT_URL, meisa_smtp_url), "CURLOPT_URL");
-#if MEISA_CURL_HAS_PROTOCOLS_STR
-		smtp_check(curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps"), "CURLOPT_PROTOCOLS_STR");
-		smtp_check(curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "smtp,smtps"), "CURLOPT_REDIR_PROTOCOLS_STR");
-#else
-		smtp_check(curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long) (CURLPROTO_SMTP | CURLPROTO_SMTPS)), "CURLOPT_PROTOCOLS");
-		smtp_check(curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_SMTP | CURLPROTO_SMTPS)), "CURLOPT_REDIR_PROTOCOLS");
-#endif
-		smtp_check(curl_easy_setopt(c, CURLOPT_USE_SSL, (long) CURLUSESSL_TRY), "CURLOPT_USE_SSL");
-		if (meisa_smtp_ca_file && meisa_smtp_ca_file[0] != '\0')
-			smtp_check(curl_easy_setopt(c, CURLOPT_CAINFO, meisa_smtp_ca_file), "CURLOPT_CAINFO");
-		if (meisa_smtp_user && meisa_smtp_user[0] != '\0')
-		{
-			smtp_check(curl_easy_setopt(c, CURLOPT_USERNAME, meisa_smtp_user), "CURLOPT_USERNAME");
-			smtp_check(curl_easy_setopt(c, CURLOPT_PASSWORD, secret_smtp_password()), "CURLOPT_PASSWORD");
-		}
-		smtp_check(curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long) meisa_smtp_connect_timeout), "CURLOPT_CONNECTTIMEOUT");
-		smtp_check(curl_easy_setopt(c, CURLOPT_TIMEOUT, (long) meisa_smtp_timeout), "CURLOPT_TIMEOUT");
-		/* each answer, also to the QUIT libcurl sends after a refused command */
-		smtp_check(curl_easy_setopt(c, CURLOPT_SERVER_RESPONSE_TIMEOUT, (long) meisa_smtp_timeout),
-				   "CURLOPT_SERVER_RESPONSE_TIMEOUT");
-		smtp_check(curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, smtp_open_socket), "CURLOPT_OPENSOCKETFUNCTION");
-		smtp_check(curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, s), "CURLOPT_OPENSOCKETDATA");
-		smtp_check(curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, smtp_close_socket), "CURLOPT_CLOSESOCKETFUNCTION");
-		smtp_check(curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, s), "CURLOPT_CLOSESOCKETDATA");
-		smtp_check(curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L), "CURLOPT_NOSIGNAL");
-		smtp_check(curl_easy_setopt(c, CURLOPT_UPLOAD, 1L), "CURLOPT_UPLOAD");
-		smtp_check(curl_easy_setopt(c, CURLOPT_READFUNCTION, smtp_read), "CURLOPT_READFUNCTION");
-		smtp_check(curl_easy_setopt(c, CURLOPT_READDATA, s), "CURLOPT_READDATA");
-		smtp_check(curl_easy_setopt(c, CURLOPT_VERBOSE, 1L), "CURLOPT_VERBOSE");
-		smtp_check(curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, smtp_debug), "CURLOPT_DEBUGFUNCTION");
-		smtp_check(curl_easy_setopt(c, CURLOPT_DEBUGDATA, s), "CURLOPT_DEBUGDATA");
-		smtp_check(curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L), "CURLOPT_NOPROGRESS");
-		smtp_check(curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, smtp_progress), "CURLOPT_XFERINFOFUNCTION");
-		smtp_check(curl_easy_setopt(c, CURLOPT_XFERINFODATA, s), "CURLOPT_XFERINFODATA");
-		smtp_check(curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf), "CURLOPT_ERRORBUFFER");
-		smtp_check(curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L), "CURLOPT_TCP_KEEPALIVE");
+		smtp_session_setopts(s);
 	}
 	PG_CATCH();
 	{
@@ -331,19 +326,30 @@ smtp_session_open(void)
 	return s;
 }
 
-/*
- * Sends one message; the connection is kept for the next send, but after a
- * session failure or an interruption it is dead (its sockets shut down).
- */
-void
-smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
-		  const char *data, size_t len, SmtpResult *r)
+/* Frees the current send's envelope. */
+static void
+smtp_session_free_envelope(SmtpSession *s)
 {
-	struct curl_slist *rcpt;
-	char	   *from_env = psprintf("<%s>", from_addr);
+	if (s->rcpt)
+	{
+		curl_easy_setopt(s->curl, CURLOPT_MAIL_RCPT, NULL);
+		curl_slist_free_all(s->rcpt);
+		s->rcpt = NULL;
+	}
+	if (s->from_env)
+	{
+		pfree(s->from_env);
+		s->from_env = NULL;
+	}
+}
+
+/* Sets up the envelope and state of one send; false (r says why) when libcurl refused it. */
+bool
+smtp_session_begin(SmtpSession *s, const char *from_addr, const char *to_addr,
+				   const char *data, size_t len, SmtpResult *r)
+{
 	char	   *to_env = psprintf("<%s>", to_addr);
-	CURLcode	rc;
-	long		code = 0;
+	MemoryContext old;
 
 	memset(r, 0, sizeof(*r));
 	s->data = data;
@@ -359,28 +365,41 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 	s->interrupted_at = 0;
 	s->broken = false;
 
-	rcpt = curl_slist_append(NULL, to_env);
-	if (rcpt == NULL)
+	smtp_session_free_envelope(s);
+	/* in the session's context: it may outlive the caller's */
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(s));
+	s->from_env = psprintf("<%s>", from_addr);
+	MemoryContextSwitchTo(old);
+	s->rcpt = curl_slist_append(NULL, to_env);
+	pfree(to_env);
+	if (s->rcpt == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	if (curl_easy_setopt(s->curl, CURLOPT_MAIL_FROM, from_env) != CURLE_OK ||
-		curl_easy_setopt(s->curl, CURLOPT_MAIL_RCPT, rcpt) != CURLE_OK ||
+	if (curl_easy_setopt(s->curl, CURLOPT_MAIL_FROM, s->from_env) != CURLE_OK ||
+		curl_easy_setopt(s->curl, CURLOPT_MAIL_RCPT, s->rcpt) != CURLE_OK ||
 		curl_easy_setopt(s->curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) len) != CURLE_OK)
 	{
-		curl_slist_free_all(rcpt);
-		pfree(from_env);
-		pfree(to_env);
+		smtp_session_free_envelope(s);
 		r->outcome = SMTP_CONNFAIL;
 		strlcpy(r->error, "could not set the SMTP envelope", sizeof(r->error));
-		return;
+		return false;
 	}
-	rc = curl_easy_perform(s->curl);
-	curl_easy_setopt(s->curl, CURLOPT_MAIL_RCPT, NULL);
-	curl_slist_free_all(rcpt);
-	pfree(from_env);
-	pfree(to_env);
+	return true;
+}
 
+/*
+ * Classifies the finished send (libcurl result rc) into r and frees its
+ * envelope; after a session failure or an interruption the connection is
+ * shut down.  Call it while the handle is still in its multi handle.
+ */
+void
+smtp_session_end(SmtpSession *s, CURLcode rc, SmtpResult *r)
+{
+	long		code = 0;
+
+	memset(r, 0, sizeof(*r));
+	smtp_session_free_envelope(s);
 	curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
 	if (rc == CURLE_OK)
 	{
@@ -421,46 +440,36 @@ smtp_send(SmtpSession *s, const char *from_addr, const char *to_addr,
 	}
 	else
 	{
-		/* a timeout leaves libcurl's connection open, an answer perhaps still to come */
+		/* a timeout may leave the connection open, an answer perhaps still to come */
 		r->outcome = SMTP_CONNFAIL;
 		smtp_session_break(s);
 	}
 }
 
-/* Marks the session's connection dead and shuts its sockets down. */
-static void
-smtp_session_break(SmtpSession *s)
-{
-	s->broken = true;
-	smtp_shutdown_sockets(s);
-}
-
 /*
- * Closes the connection and frees the session.  With quit, a healthy
- * connection says QUIT, its answer awaited meisa.smtp_connect_timeout at
- * most; a dead one, or any with a cancel or SIGTERM pending, or without
- * quit (error cleanup), is dropped at once.
+ * Marks the session's connection dead and shuts its socket down (the one
+ * its last transfer used, if libcurl still keeps it): the other sessions'
+ * connections are left alone.
  */
 void
-smtp_session_close(SmtpSession *s, bool quit)
+smtp_session_break(SmtpSession *s)
+{
+	curl_socket_t fd = CURL_SOCKET_BAD;
+
+	s->broken = true;
+	if (curl_easy_getinfo(s->curl, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
+		fd != CURL_SOCKET_BAD)
+		(void) shutdown(fd, SHUT_RDWR);
+}
+
+/* Frees the easy handle and the session (its connections belong to the multi handle). */
+void
+smtp_session_free(SmtpSession *s)
 {
 	if (s == NULL)
 		return;
+	smtp_session_free_envelope(s);
 	if (s->curl)
-	{
-		bool		watched = false;
-
-		if (!quit || s->broken || ProcDiePending || QueryCancelPending)
-			smtp_shutdown_sockets(s);
-		else
-		{
-			smtp_watchdog_start(s);
-			watched = true;
-		}
 		curl_easy_cleanup(s->curl);
-		s->curl = NULL;
-		if (watched)
-			smtp_watchdog_stop();
-	}
 	pfree(s);
 }

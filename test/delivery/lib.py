@@ -161,7 +161,7 @@ class Sink:
         for f in glob.glob(os.path.join(self.dir, "*.eml")):
             os.unlink(f)
         # the sink keeps its log files open: truncate instead of recreate
-        for name in ("received.log", "connections.log", "inflight.log"):
+        for name in ("received.log", "connections.log", "inflight.log", "sessions.log"):
             open(os.path.join(self.dir, name), "w").close()
 
     def files(self):
@@ -195,6 +195,16 @@ class Sink:
             return 0
         with open(path) as f:
             return sum(1 for line in f if " EHLO" in line or " HELO" in line)
+
+    def max_sessions(self, what="open"):
+        """The most connections open ("open") or messages being stored
+        ("busy") at once since the last clear()."""
+        path = os.path.join(self.dir, "sessions.log")
+        if not os.path.exists(path):
+            return 0
+        with open(path) as f:
+            return max([int(p[2]) for p in (line.split() for line in f) if len(p) == 3 and p[1] == what],
+                       default=0)
 
     def mail_lines(self):
         """The "MAIL tls=.. auth=.." lines: how each message's session looked."""

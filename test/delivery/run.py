@@ -301,17 +301,34 @@ def test_wake_at_commit():
     all_status([mid], "sent")
 
 
+def queue_many(to, n, tag, contact_id=None):
+    """Queues n messages to 'to' in one transaction; returns their ids."""
+    c = "NULL" if contact_id is None else str(contact_id)
+    out = pg.psql("INSERT INTO meisa.messages (contact_id, to_email, kind, subject, text, message_id) "
+                  f"SELECT {c}, {q(to)}, 'transactional', {q(tag)} || ' ' || i, 'x', "
+                  f"{q(tag)} || '-' || i || '-' || gen_random_uuid() FROM generate_series(1, {n}) i RETURNING id")
+    return [int(x) for x in out.split()]
+
+
 def test_connection_reuse_and_rate():
-    """A batch uses one SMTP connection; meisa.max_send_rate spaces sends."""
+    """With meisa.smtp_connections = 1 a batch uses one SMTP connection (4:
+    at most 4); meisa.max_send_rate spaces sends."""
+    pg.reload({"meisa.smtp_connections": "1"})
+    time.sleep(1.2)     # the worker reloads between rounds (naptime 1 s)
     sink.clear()
     c = add_contact("batch@example.com")
-    pg.psql("BEGIN; " + "; ".join(
-        "INSERT INTO meisa.messages (contact_id, to_email, kind, subject, text, message_id) "
-        f"VALUES ({c}, 'batch@example.com', 'transactional', 'batch {i}', 'x', 'batch-{i}-' || gen_random_uuid())"
-        for i in range(30)) + "; COMMIT;")
+    queue_many("batch@example.com", 30, "batch", c)
     ok = wait_for(lambda: len(sink.files()) == 30, 20)
     check("reuse: 30 messages committed together arrive", ok, len(sink.files()))
-    check(f"reuse: they used {sink.connections()} SMTP connection(s)", sink.connections() == 1)
+    check(f"reuse: with smtp_connections = 1 they used {sink.connections()} SMTP connection(s)",
+          sink.connections() == 1)
+    pg.reload({"meisa.smtp_connections": None})
+    time.sleep(1.2)
+    sink.clear()
+    queue_many("batch@example.com", 30, "batch4", c)
+    ok = wait_for(lambda: len(sink.files()) == 30, 20)
+    check(f"reuse: with smtp_connections = 4 they used {sink.connections()} SMTP connection(s) (2..4)",
+          ok and 2 <= sink.connections() <= 4, len(sink.files()))
     sink.clear()
     pg.reload({"meisa.max_send_rate": "10"})
     ids = [queue(c, "batch@example.com", subject=f"rate {i}") for i in range(12)]
@@ -319,6 +336,89 @@ def test_connection_reuse_and_rate():
     times = sorted(float(r[0]) for r in sink.received_log())
     span = times[-1] - times[0] if len(times) > 1 else 0
     check(f"rate: 12 messages at max_send_rate=10 took {span:.2f}s (>= 1.0)", ok and span >= 1.0)
+    pg.reload({"meisa.max_send_rate": None})
+
+
+def exactly_once(ids):
+    """Every message of ids arrived exactly once, with its own Message-ID."""
+    want = sorted(msgids(ids).values())
+    return sorted(received_ids()) == want
+
+
+def test_multi_sessions():
+    """meisa.smtp_connections = 4 (the default): one worker keeps four SMTP
+    sessions busy at once (a server slow to answer RCPT TO holds one session,
+    not the others); every message arrives exactly once with its Message-ID
+    and is settled sent after one attempt."""
+    sink.clear()
+    sink.set_control({"rcpt_delay": 0.3})
+    ids = queue_many("multi@example.com", 24, "multi")
+    t0 = time.time()
+    ok = all_status(ids, "sent", 30)
+    dt = time.time() - t0
+    time.sleep(0.3)
+    check(f"multi: 24 messages with a 0.3 s RCPT answer each were sent in {dt:.1f} s (< 4 s, one session needs 7.2 s)",
+          ok and dt < 4.0, status(ids))
+    check(f"multi: the sink saw {sink.max_sessions('open')} connections open at once (4)",
+          sink.max_sessions("open") == 4)
+    check(f"multi: the sink had {sink.max_sessions('busy')} messages in progress at once (4)",
+          sink.max_sessions("busy") == 4)
+    check("multi: each arrived exactly once with its Message-ID", exactly_once(ids), received_ids())
+    check("multi: each took one attempt", all(v[1] == 1 for v in status(ids).values()), status(ids))
+    sink.set_control({})
+
+
+def test_multi_tempfail_one():
+    """A 4xx on one session retries only that message: the others are sent
+    once, on the first attempt, meanwhile."""
+    sink.clear()
+    sink.set_control({"data": [{"match": "multi-later@", "reply": "451 4.3.0 try again later", "times": 1}],
+                      "delay": 0.05})
+    others = queue_many("multi-ok@example.com", 15, "multi-ok")
+    later = queue(None, "multi-later@example.com", subject="4xx once among many")
+    ok = all_status(others + [later], "sent", 20)
+    st = status(others + [later])
+    check("multi 4xx: all sent", ok, st)
+    check("multi 4xx: the refused message took 2 attempts, the others 1",
+          st[later][1] == 2 and all(st[i][1] == 1 for i in others), st)
+    time.sleep(0.3)
+    check("multi 4xx: each arrived exactly once", exactly_once(others + [later]), received_ids())
+    sink.set_control({})
+
+
+def test_multi_dropped_connection():
+    """The server drops one session's connection after reading a message
+    (not stored): that message is retried on a new connection and arrives
+    once; the messages of the other sessions are neither lost nor sent twice."""
+    sink.clear()
+    sink.set_control({"drop": [{"match": "multi-cut@", "times": 1}], "delay": 0.05})
+    first = queue_many("multi-a@example.com", 10, "multi-a")
+    cut = queue(None, "multi-cut@example.com", subject="its connection is dropped")
+    rest = queue_many("multi-b@example.com", 10, "multi-b")
+    ids = first + [cut] + rest
+    ok = all_status(ids, "sent", 25)
+    st = status(ids)
+    check("multi drop: all sent", ok, st)
+    check("multi drop: the dropped message took 2 attempts", st[cut][1] == 2, st[cut])
+    check("multi drop: the other messages took one attempt each (never resent)",
+          all(st[i][1] == 1 for i in first + rest), st)
+    time.sleep(0.3)
+    check("multi drop: each arrived exactly once", exactly_once(ids), received_ids())
+    sink.set_control({})
+
+
+def test_multi_rate():
+    """meisa.max_send_rate caps the worker as a whole, across its four sessions."""
+    sink.clear()
+    pg.reload({"meisa.max_send_rate": "20"})
+    ids = queue_many("multi-rate@example.com", 31, "multi-rate")
+    ok = all_status(ids, "sent", 30)
+    times = sorted(float(r[0]) for r in sink.received_log())
+    span = times[-1] - times[0] if len(times) > 1 else 0
+    worst = max((sum(1 for t in times if s <= t < s + 1.0) for s in times), default=0)
+    check(f"multi rate: 31 messages at max_send_rate=20 over 4 sessions took {span:.2f}s (>= 1.4)",
+          ok and span >= 1.4)
+    check(f"multi rate: at most {worst} messages arrived within any second (<= 21)", worst <= 21)
     pg.reload({"meisa.max_send_rate": None})
 
 
@@ -483,8 +583,9 @@ def test_smtp_url_unset():
     sink.clear()
     more = [queue(c, "nourl@example.com", subject=f"by meisa_deliver {i}") for i in range(3)]
     n = pg.psql(f"SET meisa.smtp_url = 'smtp://127.0.0.1:{SMTP_PORT}'; SELECT meisa_deliver(3)")
-    check(f"meisa_deliver(3): sent {n} of the 5 waiting, over one connection",
-          n == "3" and len(sink.files()) == 3 and sink.connections() == 1, (n, len(sink.files())))
+    # its sessions: meisa.smtp_connections (4), at most one per claimed message
+    check(f"meisa_deliver(3): sent {n} of the 5 waiting, over {sink.connections()} connection(s) (1..3)",
+          n == "3" and len(sink.files()) == 3 and 1 <= sink.connections() <= 3, (n, len(sink.files())))
     pg.reload({"meisa.smtp_url": None})
     check("no smtp_url: sent once it is set again", all_status(ids + more, "sent", 10), status(ids + more))
 
@@ -881,7 +982,9 @@ def main():
         pg.psql("CREATE EXTENSION meisa")
         check("the worker starts with the server",
               wait_for(lambda: pg.worker_pid() is not None, 10))
-        tests = (test_basic, test_api, test_quoted_addresses_and_long_headers, test_wake_at_commit, test_connection_reuse_and_rate, test_smtp_down,
+        tests = (test_basic, test_api, test_quoted_addresses_and_long_headers, test_wake_at_commit, test_connection_reuse_and_rate,
+                 test_multi_sessions, test_multi_tempfail_one, test_multi_dropped_connection, test_multi_rate,
+                 test_smtp_down,
                  test_tempfail, test_permfail, test_smtp_url_unset, test_deliver_bounce_order, test_worker_stats,
                  test_run_due_hook, test_starttls_auth, test_stall_after_data, test_stall_greeting, test_stall_quit,
                  test_stall_refused, test_stall_deliver_cancel,

@@ -8,12 +8,19 @@ file (re-read when it changes):
 
   {"rcpt":  [{"match": "nosuch@", "reply": "550 5.1.1 no such user", "times": -1}],
    "data":  [{"match": "later@",  "reply": "451 4.3.0 try again",   "times": 2}],
-   "delay": 0.2}
+   "drop":  [{"match": "cut@", "times": 1}],
+   "delay": 0.2, "rcpt_delay": 0.3}
 
 "match" is a substring of the recipient, "times" how often the rule answers
 (-1 = always), "delay" seconds to wait before answering 250 to a message it
-has already stored (each such wait is announced in DIR/inflight.log).  Every
-EHLO/HELO (one per SMTP connection) is counted in DIR/connections.log.
+has already stored (each such wait is announced in DIR/inflight.log),
+"rcpt_delay" seconds to wait before answering 250 to RCPT TO.  A
+"drop" rule closes the connection when the matching message has been read,
+without storing or answering it.  Every EHLO/HELO (one per SMTP connection)
+is counted in DIR/connections.log; DIR/sessions.log gets "time open N"
+whenever a connection comes or goes (N = connections open now) and "time
+busy N" when a message starts being stored or a RCPT TO starts its
+rcpt_delay (N = such messages in progress now, on all connections).
 
 Environment: SINK_TLS_CERT and SINK_TLS_KEY offer STARTTLS and require it
 (with SINK_IMPLICIT_TLS=1: TLS from the first byte, as smtps:// expects);
@@ -45,6 +52,19 @@ class Handler:
         self.log = open(os.path.join(outdir, "received.log"), "a", buffering=1)
         self.conns = open(os.path.join(outdir, "connections.log"), "a", buffering=1)
         self.inflight = open(os.path.join(outdir, "inflight.log"), "a", buffering=1)
+        self.sessions = open(os.path.join(outdir, "sessions.log"), "a", buffering=1)
+        self.open_now = 0
+        self.busy = 0
+
+    def session_event(self, what, delta):
+        if what == "busy":
+            self.busy += delta
+            n = self.busy
+        else:
+            self.open_now += delta
+            n = self.open_now
+        if delta > 0 or what != "busy":
+            self.sessions.write("%.6f %s %d\n" % (time.time(), what, n))
 
     def load(self):
         if not self.control:
@@ -61,7 +81,7 @@ class Handler:
             self.used = {}
             self.mtime = mtime
 
-    def rule(self, stage, rcpt):
+    def rule(self, stage, rcpt, reply_key="reply"):
         self.load()
         for i, r in enumerate(self.rules.get(stage, [])):
             if r["match"] in rcpt:
@@ -70,7 +90,7 @@ class Handler:
                 if times >= 0 and self.used.get(key, 0) >= times:
                     continue
                 self.used[key] = self.used.get(key, 0) + 1
-                return r["reply"]
+                return r[reply_key] if reply_key else True
         return None
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -95,6 +115,13 @@ class Handler:
         reply = self.rule("rcpt", address)
         if reply:
             return reply
+        rcpt_delay = float(self.rules.get("rcpt_delay", 0) or 0)
+        if rcpt_delay > 0:
+            self.session_event("busy", 1)
+            try:
+                await asyncio.sleep(rcpt_delay)
+            finally:
+                self.session_event("busy", -1)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -103,6 +130,17 @@ class Handler:
         reply = self.rule("data", rcpt)
         if reply:
             return reply
+        if self.rule("drop", rcpt, reply_key=None):
+            # read to its end, then the connection is gone: not stored
+            server.transport.abort()
+            return "421 4.4.2 connection dropped"
+        self.session_event("busy", 1)
+        try:
+            return await self.store(envelope, rcpt)
+        finally:
+            self.session_event("busy", -1)
+
+    async def store(self, envelope, rcpt):
         data = envelope.original_content or envelope.content
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
@@ -154,8 +192,19 @@ async def main():
         opts.update(authenticator=authenticator, auth_required=True,
                     # with implicit TLS the whole session is encrypted already
                     auth_require_tls=bool(os.environ.get("SINK_TLS_CERT")) and implicit is None)
+    class CountingSMTP(SMTP):
+        """Reports connections opening and closing to the handler."""
+
+        def connection_made(self, transport):
+            handler.session_event("open", 1)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc):
+            handler.session_event("open", -1)
+            super().connection_lost(exc)
+
     server = await loop.create_server(
-        lambda: SMTP(handler, decode_data=False, hostname="sink.test",
+        lambda: CountingSMTP(handler, decode_data=False, hostname="sink.test",
                      data_size_limit=10 * 1024 * 1024, enable_SMTPUTF8=False, **opts),
         host="127.0.0.1", port=port, reuse_address=True, ssl=implicit)
     stop = asyncio.Event()
