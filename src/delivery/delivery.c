@@ -603,7 +603,6 @@ batch_prepare(Batch *b, DeliveryMsg *m)
 	{
 		/* inside the contact's quiet hours: back to the queue until they end */
 		settle(Q_RELEASE, m, NULL, quiet_wait);
-		batch_commit(b);
 		return false;
 	}
 	ba.m = m;
