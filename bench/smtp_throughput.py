@@ -17,7 +17,8 @@ median, p90, p99, max (the measure of bench/delivery.sh).
 
 Environment: BENCH_MESSAGES (N, default 20000), BENCH_SIZE (default 2000),
 BENCH_CONNECTIONS, BENCH_BATCH (meisa.batch_size, default 100),
-BENCH_LATENCY_MESSAGES (default 1000).  Ports: PostgreSQL 26470, smtp-sink
+BENCH_LATENCY_MESSAGES (default 1000), BENCH_CONF (postgresql.conf lines,
+separated by ";").  Ports: PostgreSQL 26470, smtp-sink
 26471, aiosmtpd 26472.
 """
 import os
@@ -44,7 +45,8 @@ SINK_PID = os.path.join("/tmp", "meisa-smtp-throughput-sink.pid")
 
 pg = Cluster(BINDIR, BASE, PG_PORT, AIO_PORT,
              extra_conf=f"meisa.worker_naptime = '10s'\nmeisa.batch_size = {BATCH}\n"
-                        "meisa.lease_time = '300s'\nmeisa.smtp_timeout = '60s'\n")
+                        "meisa.lease_time = '300s'\nmeisa.smtp_timeout = '60s'\n"
+                        + os.environ.get("BENCH_CONF", "").replace(";", "\n") + "\n")
 aio = Sink(AIO_PORT, BASE)
 
 
@@ -132,7 +134,8 @@ def meisa_run(c):
 
 def main():
     print(f"meisa SMTP throughput against Postfix smtp-source: bindir {BINDIR}, {os.cpu_count()} CPUs, "
-          f"N {N}, size {SIZE}, PostgreSQL defaults (fsync on, synchronous_commit on)", flush=True)
+          f"N {N}, size {SIZE}, PostgreSQL defaults (fsync on, synchronous_commit on)"
+          + (f" plus {os.environ['BENCH_CONF']}" if os.environ.get("BENCH_CONF") else ""), flush=True)
     sinkp = None
     results = {}
     try:
