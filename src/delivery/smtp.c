@@ -457,6 +457,9 @@ smtp_session_break(SmtpSession *s)
 	curl_socket_t fd = CURL_SOCKET_BAD;
 
 	s->broken = true;
+	/* libcurl finds the transfer's connection through the multi handle */
+	if (!s->in_multi)
+		return;
 	if (curl_easy_getinfo(s->curl, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK &&
 		fd != CURL_SOCKET_BAD)
 		(void) shutdown(fd, SHUT_RDWR);

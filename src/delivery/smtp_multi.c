@@ -121,7 +121,7 @@ smtp_multi_start(SmtpMulti *mm, int slot, const char *from_addr, const char *to_
 				 curl_multi_strerror(mc));
 		return false;
 	}
-	sl->busy = sl->attached = true;
+	sl->busy = sl->attached = sl->s->in_multi = true;
 	sl->aborted = false;
 	sl->interrupted_at = 0;
 	mm->attached++;
@@ -156,7 +156,7 @@ smtp_multi_detach(SmtpMulti *mm, SmtpSlot *sl)
 	if (!sl->attached)
 		return;
 	(void) curl_multi_remove_handle(mm->multi, sl->s->curl);
-	sl->attached = false;
+	sl->attached = sl->s->in_multi = false;
 	mm->attached--;
 }
 

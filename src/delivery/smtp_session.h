@@ -42,6 +42,7 @@ typedef struct SmtpSession
 	char		errbuf[CURL_ERROR_SIZE];
 	TimestampTz interrupted_at; /* first cancel/SIGTERM seen after the hand-over, 0 = none */
 	bool		broken;			/* the last send failed: its connection is dead */
+	bool		in_multi;		/* the easy handle is in a multi handle (smtp_multi.c) */
 } SmtpSession;
 
 /* Initialises libcurl once per process. */
@@ -61,7 +62,7 @@ extern bool smtp_session_begin(SmtpSession *s, const char *from_addr, const char
  * shut down.  Call it while the handle is still in its multi handle.
  */
 extern void smtp_session_end(SmtpSession *s, CURLcode rc, SmtpResult *r);
-/* Marks the session's connection dead and shuts its socket down. */
+/* Marks the session's connection dead and shuts its socket down (found while the handle is in its multi handle). */
 extern void smtp_session_break(SmtpSession *s);
 /* Frees the easy handle and the session (its connections belong to the multi handle). */
 extern void smtp_session_free(SmtpSession *s);
