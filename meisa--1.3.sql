@@ -404,6 +404,7 @@ BEGIN
     DELETE FROM meisa.segment_members m WHERE m.contact_id = OLD.id;
     DELETE FROM meisa.segment_checks k WHERE k.contact_id = OLD.id;
     DELETE FROM meisa.segment_changes x WHERE x.contact_id = OLD.id;
+    DELETE FROM meisa.topic_subscriptions s WHERE s.contact_id = OLD.id;
     RETURN NULL;
 END
 $$;
@@ -471,8 +472,8 @@ END
 $$;
 
 -- API: Public. Unsubscribe from marketing mail by email or by the token of
--- an unsubscribe link (an argument without "@"); true when this changed the
--- contact.
+-- an unsubscribe link (an argument without "@"; the token of a message with
+-- a topic leaves that topic only); true when this changed the contact.
 CREATE FUNCTION @extschema@.meisa_unsubscribe(email_or_token text, reason text DEFAULT 'unsubscribed')
     RETURNS boolean
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -480,6 +481,7 @@ CREATE FUNCTION @extschema@.meisa_unsubscribe(email_or_token text, reason text D
     AS $$
 DECLARE
     cid bigint;
+    tname text;
 BEGIN
     IF $1 IS NULL THEN
         RAISE EXCEPTION 'field "email_or_token" must not be null'
@@ -493,7 +495,11 @@ BEGIN
     IF pg_catalog.strpos($1, '@') > 0 THEN
         cid := meisa.contact_id_by_email($1);
     ELSE
-        cid := meisa.unsubscribe_token_contact($1);   -- 60_delivery.sql
+        cid := meisa.unsubscribe_token_contact($1);
+        tname := meisa.unsubscribe_token_topic($1);
+        IF tname IS NOT NULL AND $2 = 'unsubscribed' THEN
+            RETURN meisa.topic_set(cid, tname, false);
+        END IF;
     END IF;
     UPDATE meisa.contacts c
        SET subscribed = false, unsubscribe_reason = $2, unsubscribed_at = pg_catalog.now()
@@ -1248,48 +1254,6 @@ BEGIN
 END
 $$;
 
--- (1.3) The token of a message with a topic leaves that topic; any other
--- token, or an email, unsubscribes from all marketing mail.
-CREATE OR REPLACE FUNCTION @extschema@.meisa_unsubscribe(email_or_token text, reason text DEFAULT 'unsubscribed')
-    RETURNS boolean
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-    SET search_path = pg_catalog, meisa, pg_temp
-    AS $$
-DECLARE
-    cid bigint;
-    tname text;
-BEGIN
-    IF $1 IS NULL THEN
-        RAISE EXCEPTION 'field "email_or_token" must not be null'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF $2 IS NULL OR $2 NOT IN ('unsubscribed', 'bounced', 'complained') THEN
-        RAISE EXCEPTION 'invalid value for field "reason": %', coalesce(pg_catalog.quote_literal($2), 'null')
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The reason is one of unsubscribed, bounced, complained.';
-    END IF;
-    IF pg_catalog.strpos($1, '@') > 0 THEN
-        cid := meisa.contact_id_by_email($1);
-    ELSE
-        cid := meisa.unsubscribe_token_contact($1);
-        tname := meisa.unsubscribe_token_topic($1);
-        IF tname IS NOT NULL AND $2 = 'unsubscribed' THEN
-            RETURN meisa.topic_set(cid, tname, false);
-        END IF;
-    END IF;
-    UPDATE meisa.contacts c
-       SET subscribed = false, unsubscribe_reason = $2, unsubscribed_at = pg_catalog.now()
-     WHERE c.id = cid AND (c.subscribed OR c.unsubscribe_reason IS DISTINCT FROM $2);
-    IF FOUND THEN
-        RETURN true;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM meisa.contacts c WHERE c.id = cid) THEN
-        RAISE EXCEPTION 'no contact has id %', cid USING ERRCODE = 'no_data_found';
-    END IF;
-    RETURN false;
-END
-$$;
-
 -- API: Public (app, reader). Contacts who left a topic, polled like
 -- meisa.unsubscribed_emails.
 CREATE VIEW meisa.topic_opt_outs WITH (security_barrier = true) AS
@@ -1405,21 +1369,6 @@ SELECT b.name AS broadcast, b.status, b.audience,
       FROM meisa.messages m
       LEFT JOIN meisa.contacts c ON c.id OPERATOR(pg_catalog.=) m.contact_id
      WHERE m.broadcast_id OPERATOR(pg_catalog.=) b.id) s ON true;
-
--- a contact's memberships, checks, segment changes and topic choices go with it
-CREATE OR REPLACE FUNCTION meisa.contacts_deleted() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, meisa, pg_temp
-    AS $$
-BEGIN
-    DELETE FROM meisa.activity a WHERE a.contact_id = OLD.id;
-    DELETE FROM meisa.segment_members m WHERE m.contact_id = OLD.id;
-    DELETE FROM meisa.segment_checks k WHERE k.contact_id = OLD.id;
-    DELETE FROM meisa.segment_changes x WHERE x.contact_id = OLD.id;
-    DELETE FROM meisa.topic_subscriptions s WHERE s.contact_id = OLD.id;
-    RETURN NULL;
-END
-$$;
 
 -- nothing of the topics and broadcasts for PUBLIC (a role holding a
 -- privilege set gets the new objects with meisa.grant(role, set) again)
